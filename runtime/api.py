@@ -1,0 +1,158 @@
+"""The Runtime API client: one method per call, one keep-alive connection, Lambda's status rules.
+
+Status handling (see the facts file): 500 on any call means the sandbox is broken and the
+runtime must exit promptly (RuntimeAPIFatal); 410 on a post means the invoke already timed out,
+413 on /response means Lambda refused the payload: both are logged and the loop goes on; any
+other unexpected status is logged with its body and the loop goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runtime.http import Connection, HTTPError, Response
+
+_BASE = "/2018-06-01/runtime"
+_NEXT = _BASE + "/invocation/next"
+_INIT_ERROR = _BASE + "/init/error"
+_EXTENSION_REGISTER = "/2020-01-01/extension/register"
+
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
+INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
+
+
+class RuntimeAPIFatal(Exception):
+    """The Runtime API told us (or showed us) that this environment is done: exit now."""
+
+
+class Invocation:
+    """One event handed out by ``/next``, with every header Lambda sent along."""
+
+    __slots__ = (
+        "body",
+        "client_context",
+        "cognito_identity",
+        "content_type",
+        "deadline_ms",
+        "function_arn",
+        "headers",
+        "invocation_id",
+        "request_id",
+        "tenant_id",
+        "trace_id",
+    )
+
+    def __init__(self, headers: dict[str, str], body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+        self.request_id = headers.get("lambda-runtime-aws-request-id", "")
+        try:
+            self.deadline_ms = int(headers.get("lambda-runtime-deadline-ms", "0"))
+        except ValueError:
+            self.deadline_ms = 0
+        self.function_arn = headers.get("lambda-runtime-invoked-function-arn", "")
+        self.trace_id = headers.get("lambda-runtime-trace-id")
+        self.client_context = headers.get("lambda-runtime-client-context")
+        self.cognito_identity = headers.get("lambda-runtime-cognito-identity")
+        self.tenant_id = headers.get("lambda-runtime-aws-tenant-id")
+        self.invocation_id = headers.get("lambda-runtime-invocation-id")
+        self.content_type = headers.get("content-type")
+
+
+class RuntimeClient:
+    def __init__(self, host: str, port: int, warn: Callable[[str], None]) -> None:
+        self._conn = Connection(host, port)
+        self._address = f"{host}:{port}"
+        self._warn = warn
+
+    def next_invocation(self) -> Invocation:
+        response = self._call("GET", _NEXT, (), b"")
+        if response.status != 200:
+            # Without an event there is nothing to answer; looping would only spin.
+            raise RuntimeAPIFatal(
+                f"/invocation/next answered {response.status}: {_excerpt(response.body)}"
+            )
+        request_id = response.headers.get("lambda-runtime-aws-request-id")
+        if not request_id:
+            raise RuntimeAPIFatal("/invocation/next answered without Lambda-Runtime-Aws-Request-Id")
+        return Invocation(response.headers, response.body)
+
+    def post_response(
+        self, invocation: Invocation, body: bytes | bytearray | memoryview, content_type: str
+    ) -> None:
+        headers = [("Content-Type", content_type)]
+        if invocation.invocation_id:
+            headers.append((INVOCATION_ID_HEADER, invocation.invocation_id))
+        target = f"{_BASE}/invocation/{invocation.request_id}/response"
+        self._check_post(target, self._call("POST", target, headers, body))
+
+    def post_error(
+        self, invocation: Invocation, error_type: str, body: bytes, xray_cause: bytes | None
+    ) -> None:
+        headers = _error_headers(error_type, xray_cause)
+        if invocation.invocation_id:
+            headers.append((INVOCATION_ID_HEADER, invocation.invocation_id))
+        target = f"{_BASE}/invocation/{invocation.request_id}/error"
+        self._check_post(target, self._call("POST", target, headers, body))
+
+    def post_init_error(self, error_type: str, body: bytes, xray_cause: bytes | None) -> None:
+        headers = _error_headers(error_type, xray_cause)
+        self._check_post(_INIT_ERROR, self._call("POST", _INIT_ERROR, headers, body))
+
+    def register_extension(self, name: str) -> str:
+        """Register an internal extension with no events, so Lambda sends SIGTERM at shutdown."""
+        response = self._call(
+            "POST",
+            _EXTENSION_REGISTER,
+            [("Lambda-Extension-Name", name), ("Content-Type", "application/json")],
+            b'{"events":[]}',
+        )
+        if response.status != 200:
+            raise RuntimeAPIFatal(
+                f"extension registration answered {response.status}: {_excerpt(response.body)}"
+            )
+        return response.headers.get("lambda-extension-identifier", "")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _call(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]] | tuple[()],
+        body: bytes | bytearray | memoryview,
+    ) -> Response:
+        try:
+            response = self._conn.request(method, target, headers, body)
+        except HTTPError as exc:
+            raise RuntimeAPIFatal(f"Runtime API at {self._address} failed: {exc}") from exc
+        if response.status == 500:
+            raise RuntimeAPIFatal(
+                f"{method} {target} answered 500 (container error): {_excerpt(response.body)}"
+            )
+        return response
+
+    def _check_post(self, target: str, response: Response) -> None:
+        status = response.status
+        if status == 202:
+            return
+        if status == 410:
+            self._warn(f"{target} answered 410: the invoke had already timed out; result dropped")
+        elif status == 413:
+            self._warn(f"{target} answered 413: the payload is over Lambda's limit and was refused")
+        else:
+            self._warn(f"{target} answered unexpected status {status}: {_excerpt(response.body)}")
+
+
+def _error_headers(error_type: str, xray_cause: bytes | None) -> list[tuple[str, str]]:
+    headers = [("Content-Type", "application/json"), (ERROR_TYPE_HEADER, error_type)]
+    if xray_cause is not None:
+        headers.append((XRAY_CAUSE_HEADER, xray_cause.decode()))
+    return headers
+
+
+def _excerpt(body: bytes, limit: int = 500) -> str:
+    text = body[:limit].decode("utf-8", "replace")
+    return text + ("..." if len(body) > limit else "")

@@ -1,0 +1,190 @@
+"""The runtime's lifecycle, top to bottom: init, the invoke loop, shutdown.
+
+Init reads the configuration, routes logs, puts the task root and layers on ``sys.path``, imports
+the handler (reporting a failure to ``/init/error``) and, when the user registered shutdown hooks,
+registers an internal extension so Lambda sends SIGTERM. The loop then takes one event at a time
+from ``/next``, calls the handler and posts exactly one response or one error for it. Shutdown is
+SIGTERM (hooks, then exit 0) or the Runtime API telling us the sandbox is gone (exit 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import orjson
+
+from runtime import shutdown
+from runtime.api import Invocation, RuntimeAPIFatal, RuntimeClient
+from runtime.config import Config, ConfigError
+from runtime.context import ClientContext, CognitoIdentity, LambdaContext, current_context
+from runtime.errors import LambdaError, encode_error, error_body, error_type_of, xray_cause
+from runtime.handler import Handler, load_handler, setup_sys_path
+from runtime.logs import RuntimeLog, install
+from runtime.marshal import decode_event, encode_result
+
+if TYPE_CHECKING:
+    import asyncio
+
+EXTENSION_NAME = "lambda-runtime"
+# Lambda gives an environment with only internal extensions roughly 300-500 ms between SIGTERM
+# and SIGKILL; locally nothing may come after SIGTERM, so the bound is ours to keep.
+SHUTDOWN_BUDGET_SECONDS = 0.5
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        config = Config.from_environ(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"lambda-runtime: {exc}\n")
+        sys.exit(2)
+    log = install(config)
+    client = RuntimeClient(config.runtime_api_host, config.runtime_api_port, log.warning)
+    try:
+        handler = init(config, client, log)
+        Invoker(config, client, handler, log).loop()
+    except RuntimeAPIFatal as exc:
+        log.write("ERROR", f"runtime exiting: {exc}")
+        sys.exit(1)
+
+
+# --- init -----------------------------------------------------------------------------------
+
+
+def init(config: Config, client: RuntimeClient, log: RuntimeLog) -> Handler:
+    setup_sys_path(config.task_root, config.layer_root)
+    try:
+        handler = load_handler(config.handler)
+    except BaseException as exc:
+        body = _safe_error_body(exc, "")
+        log.error(body)
+        client.post_init_error(body["errorType"], encode_error(body), _safe_xray_cause(exc))
+        sys.exit(1)
+    if shutdown.registered():
+        client.register_extension(EXTENSION_NAME)
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            shutdown.run_hooks(SHUTDOWN_BUDGET_SECONDS, log.warning)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    return handler
+
+
+# --- the invoke loop --------------------------------------------------------------------------
+
+
+class Invoker:
+    """Turns one Invocation into exactly one response or one error."""
+
+    def __init__(
+        self, config: Config, client: RuntimeClient, handler: Handler, log: RuntimeLog
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._handler = handler
+        self._log = log
+        self._memory = str(config.memory_limit_in_mb)
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+
+    def loop(self) -> NoReturn:
+        next_invocation = self._client.next_invocation
+        handle = self.handle
+        while True:
+            handle(next_invocation())
+
+    def handle(self, invocation: Invocation) -> None:
+        config = self._config
+        if invocation.trace_id:
+            os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        context = LambdaContext(
+            aws_request_id=invocation.request_id,
+            deadline_ms=invocation.deadline_ms,
+            invoked_function_arn=invocation.function_arn,
+            function_name=config.function_name,
+            function_version=config.function_version,
+            memory_limit_in_mb=self._memory,
+            log_group_name=config.log_group_name,
+            log_stream_name=config.log_stream_name,
+            tenant_id=invocation.tenant_id,
+            xray_trace_id=invocation.trace_id,
+        )
+        token = current_context.set(context)
+        try:
+            try:
+                _fill_context_headers(context, invocation)
+                event = decode_event(invocation.body, invocation.content_type)
+                result = self._handler(event, context)
+                if hasattr(result, "__await__"):
+                    result = self._run_async(result)
+                body, content_type = encode_result(result)
+            except BaseException as exc:
+                self._report(invocation, exc)
+            else:
+                self._client.post_response(invocation, body, content_type)
+        finally:
+            current_context.reset(token)
+
+    def _run_async(self, awaitable: Any) -> Any:
+        if self._event_loop is None:
+            import asyncio
+
+            # One loop for the life of the environment, so clients and connections that async
+            # handlers cache at module level stay usable from one invoke to the next.
+            self._event_loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._event_loop)
+        return self._event_loop.run_until_complete(awaitable)
+
+    def _report(self, invocation: Invocation, exc: BaseException) -> None:
+        body = _safe_error_body(exc, invocation.request_id)
+        self._log.error(body)
+        self._client.post_error(
+            invocation, body["errorType"], encode_error(body), _safe_xray_cause(exc)
+        )
+
+
+def _fill_context_headers(context: LambdaContext, invocation: Invocation) -> None:
+    try:
+        if invocation.client_context:
+            fields = orjson.loads(invocation.client_context)
+            context.client_context = ClientContext(fields if isinstance(fields, dict) else {})
+        if invocation.cognito_identity:
+            fields = orjson.loads(invocation.cognito_identity)
+            if isinstance(fields, dict):
+                context.identity = CognitoIdentity(
+                    fields.get("cognitoIdentityId"), fields.get("cognitoIdentityPoolId")
+                )
+    except orjson.JSONDecodeError as exc:
+        raise LambdaError(
+            "Runtime.LambdaContextUnmarshalError", f"Unable to parse context header: {exc}"
+        ) from None
+
+
+def _safe_error_body(exc: BaseException, request_id: str) -> dict[str, Any]:
+    try:
+        return error_body(exc, request_id)
+    except Exception as broken:  # the error could not even be described: still report one
+        return {
+            "errorMessage": f"<error formatting failed: {type(broken).__name__}>",
+            "errorType": error_type_of(exc),
+            "requestId": request_id,
+            "stackTrace": [],
+        }
+
+
+def _safe_xray_cause(exc: BaseException) -> bytes | None:
+    try:
+        return xray_cause(exc)
+    except Exception:
+        return None

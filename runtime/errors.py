@@ -1,0 +1,213 @@
+"""Error payloads: what the runtime posts to /error and /init/error, and what it logs.
+
+Body: ``{"errorMessage", "errorType", "requestId", "stackTrace"}`` as the managed Python runtime
+sends it. ``stackTrace`` holds the user's frames only, each a string formatted like a line pair of
+a Python traceback. Beyond the managed runtime, and only when present:
+
+- ``notes``: the exception's ``__notes__`` (``add_note``), in order;
+- ``cause``: the error object of ``__cause__`` (``raise ... from err``);
+- ``context``: the error object of ``__context__`` (raised while handling another), when there is
+  no explicit cause and the context was not suppressed (``from None``);
+- ``exceptions``: the error objects of an exception group's members.
+
+Nested objects have the same shape (without ``requestId``), to a bounded depth.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import traceback
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+_MAX_DEPTH = 8
+_MAX_GROUP_MEMBERS = 32
+XRAY_CAUSE_LIMIT = 64 * 1024
+# Python 3.10 has no exception groups; there the attribute is simply absent.
+_BASE_EXCEPTION_GROUP: type[BaseException] | None = getattr(builtins, "BaseExceptionGroup", None)
+
+
+class LambdaError(Exception):
+    """An error the runtime reports with a Lambda error type of its own (``Runtime.*``)."""
+
+    def __init__(
+        self, error_type: str, message: str, stack_trace: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.stack_trace = stack_trace if stack_trace is not None else []
+
+
+def error_type_of(exc: BaseException) -> str:
+    if isinstance(exc, LambdaError):
+        return exc.error_type
+    return type(exc).__name__
+
+
+def _message_of(exc: BaseException) -> str:
+    if isinstance(exc, LambdaError):
+        return exc.message
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__} object>"
+
+
+def _user_frames(tb: TracebackType | None) -> traceback.StackSummary:
+    frames = traceback.extract_tb(tb)
+    return traceback.StackSummary.from_list(
+        [f for f in frames if not os.path.abspath(f.filename).startswith(_RUNTIME_DIR + os.sep)]
+    )
+
+
+def _describe(exc: BaseException, depth: int, seen: set[int]) -> dict[str, Any]:
+    seen.add(id(exc))
+    if isinstance(exc, LambdaError):
+        stack = list(exc.stack_trace)
+    else:
+        stack = _user_frames(exc.__traceback__).format()
+    body: dict[str, Any] = {
+        "errorMessage": _message_of(exc),
+        "errorType": error_type_of(exc),
+        "stackTrace": stack,
+    }
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list) and notes:
+        body["notes"] = [str(n) for n in notes]
+    if depth >= _MAX_DEPTH:
+        return body
+    cause = exc.__cause__
+    context = exc.__context__
+    if cause is not None and id(cause) not in seen:
+        body["cause"] = _describe(cause, depth + 1, seen)
+    elif context is not None and not exc.__suppress_context__ and id(context) not in seen:
+        body["context"] = _describe(context, depth + 1, seen)
+    members = getattr(exc, "exceptions", None)
+    if _is_group(exc) and isinstance(members, tuple):
+        body["exceptions"] = [
+            _describe(m, depth + 1, seen)
+            for m in members[:_MAX_GROUP_MEMBERS]
+            if isinstance(m, BaseException) and id(m) not in seen
+        ]
+    return body
+
+
+def _is_group(exc: BaseException) -> bool:
+    return _BASE_EXCEPTION_GROUP is not None and isinstance(exc, _BASE_EXCEPTION_GROUP)
+
+
+def error_body(exc: BaseException, request_id: str | None = None) -> dict[str, Any]:
+    """The JSON-ready error object for ``exc`` (see the module docstring for its shape)."""
+    body = _describe(exc, 0, set())
+    if request_id is not None:
+        # Keep the managed runtime's key order: message, type, requestId, stackTrace.
+        ordered = {
+            "errorMessage": body.pop("errorMessage"),
+            "errorType": body.pop("errorType"),
+            "requestId": request_id,
+        }
+        ordered.update(body)
+        return ordered
+    return body
+
+
+def encode_error(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, default=str)
+
+
+def xray_cause(exc: BaseException) -> bytes | None:
+    """The ``Lambda-Runtime-Function-XRay-Error-Cause`` header value, under 64 KiB, or None.
+
+    The value is ASCII-only JSON (non-ASCII characters escaped), as a header must be.
+    """
+    exceptions: list[dict[str, Any]] = []
+    paths: list[str] = []
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen and len(exceptions) < _MAX_DEPTH:
+        seen.add(id(current))
+        stack = []
+        for frame in _user_frames(current.__traceback__):
+            stack.append({"path": frame.filename, "line": frame.lineno, "label": frame.name})
+            if frame.filename not in paths:
+                paths.append(frame.filename)
+        exceptions.append(
+            {"message": _message_of(current), "type": error_type_of(current), "stack": stack}
+        )
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    cause: dict[str, Any] = {
+        "working_directory": os.getcwd(),
+        "exceptions": exceptions,
+        "paths": paths,
+    }
+    encoded = _ascii_json(cause)
+    # Shrink the biggest parts first: the innermost frames matter most, so keep them.
+    while len(encoded) >= XRAY_CAUSE_LIMIT:
+        biggest = max(exceptions, key=lambda e: len(e["stack"]))
+        if biggest["stack"]:
+            del biggest["stack"][: max(1, len(biggest["stack"]) // 2)]
+        elif len(exceptions) > 1:
+            exceptions.pop()
+        else:
+            message = exceptions[0]["message"]
+            if len(message) <= 1024:
+                return None
+            exceptions[0]["message"] = message[:1024] + "... (truncated)"
+        encoded = _ascii_json(cause)
+    return encoded
+
+
+def _ascii_json(value: Any) -> bytes:
+    text = orjson.dumps(value).decode()
+    if text.isascii():
+        return text.encode()
+    out = []
+    for char in text:
+        code = ord(char)
+        if code < 0x80:
+            out.append(char)
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+    return "".join(out).encode()
+
+
+def format_for_log(body: dict[str, Any]) -> str:
+    """The error as the log shows it: ``Type: message`` then a Python-style traceback."""
+    lines = [f"{body.get('errorType', '')}: {body.get('errorMessage', '')}"]
+    _append_trace(lines, body)
+    return "\n".join(lines)
+
+
+def _append_trace(lines: list[str], body: dict[str, Any]) -> None:
+    stack = body.get("stackTrace") or []
+    if stack:
+        lines.append("Traceback (most recent call last):")
+        for entry in stack:
+            lines.extend(str(entry).rstrip("\n").splitlines())
+    for note in body.get("notes", ()):
+        lines.append(str(note))
+    for index, member in enumerate(body.get("exceptions", ()), 1):
+        lines.append(f"  +---------------- {index} ----------------")
+        lines.append(f"  {member.get('errorType')}: {member.get('errorMessage')}")
+    if "cause" in body:
+        lines.append("")
+        lines.append("Caused by (raise ... from): " + _headline(body["cause"]))
+        _append_trace(lines, body["cause"])
+    elif "context" in body:
+        lines.append("")
+        lines.append("During handling of: " + _headline(body["context"]))
+        _append_trace(lines, body["context"])
+
+
+def _headline(body: dict[str, Any]) -> str:
+    return f"{body.get('errorType')}: {body.get('errorMessage')}"

@@ -1,0 +1,158 @@
+"""Event decoding and result encoding, with Lambda's payload size limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from runtime.errors import LambdaError
+
+# Lambda's "6 MB" is 6 MiB plus a small allowance (see the facts file).
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
+
+JSON_CONTENT_TYPE = "application/json"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_RAW_TYPES = (bytes, bytearray, memoryview)
+
+
+def decode_event(body: bytes, content_type: str | None) -> Any:
+    """JSON events become Python objects; any other content type is handed over as bytes."""
+    if content_type and not _is_json(content_type):
+        return body
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise LambdaError("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}") from None
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == JSON_CONTENT_TYPE or media.endswith("+json")
+
+
+def _default(obj: Any) -> Any:
+    # orjson encodes dataclasses, datetimes and UUIDs itself; Decimal is the one JSON type it
+    # leaves to us. Matched by name so that cold start does not pay for importing decimal.
+    if type(obj).__name__ == "Decimal" and type(obj).__module__ in ("decimal", "_pydecimal"):
+        if not obj.is_finite():
+            raise TypeError(f"Decimal {obj} has no JSON form")
+        # A Fragment keeps every digit: float(obj) would round 0.1 to 0.1000000000000000055...
+        return orjson.Fragment(str(obj).encode())
+    if isinstance(obj, (set, frozenset)):
+        raise TypeError("set")
+    raise TypeError(type(obj).__name__)
+
+
+def encode_result(result: Any) -> tuple[bytes | bytearray | memoryview, str]:
+    """The response body and its content type; raises LambdaError for what cannot be sent."""
+    if isinstance(result, _RAW_TYPES):
+        body: bytes | bytearray | memoryview = result
+        content_type = BINARY_CONTENT_TYPE
+    else:
+        try:
+            body = orjson.dumps(result, default=_default, option=_OPTIONS)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            body = _encode_slow(result, exc)
+        content_type = JSON_CONTENT_TYPE
+    size = body.nbytes if isinstance(body, memoryview) else len(body)
+    if size > MAX_RESPONSE_BYTES:
+        raise LambdaError(
+            "Function.ResponseSizeTooLarge",
+            f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+            f"({MAX_RESPONSE_BYTES} bytes).",
+        )
+    return body, content_type
+
+
+def _encode_slow(result: Any, exc: Exception) -> bytes:
+    """orjson refused: name what and where, or encode what it cannot (e.g. huge ints)."""
+    found = find_unserializable(result)
+    if found is not None:
+        path, obj = found
+        raise LambdaError(
+            "Runtime.MarshalError",
+            f"Unable to marshal response: Object of type {type(obj).__name__} "
+            f"is not JSON serializable (at {path})",
+        ) from None
+    import json
+
+    try:
+        return json.dumps(
+            result, default=_stdlib_default, ensure_ascii=False, separators=(",", ":")
+        ).encode()
+    except (TypeError, ValueError) as slow_exc:
+        raise LambdaError(
+            "Runtime.MarshalError", f"Unable to marshal response: {exc}; {slow_exc}"
+        ) from None
+
+
+def _stdlib_default(obj: Any) -> Any:
+    # Only reached for results find_unserializable accepted, i.e. types orjson knows.
+    import dataclasses
+    import datetime
+    import decimal
+    import enum
+    import uuid
+
+    if isinstance(obj, decimal.Decimal):
+        return float(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def find_unserializable(obj: Any, path: str = "result") -> tuple[str, Any] | None:
+    """The path and value of the first part of ``obj`` that JSON cannot hold, or None."""
+    # The error path only: these imports cost cold start, so they wait until needed.
+    import dataclasses
+    import datetime
+    import decimal
+    import enum
+    import uuid
+
+    scalars = (str, int, float, bool, type(None), datetime.datetime, datetime.date,
+               datetime.time, uuid.UUID)
+    stack: list[tuple[str, Any]] = [(path, obj)]
+    seen: set[int] = set()
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, scalars):
+            continue
+        if isinstance(value, decimal.Decimal):
+            if not value.is_finite():
+                return where, value
+            continue
+        if isinstance(value, enum.Enum):
+            stack.append((f"{where}.value", value.value))
+            continue
+        if id(value) in seen:
+            # Shared or cyclic; a cycle is then reported by the stdlib encoder's own check.
+            continue
+        seen.add(id(value))
+        if isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                if not isinstance(key, (*scalars, enum.Enum)):
+                    return f"{where} (key {key!r})", key
+                stack.append((f"{where}[{key!r}]", item))
+        elif isinstance(value, (list, tuple)):
+            for index in range(len(value) - 1, -1, -1):
+                stack.append((f"{where}[{index}]", value[index]))
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for field in reversed(dataclasses.fields(value)):
+                stack.append((f"{where}.{field.name}", getattr(value, field.name)))
+        elif type(value).__module__ == "numpy":
+            continue
+        else:
+            return where, value
+    return None

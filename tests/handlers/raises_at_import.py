@@ -1,0 +1,5 @@
+class ConfigurationError(Exception):
+    pass
+
+
+raise ConfigurationError("DATABASE_URL is not set")
