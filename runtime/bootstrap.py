@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -25,6 +26,7 @@ from runtime.config import Config, ConfigError
 from runtime.context import ClientContext, CognitoIdentity, LambdaContext, current_context
 from runtime.errors import LambdaError, encode_error, error_body, error_type_of, xray_cause
 from runtime.handler import Handler, load_handler, setup_sys_path
+from runtime.layers import Call, InitInfo, Layer, compose
 from runtime.logs import RuntimeLog, install
 from runtime.marshal import decode_event, encode_result
 
@@ -38,6 +40,7 @@ SHUTDOWN_BUDGET_SECONDS = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
+    started_ns = time.time_ns()
     args = sys.argv[1:] if argv is None else argv
     try:
         config = Config.from_environ(args)
@@ -47,8 +50,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     log = install(config)
     client = RuntimeClient(config.runtime_api_host, config.runtime_api_port, log.warning)
     try:
-        handler = init(config, client, log)
-        Invoker(config, client, handler, log).loop()
+        handler, init_info = init(config, client, log, started_ns)
+        layers = build_layers(config, init_info)
+        Invoker(config, client, handler, log, layers).loop()
     except RuntimeAPIFatal as exc:
         log.write("ERROR", f"runtime exiting: {exc}")
         sys.exit(1)
@@ -57,8 +61,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 # --- init -----------------------------------------------------------------------------------
 
 
-def init(config: Config, client: RuntimeClient, log: RuntimeLog) -> Handler:
+def init(
+    config: Config, client: RuntimeClient, log: RuntimeLog, started_ns: int
+) -> tuple[Handler, InitInfo]:
     setup_sys_path(config.task_root, config.layer_root)
+    import_started_ns = time.time_ns()
     try:
         handler = load_handler(config.handler)
     except BaseException as exc:
@@ -77,7 +84,13 @@ def init(config: Config, client: RuntimeClient, log: RuntimeLog) -> Handler:
             os._exit(0)
 
         signal.signal(signal.SIGTERM, on_sigterm)
-    return handler
+    loaded_ns = time.time_ns()
+    return handler, InitInfo(started_ns, loaded_ns, loaded_ns - import_started_ns)
+
+
+def build_layers(config: Config, init_info: InitInfo) -> list[Layer]:
+    """The layers this configuration asks for; each is imported only when it is used."""
+    return []
 
 
 # --- the invoke loop --------------------------------------------------------------------------
@@ -87,12 +100,19 @@ class Invoker:
     """Turns one Invocation into exactly one response or one error."""
 
     def __init__(
-        self, config: Config, client: RuntimeClient, handler: Handler, log: RuntimeLog
+        self,
+        config: Config,
+        client: RuntimeClient,
+        handler: Handler,
+        log: RuntimeLog,
+        layers: Sequence[Layer] = (),
     ) -> None:
         self._config = config
         self._client = client
         self._handler = handler
         self._log = log
+        self._call: Call = compose(self._call_handler, layers)
+        self._after_invoke = [layer.after_invoke for layer in layers]
         self._memory = str(config.memory_limit_in_mb)
         self._event_loop: asyncio.AbstractEventLoop | None = None
 
@@ -125,16 +145,21 @@ class Invoker:
             try:
                 _fill_context_headers(context, invocation)
                 event = decode_event(invocation.body, invocation.content_type)
-                result = self._handler(event, context)
-                if hasattr(result, "__await__"):
-                    result = self._run_async(result)
-                body, content_type = encode_result(result)
+                body, content_type = encode_result(self._call(event, context))
             except BaseException as exc:
                 self._report(invocation, exc)
             else:
                 self._client.post_response(invocation, body, content_type)
         finally:
+            for after_invoke in self._after_invoke:
+                after_invoke()
             current_context.reset(token)
+
+    def _call_handler(self, event: Any, context: LambdaContext) -> Any:
+        result = self._handler(event, context)
+        if hasattr(result, "__await__"):
+            result = self._run_async(result)
+        return result
 
     def _run_async(self, awaitable: Any) -> Any:
         if self._event_loop is None:
