@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -74,6 +73,8 @@ def init(
         client.post_init_error(body["errorType"], encode_error(body), _safe_xray_cause(exc))
         sys.exit(1)
     if shutdown.registered():
+        import signal  # only environments with hooks pay for it
+
         client.register_extension(EXTENSION_NAME)
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
