@@ -65,7 +65,13 @@ class Config:
 
 def _split_host_port(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if (
+        not sep
+        or not host
+        or any(c in host for c in "/ \t@")
+        or not (port.isascii() and port.isdigit())
+        or not 0 < int(port) < 65536
+    ):
         raise ConfigError(
             f"AWS_LAMBDA_RUNTIME_API must be HOST:PORT, got {address!r}"
         )

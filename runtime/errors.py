@@ -16,6 +16,7 @@ Nested objects have the same shape (without ``requestId``), to a bounded depth.
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import traceback
 from types import TracebackType
@@ -117,7 +118,11 @@ def error_body(exc: BaseException, request_id: str | None = None) -> dict[str, A
 
 
 def encode_error(body: dict[str, Any]) -> bytes:
-    return orjson.dumps(body, default=str)
+    try:
+        return orjson.dumps(body, default=str)
+    except TypeError:
+        # orjson refuses lone surrogates (e.g. a file name read with surrogateescape).
+        return json.dumps(body, default=str, separators=(",", ":")).encode()
 
 
 def xray_cause(exc: BaseException) -> bytes | None:
@@ -126,28 +131,22 @@ def xray_cause(exc: BaseException) -> bytes | None:
     The value is ASCII-only JSON (non-ASCII characters escaped), as a header must be.
     """
     exceptions: list[dict[str, Any]] = []
-    paths: list[str] = []
     current: BaseException | None = exc
     seen: set[int] = set()
     while current is not None and id(current) not in seen and len(exceptions) < _MAX_DEPTH:
         seen.add(id(current))
-        stack = []
-        for frame in _user_frames(current.__traceback__):
-            stack.append({"path": frame.filename, "line": frame.lineno, "label": frame.name})
-            if frame.filename not in paths:
-                paths.append(frame.filename)
+        stack = [
+            {"path": frame.filename, "line": frame.lineno, "label": frame.name}
+            for frame in _user_frames(current.__traceback__)
+        ]
         exceptions.append(
             {"message": _message_of(current), "type": error_type_of(current), "stack": stack}
         )
         current = current.__cause__ or (
             None if current.__suppress_context__ else current.__context__
         )
-    cause: dict[str, Any] = {
-        "working_directory": os.getcwd(),
-        "exceptions": exceptions,
-        "paths": paths,
-    }
-    encoded = _ascii_json(cause)
+    cwd = os.getcwd()
+    encoded = _encode_cause(cwd, exceptions)
     # Shrink the biggest parts first: the innermost frames matter most, so keep them.
     while len(encoded) >= XRAY_CAUSE_LIMIT:
         biggest = max(exceptions, key=lambda e: len(e["stack"]))
@@ -155,30 +154,24 @@ def xray_cause(exc: BaseException) -> bytes | None:
             del biggest["stack"][: max(1, len(biggest["stack"]) // 2)]
         elif len(exceptions) > 1:
             exceptions.pop()
+        elif len(exceptions[0]["message"]) > _XRAY_MESSAGE_KEEP + len(_TRUNCATED):
+            exceptions[0]["message"] = exceptions[0]["message"][:_XRAY_MESSAGE_KEEP] + _TRUNCATED
         else:
-            message = exceptions[0]["message"]
-            if len(message) <= 1024:
-                return None
-            exceptions[0]["message"] = message[:1024] + "... (truncated)"
-        encoded = _ascii_json(cause)
+            return None
+        encoded = _encode_cause(cwd, exceptions)
     return encoded
 
 
-def _ascii_json(value: Any) -> bytes:
-    text = orjson.dumps(value).decode()
-    if text.isascii():
-        return text.encode()
-    out = []
-    for char in text:
-        code = ord(char)
-        if code < 0x80:
-            out.append(char)
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            code -= 0x10000
-            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
-    return "".join(out).encode()
+_XRAY_MESSAGE_KEEP = 1024
+_TRUNCATED = "... (truncated)"
+
+
+def _encode_cause(cwd: str, exceptions: list[dict[str, Any]]) -> bytes:
+    # Paths are derived from the frames kept, so shrinking the stacks shrinks them too.
+    paths = list(dict.fromkeys(f["path"] for e in exceptions for f in e["stack"]))
+    cause = {"working_directory": cwd, "exceptions": exceptions, "paths": paths}
+    # The stdlib encoder escapes to ASCII (headers must be) and copes with lone surrogates.
+    return json.dumps(cause, ensure_ascii=True, separators=(",", ":"), default=str).encode()
 
 
 def format_for_log(body: dict[str, Any]) -> str:

@@ -25,8 +25,7 @@ def setup_sys_path(task_root: str, layer_root: str) -> None:
         os.path.join(layer_root, "python"),
         os.path.join(layer_root, "python", "lib", version, "site-packages"),
     ]
-    rest = [p for p in sys.path if p not in front and p != ""]
-    sys.path[:] = front + rest
+    sys.path[:] = list(dict.fromkeys(front + [p for p in sys.path if p]))
 
 
 def parse_handler_name(name: str) -> tuple[str, str]:

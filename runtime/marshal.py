@@ -36,9 +36,13 @@ def _is_json(content_type: str) -> bool:
 
 
 def _default(obj: Any) -> Any:
-    # orjson encodes dataclasses, datetimes and UUIDs itself; Decimal is the one JSON type it
-    # leaves to us. Matched by name so that cold start does not pay for importing decimal.
-    if type(obj).__name__ == "Decimal" and type(obj).__module__ in ("decimal", "_pydecimal"):
+    # orjson encodes dataclasses, datetimes and UUIDs itself; Decimal (and its subclasses) is
+    # the one JSON type it leaves to us. Matched by name so that cold start does not pay for
+    # importing decimal.
+    if any(
+        c.__name__ == "Decimal" and c.__module__ in ("decimal", "_pydecimal")
+        for c in type(obj).__mro__
+    ):
         if not obj.is_finite():
             raise TypeError(f"Decimal {obj} has no JSON form")
         # A Fragment keeps every digit: float(obj) would round 0.1 to 0.1000000000000000055...
@@ -79,16 +83,60 @@ def _encode_slow(result: Any, exc: Exception) -> bytes:
             f"Unable to marshal response: Object of type {type(obj).__name__} "
             f"is not JSON serializable (at {path})",
         ) from None
+    try:
+        rebuilt = _big_ints_as_fragments(result, "result", set())
+        return orjson.dumps(rebuilt, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError as slow_exc:
+        if "Recursion limit" not in str(slow_exc):
+            raise LambdaError(
+                "Runtime.MarshalError", f"Unable to marshal response: {slow_exc}"
+            ) from None
+    except RecursionError:
+        pass
+    # orjson stops at 255 levels of nesting; the stdlib encoder goes as deep as Python's stack.
     import json
 
     try:
         return json.dumps(
             result, default=_stdlib_default, ensure_ascii=False, separators=(",", ":")
         ).encode()
-    except (TypeError, ValueError) as slow_exc:
+    except (TypeError, ValueError, RecursionError) as deep_exc:
         raise LambdaError(
-            "Runtime.MarshalError", f"Unable to marshal response: {exc}; {slow_exc}"
+            "Runtime.MarshalError", f"Unable to marshal response: {exc}; {deep_exc}"
         ) from None
+
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+def _big_ints_as_fragments(obj: Any, path: str, active: set[int]) -> Any:
+    """A copy of ``obj`` with ints beyond orjson's 64-bit range as raw JSON fragments."""
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        if _INT_MIN <= obj <= _INT_MAX:
+            return obj
+        return orjson.Fragment(str(int(obj)).encode())
+    import dataclasses
+
+    is_dataclass = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+    if not (isinstance(obj, (dict, list, tuple)) or is_dataclass):
+        return obj
+    if id(obj) in active:
+        raise LambdaError(
+            "Runtime.MarshalError", f"Unable to marshal response: circular reference at {path}"
+        )
+    active.add(id(obj))
+    try:
+        if isinstance(obj, dict):
+            return {k: _big_ints_as_fragments(v, f"{path}[{k!r}]", active) for k, v in obj.items()}
+        if is_dataclass:
+            return {
+                f.name: _big_ints_as_fragments(getattr(obj, f.name), f"{path}.{f.name}", active)
+                for f in dataclasses.fields(obj)
+            }
+        return [_big_ints_as_fragments(v, f"{path}[{i}]", active) for i, v in enumerate(obj)]
+    finally:
+        active.discard(id(obj))
 
 
 def _stdlib_default(obj: Any) -> Any:

@@ -36,7 +36,7 @@ def run_hooks(budget_seconds: float, report: Callable[[str], None]) -> None:
         for hook in registered():
             try:
                 hook()
-            except Exception as exc:
+            except BaseException as exc:  # sys.exit() in one hook must not skip the others
                 report(f"shutdown hook {getattr(hook, '__qualname__', hook)!r} failed: "
                        f"{type(exc).__name__}: {exc}")
 

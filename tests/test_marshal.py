@@ -1,0 +1,399 @@
+"""Event decoding and result encoding: what a handler receives and what the caller gets back."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from runtime.errors import LambdaError
+from runtime.marshal import MAX_RESPONSE_BYTES, decode_event, encode_result
+
+MIB = 1024 * 1024
+
+
+def encoded_json(result: Any) -> Any:
+    body, content_type = encode_result(result)
+    assert content_type == "application/json"
+    return json.loads(bytes(body))
+
+
+def marshal_error(result: Any) -> LambdaError:
+    with pytest.raises(LambdaError) as info:
+        encode_result(result)
+    assert info.value.error_type == "Runtime.MarshalError"
+    return info.value
+
+
+# --- decode_event ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "",
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.api+json",
+        "application/problem+json; charset=utf-8",
+    ],
+)
+def test_json_events_are_decoded(content_type: str | None) -> None:
+    body = '{"order": 7, "items": ["é", null, 1.5], "ok": true}'.encode()
+    assert decode_event(body, content_type) == {"order": 7, "items": ["é", None, 1.5], "ok": True}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/octet-stream", "image/png", "application/jsonx"]
+)
+def test_other_content_types_are_passed_as_the_same_bytes(content_type: str) -> None:
+    body = b'{"not": "decoded"}\xff\x00'
+    event = decode_event(body, content_type)
+    assert isinstance(event, bytes)
+    assert event == body
+
+
+def test_json_scalars_are_events_too() -> None:
+    assert decode_event(b'"hello"', "application/json") == "hello"
+    assert decode_event(b"7", None) == 7
+    assert decode_event(b"null", None) is None
+
+
+def test_empty_json_body_is_none() -> None:
+    assert decode_event(b"", "application/json") is None
+    assert decode_event(b"", None) is None
+
+
+def test_empty_binary_body_stays_bytes() -> None:
+    assert decode_event(b"", "application/octet-stream") == b""
+
+
+@pytest.mark.parametrize("body", [b"{", b"{'single': 'quotes'}", b"\xff\xfe", b"[1,]", b"1 2"])
+def test_invalid_json_is_an_unmarshal_error(body: bytes) -> None:
+    with pytest.raises(LambdaError) as info:
+        decode_event(body, "application/json")
+    assert info.value.error_type == "Runtime.UnmarshalError"
+    assert info.value.message
+
+
+# --- encode_result: raw and plain JSON --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "result",
+    [b"\x00\x01binary\xff", bytearray(b"\x00ba\xff"), memoryview(b"\x00mv\xff")],
+    ids=["bytes", "bytearray", "memoryview"],
+)
+def test_binary_results_are_sent_raw(result: bytes | bytearray | memoryview) -> None:
+    body, content_type = encode_result(result)
+    assert content_type == "application/octet-stream"
+    assert bytes(body) == bytes(result)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        "hello",
+        "üñíçødé ☃ 😀",
+        0,
+        -17,
+        1.5,
+        True,
+        None,
+        [],
+        {},
+        [1, "two", None, 3.25],
+        {"a": {"b": [1, {"c": None}]}},
+        2**63 - 1,
+        -(2**63),
+        2**64 - 1,
+    ],
+)
+def test_plain_values_round_trip_through_json(result: Any) -> None:
+    assert encoded_json(result) == result
+
+
+def test_tuples_become_lists() -> None:
+    assert encoded_json({"pair": (1, "a"), "nested": ((1, 2), ())}) == {
+        "pair": [1, "a"],
+        "nested": [[1, 2], []],
+    }
+
+
+def test_non_string_keys_become_strings_like_json_dumps_makes_them() -> None:
+    result = {1: "int", 2.5: "float", None: "none", False: "bool"}
+    assert encoded_json(result) == json.loads(json.dumps(result))
+
+
+def test_uuid_and_datetime_keys_become_strings() -> None:
+    key = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    day = datetime.date(2024, 2, 29)
+    assert encoded_json({key: 1, day: 2}) == {str(key): 1, day.isoformat(): 2}
+
+
+@dataclasses.dataclass
+class Address:
+    city: str
+    zip_code: str
+
+
+@dataclasses.dataclass
+class Customer:
+    id: uuid.UUID
+    name: str
+    since: datetime.date
+    addresses: list[Address]
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = 2
+
+
+def test_dataclasses_become_objects() -> None:
+    customer_id = uuid.uuid4()
+    customer = Customer(customer_id, "Ada", datetime.date(2020, 1, 31), [Address("Paris", "75001")])
+    assert encoded_json({"customer": customer}) == {
+        "customer": {
+            "id": str(customer_id),
+            "name": "Ada",
+            "since": "2020-01-31",
+            "addresses": [{"city": "Paris", "zip_code": "75001"}],
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+        datetime.datetime(2024, 1, 2, 3, 4, 5, 123456,
+                          tzinfo=datetime.timezone(datetime.timedelta(hours=-5))),
+        datetime.datetime(2024, 1, 2, 3, 4, 5),
+    ],
+)
+def test_datetimes_become_iso_strings(value: datetime.datetime) -> None:
+    encoded = encoded_json({"when": value})["when"]
+    assert datetime.datetime.fromisoformat(encoded) == value
+
+
+def test_dates_times_and_uuids_become_strings() -> None:
+    ident = uuid.uuid4()
+    result = encoded_json([datetime.date(2024, 2, 29), datetime.time(13, 14, 15), ident])
+    assert datetime.date.fromisoformat(result[0]) == datetime.date(2024, 2, 29)
+    assert datetime.time.fromisoformat(result[1]) == datetime.time(13, 14, 15)
+    assert uuid.UUID(result[2]) == ident
+
+
+def test_enums_become_their_values() -> None:
+    assert encoded_json([Color.RED, Color.BLUE]) == ["red", 2]
+
+
+@pytest.mark.parametrize(
+    "digits",
+    ["19.990", "0.1", "-0.000001", "12345678901234567890.123456789012345678", "1E+2", "0", "-0"],
+)
+def test_decimals_keep_every_digit(digits: str) -> None:
+    body, _ = encode_result({"price": decimal.Decimal(digits)})
+    # parse_float/parse_int get the number's literal text: the exact digits that were sent.
+    literal = json.loads(bytes(body), parse_float=str, parse_int=str)["price"]
+    assert literal == digits
+    assert decimal.Decimal(literal) == decimal.Decimal(digits)
+
+
+@pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-Infinity"])
+def test_non_finite_decimals_are_a_marshal_error(value: str) -> None:
+    error = marshal_error({"price": decimal.Decimal(value)})
+    assert "Decimal" in error.message
+    assert "result['price']" in error.message
+
+
+# --- encode_result: what cannot be sent -------------------------------------------------------
+
+
+class Widget:
+    pass
+
+
+@dataclasses.dataclass
+class Order:
+    id: int
+    items: list[Any]
+
+
+def test_unserialisable_object_names_its_type_and_path() -> None:
+    result = {"items": [{"when": 1}, {"when": Widget()}], "ok": True}
+    error = marshal_error(result)
+    assert "Widget" in error.message
+    assert "result['items'][1]['when']" in error.message
+
+
+def test_unserialisable_object_inside_a_dataclass_names_the_field_path() -> None:
+    error = marshal_error({"order": Order(1, ["fine", Widget()])})
+    assert "Widget" in error.message
+    assert "result['order'].items[1]" in error.message
+
+
+def test_unserialisable_top_level_result() -> None:
+    error = marshal_error(Widget())
+    assert "Widget" in error.message
+    assert "result" in error.message
+
+
+def test_sets_are_a_marshal_error_naming_set() -> None:
+    error = marshal_error({"tags": {"a", "b"}})
+    assert "set" in error.message
+    assert "result['tags']" in error.message
+
+
+def test_unserialisable_key_is_named() -> None:
+    error = marshal_error({(1, 2): "tuple key"})
+    assert "tuple" in error.message
+
+
+def test_functions_and_generators_are_a_marshal_error() -> None:
+    assert "function" in marshal_error({"f": json_string_of_size}).message
+    assert "generator" in marshal_error([1, (x for x in "ab")]).message
+
+
+def test_lone_surrogate_string_is_a_marshal_error() -> None:
+    marshal_error({"name": b"caf\xe9".decode("utf-8", "surrogateescape")})
+
+
+def test_cyclic_list_is_a_marshal_error() -> None:
+    cycle: list[Any] = [1]
+    cycle.append(cycle)
+    marshal_error({"cycle": cycle})
+
+
+def test_cyclic_dict_is_a_marshal_error() -> None:
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    marshal_error(cycle)
+
+
+def test_cyclic_dataclass_is_a_marshal_error() -> None:
+    order = Order(1, [])
+    order.items.append(order)
+    marshal_error({"order": order})
+
+
+def test_shared_but_acyclic_values_are_fine() -> None:
+    shared = {"k": [1, 2]}
+    assert encoded_json({"a": shared, "b": [shared, shared]}) == {
+        "a": {"k": [1, 2]},
+        "b": [{"k": [1, 2]}, {"k": [1, 2]}],
+    }
+
+
+def test_deep_but_finite_nesting_is_encoded() -> None:
+    deep: Any = "leaf"
+    for _ in range(300):
+        deep = [deep]
+    decoded = encoded_json(deep)
+    for _ in range(300):
+        decoded = decoded[0]
+    assert decoded == "leaf"
+
+
+# --- big integers (orjson refuses them; the slow path must not) -------------------------------
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**40, -(10**40)])
+def test_integers_over_64_bits_are_encoded_exactly(value: int) -> None:
+    assert encoded_json({"n": value, "list": [value, 1]}) == {"n": value, "list": [value, 1]}
+
+
+def test_big_integer_alongside_other_supported_types() -> None:
+    when = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    ident = uuid.uuid4()
+    result = encoded_json(
+        {"n": 2**70, "when": when, "id": ident, "addr": Address("Oslo", "0150"), "c": Color.RED}
+    )
+    assert result["n"] == 2**70
+    assert datetime.datetime.fromisoformat(result["when"]) == when
+    assert uuid.UUID(result["id"]) == ident
+    assert result["addr"] == {"city": "Oslo", "zip_code": "0150"}
+    assert result["c"] == "red"
+
+
+def test_big_integer_with_an_unserialisable_object_still_names_it() -> None:
+    error = marshal_error({"n": 2**70, "x": [Widget()]})
+    assert "Widget" in error.message
+    assert "result['x'][0]" in error.message
+
+
+def test_big_integer_does_not_cost_decimals_their_digits() -> None:
+    body, _ = encode_result({"n": 2**70, "price": decimal.Decimal("19.990")})
+    assert json.loads(bytes(body), parse_float=str)["price"] == "19.990"
+
+
+class Money(decimal.Decimal):
+    pass
+
+
+def test_decimal_subclass_keeps_every_digit() -> None:
+    body, _ = encode_result({"price": Money("19.990")})
+    assert json.loads(bytes(body), parse_float=str)["price"] == "19.990"
+
+
+def test_big_integer_does_not_break_uuid_keys() -> None:
+    key = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    assert encoded_json({key: 2**70}) == {str(key): 2**70}
+
+
+# --- response size limit ----------------------------------------------------------------------
+
+
+def test_the_limit_is_lambdas_6_mib_plus_a_small_allowance() -> None:
+    assert 6 * MIB <= MAX_RESPONSE_BYTES < 6 * MIB + 1024
+
+
+def json_string_of_size(size: int) -> str:
+    return "a" * (size - 2)  # plus the two quotes
+
+
+def test_result_of_exactly_the_limit_is_sent() -> None:
+    body, _ = encode_result(json_string_of_size(MAX_RESPONSE_BYTES))
+    assert len(body) == MAX_RESPONSE_BYTES
+    raw, _ = encode_result(b"x" * MAX_RESPONSE_BYTES)
+    assert len(raw) == MAX_RESPONSE_BYTES
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        json_string_of_size(MAX_RESPONSE_BYTES + 1),
+        b"x" * (MAX_RESPONSE_BYTES + 1),
+        memoryview(bytearray(MAX_RESPONSE_BYTES + 1)),
+        {"rows": ["r" * 1000] * (7 * 1024)},
+    ],
+    ids=["json-str", "bytes", "memoryview", "dict"],
+)
+def test_result_over_the_limit_is_an_error_with_size_and_limit(result: Any) -> None:
+    if isinstance(result, dict):
+        size = len(json.dumps(result, separators=(",", ":")))
+    elif isinstance(result, str):
+        size = len(result) + 2
+    else:
+        size = len(result)
+    with pytest.raises(LambdaError) as info:
+        encode_result(result)
+    assert info.value.error_type == "Function.ResponseSizeTooLarge"
+    assert str(size) in info.value.message
+    assert str(MAX_RESPONSE_BYTES) in info.value.message
+
+
+def test_size_counts_bytes_not_characters() -> None:
+    # "é" is 2 bytes in UTF-8: this result is under the limit in characters, over it in bytes.
+    with pytest.raises(LambdaError) as info:
+        encode_result("é" * (MAX_RESPONSE_BYTES // 2))
+    assert info.value.error_type == "Function.ResponseSizeTooLarge"
