@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup tools run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-run: setup
-	$(BIN)/python examples/run_local.py
+# Debian tools the packaging tests use (buildah, debootstrap, unshare, ...); silent when present.
+tools:
+	sh tests/packaging/setup_tools.sh
 
-test: setup
+run: setup
+	$(BIN)/lambda-runtime invoke app.handler --task-root examples/hello --event '{"name": "world"}'
+
+
+test: setup tools
 	$(BIN)/pytest -q
 
 lint: setup
