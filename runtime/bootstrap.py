@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
@@ -24,13 +23,19 @@ from runtime.api import Invocation, RuntimeAPIFatal, RuntimeClient
 from runtime.config import Config, ConfigError
 from runtime.context import ClientContext, CognitoIdentity, LambdaContext, current_context
 from runtime.errors import LambdaError, encode_error, error_body, error_type_of, xray_cause
-from runtime.handler import Handler, load_handler, setup_sys_path
-from runtime.layers import Call, InitInfo, Layer, compose
+from runtime.handler import load_handler, setup_sys_path
+from runtime.layers import InitInfo, compose
 from runtime.logs import RuntimeLog, install
 from runtime.marshal import decode_event, encode_result
 
+# typing costs milliseconds of cold start; it is only needed by the type checker.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any, NoReturn
+
+    from runtime.handler import Handler
+    from runtime.layers import Call, Layer
 
 EXTENSION_NAME = "lambda-runtime"
 # Lambda gives an environment with only internal extensions roughly 300-500 ms between SIGTERM

@@ -5,7 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from contextvars import ContextVar
-from typing import Any
+
+# typing costs milliseconds of cold start; it is only needed by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class CognitoIdentity:

@@ -20,9 +20,13 @@ import json
 import os
 import traceback
 from types import TracebackType
-from typing import Any
 
 import orjson
+
+# typing costs milliseconds of cold start; it is only needed by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 _MAX_DEPTH = 8

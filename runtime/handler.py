@@ -6,11 +6,16 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from runtime.errors import LambdaError
 
-Handler = Callable[[Any, Any], Any]
+# typing costs milliseconds of cold start; it is only needed by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Handler = Callable[[Any, Any], Any]
+
 
 # Modules whose names a handler module may not take: shadowing them would break the runtime
 # or the interpreter itself.

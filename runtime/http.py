@@ -1,8 +1,9 @@
 """A small HTTP/1.1 client for the runtime's hot path (``/next`` -> handler -> ``/response``).
 
 One persistent keep-alive connection on a plain blocking socket. It exists because the
-per-invoke CPU cost of a general-purpose client (httpx: ~1.3 ms) dwarfs the work the runtime
-does; this one keeps a request/response round trip to a handful of C calls.
+per-request CPU cost of a general-purpose client dwarfs the work the runtime does (measured
+on a small keep-alive GET: httpx ~500 us, http.client ~95 us, this module ~15-25 us, a bare
+send/recv loop ~9 us).
 
 Design notes (the why):
 
@@ -119,7 +120,8 @@ _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 # here, so translate(None, _FIELD_OK) leaves exactly the line breaks of a well-formed block.
 _FIELD_OK = b"\t" + bytes(range(32, 127)) + bytes(range(128, 256))
 _HEX = b"0123456789abcdefABCDEF"
-_DIGITS = "0123456789"
+# "HTTP/1.x " -> whether it is 1.1 or later (RFC 9112 2.3: a higher minor version is 1.1).
+_VERSIONS = {f"HTTP/1.{minor} ": minor > 0 for minor in range(10)}
 _READ_SIZE = 65536
 # Upper bound for a single allocation driven by a length the peer declared: covers Lambda's
 # 6 MiB payloads in one go, while a bogus huge length cannot make us allocate without data.
@@ -151,7 +153,7 @@ class ResponseReader:
     even when it raised.
     """
 
-    __slots__ = ("_buf", "_max_header", "_recv_into", "_tmp", "keep_alive", "started")
+    __slots__ = ("_buf", "_eof", "_max_header", "_recv_into", "_tmp", "keep_alive", "started")
 
     def __init__(
         self, recv_into: Callable[[memoryview], int], *, max_header_bytes: int = 65536
@@ -160,6 +162,8 @@ class ResponseReader:
         self._max_header = max_header_bytes
         self._buf = bytearray()
         self._tmp = memoryview(bytearray(_READ_SIZE))
+        # Once the stream has ended, never ask recv_into again (a closed peer stays closed).
+        self._eof = False
         self.keep_alive = True
         self.started = False
 
@@ -169,19 +173,31 @@ class ResponseReader:
         return len(self._buf)
 
     def _fill(self) -> int:
+        if self._eof:
+            return 0
         tmp = self._tmp
         n = self._recv_into(tmp)
         if n:
             self._buf += tmp[:n]
             self.started = True
+        else:
+            self._eof = True
         return n
 
     def read_response(self, method: str) -> Response:
         """Read one final response (skipping 1xx interim ones) to a request made with ``method``."""
-        self.started = bool(self._buf)
+        buf = self._buf
+        self.started = bool(buf)
         interim = 0
         while True:
-            head = self._read_block("response header block")
+            if not buf:
+                self._fill()
+            end = buf.find(b"\r\n\r\n")
+            if 0 <= end <= self._max_header - 4:
+                head = buf[:end]
+                del buf[: end + 4]
+            else:
+                head = self._read_block("response header block")
             status, reason, headers, http11 = _parse_head(head)
             if status >= 200:
                 break
@@ -212,14 +228,17 @@ class ResponseReader:
                 raise ProtocolError(f"unsupported Transfer-Encoding {te!r} (only chunked)")
             body = self._read_chunked(trailers)
         elif (cl := headers.get("content-length")) is not None:
-            body = self._read_exact(_parse_content_length(cl))
+            if len(cl) < 19 and cl.isdigit() and cl.isascii():
+                body = self._read_exact(int(cl))
+            else:
+                body = self._read_exact(_parse_content_length(cl))
         else:
             body = self._read_to_eof()
             keep_alive = False
         self.keep_alive = keep_alive
         return Response(status, reason, headers, body, trailers)
 
-    def _read_block(self, what: str) -> bytes:
+    def _read_block(self, what: str) -> bytearray:
         """Consume and return everything up to the next CRLFCRLF (excluded)."""
         buf = self._buf
         limit = self._max_header
@@ -241,7 +260,7 @@ class ResponseReader:
                 raise ConnectionClosed("connection closed before the response started")
         if end + 4 > limit:
             raise ProtocolError(f"{what} exceeds {limit} bytes")
-        head = bytes(buf[:end])
+        head = buf[:end]
         del buf[: end + 4]
         return head
 
@@ -292,9 +311,14 @@ class ResponseReader:
                 # bogus length, amortised linear copying for a genuine huge one.
                 out += bytes(min(end - size, max(size, _MAX_GROW)))
                 size = len(out)
-            with memoryview(out) as view:
-                got = recv_into(view[pos : min(size, end)])
+            if self._eof:
+                got = 0
+            else:
+                # len(out) never exceeds end, so this cannot read past the body.
+                with memoryview(out) as view:
+                    got = recv_into(view[pos:])
             if not got:
+                self._eof = True
                 raise ConnectionClosed(
                     f"connection closed in the {what}: {pos} of {end} bytes received"
                 )
@@ -355,15 +379,17 @@ class ResponseReader:
         self._buf.clear()
         tmp = self._tmp
         recv_into = self._recv_into
-        while True:
+        while not self._eof:
             n = recv_into(tmp)
             if not n:
-                return bytes(out)
+                self._eof = True
+                break
             self.started = True
             out += tmp[:n]
+        return bytes(out)
 
 
-def _parse_fields(block: bytes, first: int, fields: dict[str, str], what: str) -> str:
+def _parse_fields(block: bytes | bytearray, first: int, fields: dict[str, str], what: str) -> str:
     """Parse the field lines of a CRLF-separated block from line ``first`` on into ``fields``.
 
     Returns line 0 (the status line of a header block) decoded.
@@ -377,12 +403,11 @@ def _parse_fields(block: bytes, first: int, fields: dict[str, str], what: str) -
         name, sep, value = line.partition(":")
         if not sep:
             _reject_fields(lines, first, what)
-        key = name.lower()
-        value = value.strip(" \t")
-        if key in fields:
-            fields[key] = f"{fields[key]}, {value}"
+        name = name.lower()
+        if name in fields:
+            fields[name] += ", " + value.strip(" \t")
         else:
-            fields[key] = value
+            fields[name] = value.strip(" \t")
     # Names are checked together: for an ASCII block, lower-casing maps token characters to
     # token characters, so checking the keys is checking the names.
     if "" in fields or not block.isascii() or "".join(fields).encode().translate(None, _TCHAR):
@@ -390,8 +415,8 @@ def _parse_fields(block: bytes, first: int, fields: dict[str, str], what: str) -
     return lines[0]
 
 
-def _reject_block(block: bytes, what: str) -> None:
-    for number, line in enumerate(block.split(b"\r\n")):
+def _reject_block(block: bytes | bytearray, what: str) -> None:
+    for number, line in enumerate(bytes(block).split(b"\r\n")):
         bad = line.translate(None, _FIELD_OK)
         if bad:
             raise ProtocolError(
@@ -418,21 +443,19 @@ def _reject_fields(lines: list[str], first: int, what: str) -> None:
         raise ProtocolError(f"{what} line {number}: {problem}: {snippet}")
 
 
-def _parse_head(head: bytes) -> tuple[int, str, dict[str, str], bool]:
+def _parse_head(head: bytes | bytearray) -> tuple[int, str, dict[str, str], bool]:
     headers: dict[str, str] = {}
     line = _parse_fields(head, 1, headers, "response header block")
+    http11 = _VERSIONS.get(line[:9])
     code = line[9:12]
     if (
-        len(line) < 12
-        or line[:7] != "HTTP/1."
-        or line[7] not in _DIGITS
-        or line[8] != " "
-        or not (code.isascii() and code.isdigit())
+        http11 is None
+        or not (code.isdigit() and code.isascii())
         or code[0] == "0"
-        or (len(line) > 12 and line[12] != " ")
+        or line[12:13] not in ("", " ")
     ):
         raise ProtocolError(f"invalid status line {_snip(line.encode('utf-8', 'surrogateescape'))}")
-    return int(code), line[13:], headers, line[7] != "0"
+    return int(code), line[13:], headers, http11
 
 
 def _parse_content_length(value: str) -> int:
@@ -494,9 +517,8 @@ def _encode(text: str, what: str) -> bytes:
         raise RequestError(f"{what} cannot be encoded: {exc}") from None
 
 
-def _check_head(head: bytes, nlines: int, fields: Sequence[tuple[str, str]], what: str) -> None:
-    if head.translate(None, _FIELD_OK) == b"\r\n" * nlines:
-        return
+def _check_head(head: bytes, fields: Sequence[tuple[str, str]], what: str) -> None:
+    """Name the field that put a control character or a line break into ``head``; raise."""
     for name, value in fields:
         line = _encode(f"{name}: {value}", what)
         if line.translate(None, _FIELD_OK):
@@ -581,8 +603,9 @@ class Connection:
             f"{method} {target} HTTP/1.1\r\nHost: {self._host_header}\r\n{fields}{framing}\r\n",
             "request head",
         )
-        nlines = len(headers) + (4 if framing else 3)
-        _check_head(head, nlines, headers, "header")
+        # CRLFs: request line, Host, each header, the framing line if any, the blank line.
+        if head.translate(None, _FIELD_OK) != b"\r\n" * (len(headers) + (4 if framing else 3)):
+            _check_head(head, headers, "header")
         if " " in target or " " in method or not method or not target:
             raise RequestError(f"invalid method {method!r} or target {target!r}")
         return head
@@ -681,6 +704,9 @@ class Connection:
         head = self._head(method, target, headers, "Transfer-Encoding: chunked\r\n")
         sock, reader = self._stream_socket()
         error: BaseException | None = None
+        # Set while trailers() runs, so that an OSError of the caller's own is not mistaken
+        # for a socket error.
+        in_callback = False
         try:
             try:
                 sock.sendall(head)
@@ -700,7 +726,9 @@ class Connection:
                 except BaseException as exc:
                     error = exc
                     # Inside the except block on purpose: trailers() may use sys.exc_info().
+                    in_callback = True
                     final = _last_chunk(trailers)
+                    in_callback = False
                     break
                 if not length:
                     continue
@@ -714,7 +742,9 @@ class Connection:
                     break
             if not send_failed:
                 if error is None:
+                    in_callback = True
                     final = _last_chunk(trailers)
+                    in_callback = False
                 try:
                     sock.sendall(final)
                 except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
@@ -724,6 +754,9 @@ class Connection:
             except (ConnectionClosed, OSError) as exc:
                 raise self._closed(method, target, exc, error) from exc
         except OSError as exc:
+            if in_callback:
+                self.close()
+                raise
             raise self._closed(method, target, exc, error) from exc
         except BaseException:
             self.close()
@@ -743,7 +776,8 @@ def _last_chunk(trailers: Callable[[], Sequence[tuple[str, str]]] | None) -> byt
         return b"0\r\n\r\n"
     text = _encode_fields(fields, "trailer")
     block = _encode(f"0\r\n{text}\r\n", "trailer section")
-    _check_head(block, len(fields) + 2, fields, "trailer")
+    if block.translate(None, _FIELD_OK) != b"\r\n" * (len(fields) + 2):
+        _check_head(block, fields, "trailer")
     return block
 
 

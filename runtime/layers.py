@@ -9,21 +9,35 @@ must not be lost when the sandbox freezes, without making the caller wait for it
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
 
-from runtime.context import LambdaContext
+# typing (and dataclass machinery) cost milliseconds of cold start; the interface below is only
+# needed by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
-Call = Callable[[Any, LambdaContext], Any]
+    from runtime.context import LambdaContext
+
+    Call = Callable[[Any, LambdaContext], Any]
+else:
+    Protocol = object
 
 
-@dataclass(frozen=True, slots=True)
 class InitInfo:
     """What init measured, for layers that report it (e.g. an init span)."""
 
-    started_ns: int  # time.time_ns() when the runtime began init
-    handler_loaded_ns: int  # time.time_ns() when the handler was ready
-    handler_import_ns: int  # how long importing the handler's module took
+    __slots__ = ("handler_import_ns", "handler_loaded_ns", "started_ns")
+
+    def __init__(self, started_ns: int, handler_loaded_ns: int, handler_import_ns: int) -> None:
+        self.started_ns = started_ns  # time.time_ns() when the runtime began init
+        self.handler_loaded_ns = handler_loaded_ns  # time.time_ns() when the handler was ready
+        self.handler_import_ns = handler_import_ns  # how long importing the handler took
+
+    def __repr__(self) -> str:
+        return (
+            f"InitInfo(started_ns={self.started_ns}, handler_loaded_ns={self.handler_loaded_ns}, "
+            f"handler_import_ns={self.handler_import_ns})"
+        )
 
 
 class Layer(Protocol):

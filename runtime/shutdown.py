@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TypeVar
 
-Hook = TypeVar("Hook", bound=Callable[[], object])
+# typing costs milliseconds of cold start; it is only needed by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    Hook = TypeVar("Hook", bound=Callable[[], object])
 
 # Hooks are registered by user code at import time, before any runtime object exists to hold
 # them, so this one list is module state; it is only read after init.

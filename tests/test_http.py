@@ -1,0 +1,737 @@
+"""The hot-path HTTP client against a scripted peer on a real loopback socket.
+
+The peer sends exactly the bytes a test scripts, in the splits it scripts, and records
+exactly what it received, so every test checks both directions of the wire.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from runtime.http import (
+    ConnectError,
+    Connection,
+    ConnectionClosed,
+    HTTPError,
+    ProtocolError,
+    RequestError,
+    Response,
+    StreamAborted,
+)
+
+TIMEOUT = 5.0
+
+
+@dataclass
+class Received:
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    trailers: list[tuple[str, str]]
+    raw: bytes
+
+
+@dataclass
+class PeerConnection:
+    requests: list[Received] = field(default_factory=list)
+    extra: bytes = b""  # bytes received after the script ended, before the client closed
+    eof: bool = False  # the client closed its side
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+Step = Callable[["_Session"], None]
+
+
+class _Session:
+    def __init__(self, sock: socket.socket, record: PeerConnection) -> None:
+        self.sock = sock
+        self.record = record
+        self.pending = b""
+        self.closed = False
+
+    def _more(self) -> bytes:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise EOFError("client closed")
+        self.pending += data
+        return data
+
+    def _take_until(self, marker: bytes) -> bytes:
+        while marker not in self.pending:
+            self._more()
+        index = self.pending.index(marker) + len(marker)
+        data, self.pending = self.pending[:index], self.pending[index:]
+        return data
+
+    def _take(self, n: int) -> bytes:
+        while len(self.pending) < n:
+            self._more()
+        data, self.pending = self.pending[:n], self.pending[n:]
+        return data
+
+    def read_request(self) -> Received:
+        raw = head = self._take_until(b"\r\n\r\n")
+        lines = head[:-4].decode("utf-8", "surrogateescape").split("\r\n")
+        method, target, version = lines[0].split(" ")
+        assert version == "HTTP/1.1"
+        headers = [(n, v.strip()) for n, _, v in (line.partition(":") for line in lines[1:])]
+        names = {n.lower(): v for n, v in headers}
+        body = b""
+        trailers: list[tuple[str, str]] = []
+        if names.get("transfer-encoding") == "chunked":
+            while True:
+                size_line = self._take_until(b"\r\n")
+                raw += size_line
+                size = int(size_line[:-2].split(b";")[0], 16)
+                if size == 0:
+                    break
+                data = self._take(size + 2)
+                raw += data
+                assert data[-2:] == b"\r\n"
+                body += data[:-2]
+            while True:
+                line = self._take_until(b"\r\n")
+                raw += line
+                if line == b"\r\n":
+                    break
+                name, _, value = line[:-2].decode().partition(":")
+                trailers.append((name, value.strip()))
+        elif "content-length" in names:
+            body = self._take(int(names["content-length"]))
+            raw += body
+        return Received(method, target, headers, body, trailers, raw)
+
+
+def REQ(session: _Session) -> None:
+    session.record.requests.append(session.read_request())
+
+
+def send(data: bytes, *, each: int = 0, delay: float = 0.0) -> Step:
+    """Send ``data`` in one go, or in pieces of ``each`` bytes with ``delay`` between them."""
+
+    def step(session: _Session) -> None:
+        if not each:
+            session.sock.sendall(data)
+            return
+        for start in range(0, len(data), each):
+            session.sock.sendall(data[start : start + each])
+            if delay:
+                time.sleep(delay)
+
+    return step
+
+
+def reply(make: Callable[[Received], bytes]) -> Step:
+    """Answer the last request with bytes computed from it."""
+
+    def step(session: _Session) -> None:
+        session.sock.sendall(make(session.record.requests[-1]))
+
+    return step
+
+
+def until(marker: bytes, event: threading.Event) -> Step:
+    """Wait until ``marker`` has arrived (without consuming it), then set ``event``."""
+
+    def step(session: _Session) -> None:
+        while marker not in session.pending:
+            session._more()
+        event.set()
+
+    return step
+
+
+def CLOSE(session: _Session) -> None:
+    session.sock.shutdown(socket.SHUT_RDWR)
+    session.sock.close()
+    session.closed = True
+
+
+def RESET(session: _Session) -> None:
+    """Abort the connection: the client sees a TCP RST instead of a FIN."""
+    session.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    session.sock.close()
+    session.closed = True
+
+
+class Peer:
+    """A loopback server that plays ``scripts[i]`` on the i-th accepted connection."""
+
+    def __init__(self, *scripts: list[Step]) -> None:
+        self.scripts = scripts
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.conns: list[PeerConnection] = []
+        self.unexpected = 0
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self._acceptor.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self._adopt(sock)
+
+    def _adopt(self, sock: socket.socket) -> None:
+        if len(self.conns) >= len(self.scripts):
+            self.unexpected += 1
+            sock.close()
+            return
+        record = PeerConnection()
+        script = self.scripts[len(self.conns)]
+        self.conns.append(record)
+        thread = threading.Thread(target=self._serve, args=(sock, record, script), daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _serve(self, sock: socket.socket, record: PeerConnection, script: list[Step]) -> None:
+        sock.settimeout(TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session = _Session(sock, record)
+        try:
+            for step in script:
+                step(session)
+            if not session.closed:
+                # Record whatever else arrives until the client closes.
+                try:
+                    while True:
+                        session._more()
+                except EOFError:
+                    record.eof = True
+                record.extra = session.pending
+        except EOFError:
+            record.eof = True
+        except BaseException as exc:
+            self.errors.append(exc)
+        finally:
+            record.done.set()
+            if not session.closed:
+                sock.close()
+
+    def conn(self, index: int) -> PeerConnection:
+        """The index-th accepted connection, waiting for the acceptor if need be."""
+        deadline = time.monotonic() + TIMEOUT
+        while len(self.conns) <= index:
+            assert time.monotonic() < deadline, f"connection {index} was never opened"
+            time.sleep(0.005)
+        return self.conns[index]
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        for thread in self._threads:
+            thread.join(TIMEOUT)
+        self._stop.set()
+        self._acceptor.join(TIMEOUT)
+        # A connection the client opened but nobody accepted yet still counts.
+        self.listener.setblocking(False)
+        try:
+            while True:
+                sock, _ = self.listener.accept()
+                self._adopt(sock)
+        except BlockingIOError:
+            pass
+        self.listener.close()
+        assert not self.errors, self.errors
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[..., Peer]]:
+    peers: list[Peer] = []
+
+    def make(*scripts: list[Step]) -> Peer:
+        p = Peer(*scripts)
+        peers.append(p)
+        return p
+
+    yield make
+    for p in peers:
+        p.stop()
+
+
+def resp(
+    status: int = 200, body: bytes = b"", headers: tuple[str, ...] = (), reason: str = "OK"
+) -> bytes:
+    lines = [f"HTTP/1.1 {status} {reason}", *headers, f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+NEXT = "/2018-06-01/runtime/invocation/next"
+
+
+def finish(conn: Connection, p: Peer) -> None:
+    conn.close()
+    p.stop()
+
+
+# --- requests as the server sees them ---------------------------------------------------
+
+
+def test_get_and_post_reach_the_server_exactly(peer: Callable[..., Peer]) -> None:
+    p = peer([REQ, send(resp(200, b'{"a":1}')), REQ, send(resp(202, b"ok")), REQ, send(resp())])
+    conn = Connection("127.0.0.1", p.port)
+    r1 = conn.request("GET", NEXT)
+    r2 = conn.request(
+        "POST", "/x/response", [("Lambda-Runtime-Invocation-Id", "abc")], bytearray(b"[1,2]")
+    )
+    r3 = conn.request("POST", "/x/error", [("Content-Type", "application/json")])
+    finish(conn, p)
+
+    assert (r1.status, r1.reason, r1.body) == (200, "OK", b'{"a":1}')
+    assert r1.headers == {"content-length": "7"}
+    assert (r2.status, r2.body, r3.body) == (202, b"ok", b"")
+    assert len(p.conns) == 1, "keep-alive: all three requests on one connection"
+    host = f"127.0.0.1:{p.port}"
+    got = p.conns[0].requests
+    assert got[0].raw == f"GET {NEXT} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    assert (got[1].method, got[1].target, got[1].body) == ("POST", "/x/response", b"[1,2]")
+    assert got[1].headers == [
+        ("Host", host),
+        ("Lambda-Runtime-Invocation-Id", "abc"),
+        ("Content-Length", "5"),
+    ]
+    assert got[2].headers == [
+        ("Host", host),
+        ("Content-Type", "application/json"),
+        ("Content-Length", "0"),
+    ]
+    assert p.conns[0].eof and p.conns[0].extra == b""
+
+
+def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
+    context = '{"custom":{"name":"Zoë ✓"}}'
+    raw = resp(200, b"", (f"Lambda-Runtime-Client-Context: {context}",)).replace(
+        b"OK", "Grüße".encode()
+    )
+    p = peer([REQ, send(raw)])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request("POST", "/p", [("X-Note", "naïve")], b"x")
+    finish(conn, p)
+    assert r.headers["lambda-runtime-client-context"] == context
+    assert r.reason == "Grüße"
+    assert ("X-Note", "naïve") in p.conns[0].requests[0].headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ([("X-Evil", "a\r\nInjected: 1")], "X-Evil"),
+        ([("X-Evil", "a\nb")], "X-Evil"),
+        ([("X-Nul", "a\x00b")], "X-Nul"),
+        ([("Bad Name", "v")], "Bad Name"),
+        ([("", "v")], "''"),
+        ([("Content-Length", "3")], "Content-Length"),
+        ([("transfer-encoding", "chunked")], "transfer-encoding"),
+    ],
+)
+def test_invalid_request_headers_are_refused_before_sending(
+    peer: Callable[..., Peer], headers: list[tuple[str, str]], fragment: str
+) -> None:
+    p = peer([])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(RequestError, match=fragment):
+        conn.request("POST", "/p", headers, b"x")
+    with pytest.raises(RequestError):
+        conn.request("GET", "/a b")
+    with pytest.raises(RequestError):
+        conn.request("GET", "/a\r\nX: y")
+    finish(conn, p)
+    assert p.conns == [] and p.unexpected == 0, "nothing may be sent"
+
+
+# --- response framing ----------------------------------------------------------------
+
+
+def test_byte_at_a_time_delivery(peer: Callable[..., Peer]) -> None:
+    first = resp(200, b"hello world", ("Lambda-Runtime-Aws-Request-Id: r-1", "X-Two: a"))
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
+        b"3;name=value\r\nabc\r\n1\r\nd\r\n0\r\nX-T: done\r\n\r\n"
+    )
+    p = peer([REQ, send(first, each=1, delay=0.0005), REQ, send(chunked, each=1, delay=0.0005)])
+    conn = Connection("127.0.0.1", p.port)
+    r1 = conn.request("GET", NEXT)
+    r2 = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert r1.body == b"hello world"
+    assert r1.headers == {
+        "lambda-runtime-aws-request-id": "r-1",
+        "x-two": "a",
+        "content-length": "11",
+    }
+    assert (r2.body, r2.trailers) == (b"abcd", {"x-t": "done"})
+    assert len(p.conns) == 1
+
+
+def test_chunked_body_with_extensions_and_trailers(peer: Callable[..., Peer]) -> None:
+    body = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'5;a=b;quoted="x;y" \r\nhello\r\n'
+        b"6 ; ext\r\n world\r\n"
+        b"0;last=1\r\n"
+        b"Lambda-Runtime-Function-Error-Type: Function.Oops\r\nX-Multi: 1\r\nx-multi: 2\r\n\r\n"
+    )
+    # Split right inside the CRLFs and the chunk sizes.
+    pieces = [body[:60], body[60:61], body[61:95], body[95:]]
+    p = peer([REQ, *[send(piece) for piece in pieces], REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request("GET", NEXT)
+    r_next = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert r.body == b"hello world"
+    assert r.headers == {"transfer-encoding": "chunked"}
+    assert r.trailers == {
+        "lambda-runtime-function-error-type": "Function.Oops",
+        "x-multi": "1, 2",
+    }
+    assert r_next.body == b"next", "the following response is framed correctly"
+    assert len(p.conns) == 1
+
+
+def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    p = peer([REQ, send(interim), send(resp(202, b"done", ("X-Final: yes",)))])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request("POST", "/p", (), b"body")
+    finish(conn, p)
+    assert (r.status, r.body, r.headers["x-final"]) == (202, b"done", "yes")
+    assert "link" not in r.headers
+
+
+def test_head_204_and_304_have_no_body_even_with_content_length(
+    peer: Callable[..., Peer],
+) -> None:
+    p = peer(
+        [
+            REQ,
+            send(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n"),
+            REQ,
+            send(b"HTTP/1.1 204 No Content\r\n\r\n"),
+            REQ,
+            send(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"),
+            REQ,
+            send(resp(200, b"after")),
+        ]
+    )
+    conn = Connection("127.0.0.1", p.port)
+    head = conn.request("HEAD", "/h")
+    no_content = conn.request("GET", "/a")
+    not_modified = conn.request("GET", "/b")
+    after = conn.request("GET", "/c")
+    finish(conn, p)
+    assert (head.status, head.body, head.headers["content-length"]) == (200, b"", "50")
+    assert (no_content.status, no_content.body) == (204, b"")
+    assert (not_modified.status, not_modified.body) == (304, b"")
+    assert after.body == b"after"
+    assert len(p.conns) == 1
+
+
+def test_close_delimited_body_then_new_connection(peer: Callable[..., Peer]) -> None:
+    p = peer(
+        [REQ, send(b"HTTP/1.1 200 OK\r\n\r\npart one, "), send(b"part two"), CLOSE],
+        [REQ, send(resp(200, b"fresh"))],
+    )
+    conn = Connection("127.0.0.1", p.port)
+    r1 = conn.request("GET", "/stream")
+    r2 = conn.request("GET", "/again")
+    finish(conn, p)
+    assert r1.body == b"part one, part two"
+    assert r2.body == b"fresh"
+    assert [len(c.requests) for c in p.conns] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        resp(200, b"bye", ("Connection: close",)),
+        b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nbye",
+    ],
+    ids=["connection-close", "http/1.0"],
+)
+def test_connection_close_then_reconnect(peer: Callable[..., Peer], first: bytes) -> None:
+    p = peer([REQ, send(first)], [REQ, send(resp(200, b"hi"))])
+    conn = Connection("127.0.0.1", p.port)
+    r1 = conn.request("GET", "/one")
+    assert p.conns[0].done.wait(TIMEOUT), "the client closed the connection after the response"
+    r2 = conn.request("GET", "/two")
+    finish(conn, p)
+    assert (r1.body, r2.body) == (b"bye", b"hi")
+    assert p.conns[0].eof and p.conns[0].extra == b""
+    assert [r.target for c in p.conns for r in c.requests] == ["/one", "/two"]
+
+
+def test_http10_keep_alive_is_honoured(peer: Callable[..., Peer]) -> None:
+    first = b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok"
+    p = peer([REQ, send(first), REQ, send(resp(200, b"again"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", "/1").body == b"ok"
+    assert conn.request("GET", "/2").body == b"again"
+    finish(conn, p)
+    assert len(p.conns) == 1
+
+
+def test_large_body_round_trip(peer: Callable[..., Peer]) -> None:
+    payload = bytes(range(256)) * (6 * 1024 * 1024 // 256)  # 6 MiB
+    p = peer([REQ, reply(lambda req: resp(200, req.body[::-1]))])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request("POST", "/big", (), memoryview(payload))
+    finish(conn, p)
+    assert p.conns[0].requests[0].body == payload
+    assert r.body == payload[::-1]
+
+
+def test_bodies_beyond_the_preallocation_cap(peer: Callable[..., Peer]) -> None:
+    # 20 MiB: more than the reader ever allocates up front for a declared length.
+    big = bytes(range(251)) * (20 * 1024 * 1024 // 251)
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % len(big)
+        + big
+        + b"\r\n3\r\nend\r\n0\r\n\r\n"
+    )
+    p = peer([REQ, send(resp(200, big)), REQ, send(chunked), REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", "/cl").body == big
+    assert conn.request("GET", "/chunked").body == big + b"end"
+    assert conn.request("GET", "/next").body == b"next"
+    finish(conn, p)
+    assert len(p.conns) == 1
+
+
+# --- connection drops --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drop", [CLOSE, RESET], ids=["fin", "rst"])
+def test_stale_keep_alive_is_retried_once(peer: Callable[..., Peer], drop: Step) -> None:
+    p = peer([REQ, send(resp(200, b"first")), drop], [REQ, send(resp(202, b"second"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", NEXT).body == b"first"
+    assert p.conns[0].done.wait(TIMEOUT)
+    r = conn.request("POST", "/x/response", (), b"result")
+    finish(conn, p)
+    assert (r.status, r.body) == (202, b"second")
+    assert len(p.conns) == 2
+    assert [r.method for r in p.conns[0].requests] == ["GET"]
+    assert [(r.method, r.body) for r in p.conns[1].requests] == [("POST", b"result")]
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [b"H", b"HTTP/1.1 200 OK\r\nContent-Le", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"],
+    ids=["one-byte", "mid-headers", "mid-body"],
+)
+@pytest.mark.parametrize("drop", [CLOSE, RESET], ids=["fin", "rst"])
+def test_no_retry_after_a_partial_response(
+    peer: Callable[..., Peer], partial: bytes, drop: Step
+) -> None:
+    go = threading.Event()
+
+    def wait_go(session: _Session) -> None:
+        assert go.wait(TIMEOUT)
+
+    p = peer([REQ, send(resp(200, b"first")), REQ, send(partial), wait_go, drop])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("GET", NEXT)
+    timer = threading.Timer(0.05, go.set)
+    timer.start()
+    with pytest.raises(ConnectionClosed, match=f"POST /x/response on 127.0.0.1:{p.port}"):
+        conn.request("POST", "/x/response", (), b"result")
+    timer.join()
+    finish(conn, p)
+    assert len(p.conns) == 1 and p.unexpected == 0, "nothing may be resent"
+    assert len(p.conns[0].requests) == 2
+
+
+def test_fresh_connection_closed_without_response_is_not_retried(
+    peer: Callable[..., Peer],
+) -> None:
+    p = peer([REQ, CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed, match="before the response started"):
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert len(p.conns) == 1 and p.unexpected == 0
+
+
+def test_connection_refused_names_the_address() -> None:
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    conn = Connection("127.0.0.1", port)
+    with pytest.raises(ConnectError, match=f"127.0.0.1:{port}") as info:
+        conn.request("GET", NEXT)
+    assert isinstance(info.value, ConnectionClosed)
+
+
+def test_protocol_error_closes_and_next_request_reconnects(peer: Callable[..., Peer]) -> None:
+    bad = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+    p = peer([REQ, send(bad)], [REQ, send(resp(200, b"ok"))])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError, match="conflicting Content-Length"):
+        conn.request("GET", "/1")
+    assert conn.request("GET", "/2").body == b"ok"
+    finish(conn, p)
+    assert [len(c.requests) for c in p.conns] == [1, 1]
+
+
+def test_unsolicited_bytes_after_a_response_are_not_taken_as_the_next_one(
+    peer: Callable[..., Peer],
+) -> None:
+    # The second response is glued to the first; it must not answer the next request.
+    glued = resp(200, b"one") + resp(200, b"INJECTED")
+    p = peer([REQ, send(glued)], [REQ, send(resp(200, b"two"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", "/1").body == b"one"
+    assert conn.request("GET", "/2").body == b"two"
+    finish(conn, p)
+    assert [len(c.requests) for c in p.conns] == [1, 1]
+
+
+# --- chunked requests (response streaming) ----------------------------------------------
+
+STREAM_HEADERS = [
+    ("Lambda-Runtime-Function-Response-Mode", "streaming"),
+    ("Trailer", "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body"),
+]
+
+
+def test_chunked_request_with_trailers_exact_bytes(peer: Callable[..., Peer]) -> None:
+    big = b"B" * 100_000
+    p = peer([REQ, send(resp(202, b""))])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request_chunked(
+        "POST",
+        "/x/response",
+        STREAM_HEADERS,
+        [b"hello", b"", bytearray(b" world"), memoryview(b"!"), big],
+        lambda: [("Lambda-Runtime-Function-Error-Type", "Function.X")],
+    )
+    finish(conn, p)
+    assert r.status == 202
+    expected = (
+        (
+            f"POST /x/response HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\n"
+            "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
+            "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+            "5\r\nhello\r\n6\r\n world\r\n1\r\n!\r\n186a0\r\n"
+        ).encode()
+        + big
+        + b"\r\n0\r\nLambda-Runtime-Function-Error-Type: Function.X\r\n\r\n"
+    )
+    assert p.conns[0].requests[0].raw == expected
+
+
+def test_chunks_are_sent_as_they_are_produced(peer: Callable[..., Peer]) -> None:
+    first_arrived = threading.Event()
+    p = peer([until(b"5\r\nfirst\r\n", first_arrived), REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", p.port)
+
+    def produce() -> Iterator[bytes]:
+        yield b"first"
+        # The peer must have the first chunk before the second one exists.
+        assert first_arrived.wait(TIMEOUT)
+        yield b"second"
+
+    r = conn.request_chunked("POST", "/s", STREAM_HEADERS, produce())
+    finish(conn, p)
+    assert r.status == 202
+    assert p.conns[0].requests[0].body == b"firstsecond"
+    assert p.conns[0].requests[0].trailers == []
+
+
+def test_error_in_chunk_source_terminates_request_and_raises_stream_aborted(
+    peer: Callable[..., Peer],
+) -> None:
+    p = peer([REQ, send(resp(202, b"accepted")), REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+
+    def produce() -> Iterator[bytes]:
+        yield b"partial"
+        raise ValueError("boom")
+
+    def trailers() -> list[tuple[str, str]]:
+        error = sys.exc_info()[1]
+        assert error is not None
+        return [("Lambda-Runtime-Function-Error-Type", type(error).__name__)]
+
+    with pytest.raises(StreamAborted) as info:
+        conn.request_chunked("POST", "/s", STREAM_HEADERS, produce(), trailers)
+    assert isinstance(info.value, HTTPError)
+    assert isinstance(info.value.error, ValueError) and str(info.value.error) == "boom"
+    assert info.value.__cause__ is info.value.error
+    assert (info.value.response.status, info.value.response.body) == (202, b"accepted")
+    # The connection is still in a clean state and is reused.
+    assert conn.request("GET", NEXT).body == b"next"
+    finish(conn, p)
+    assert len(p.conns) == 1
+    got = p.conns[0].requests[0]
+    assert got.body == b"partial"
+    assert got.trailers == [("Lambda-Runtime-Function-Error-Type", "ValueError")]
+    assert got.raw.endswith(
+        b"7\r\npartial\r\n0\r\nLambda-Runtime-Function-Error-Type: ValueError\r\n\r\n"
+    )
+
+
+def test_non_bytes_chunk_aborts_the_stream_cleanly(peer: Callable[..., Peer]) -> None:
+    p = peer([REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", p.port)
+    chunks: list[object] = [b"ok", "text is not bytes"]
+    with pytest.raises(StreamAborted) as info:
+        conn.request_chunked("POST", "/s", STREAM_HEADERS, chunks)  # type: ignore[arg-type]
+    finish(conn, p)
+    assert isinstance(info.value.error, RequestError)
+    assert "str" in str(info.value.error)
+    assert p.conns[0].requests[0].raw.endswith(b"2\r\nok\r\n0\r\n\r\n")
+
+
+@pytest.mark.parametrize("error", [KeyError, FileNotFoundError])
+def test_failing_trailers_callback_abandons_the_request(
+    peer: Callable[..., Peer], error: type[Exception]
+) -> None:
+    p = peer([until(b"2\r\nok\r\n", threading.Event())], [REQ, send(resp(200, b"fine"))])
+    conn = Connection("127.0.0.1", p.port)
+
+    def trailers() -> list[tuple[str, str]]:
+        raise error("bug in caller")
+
+    # The caller's own exception comes back unchanged (an OSError is not a socket problem).
+    with pytest.raises(error, match="bug in caller"):
+        conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"ok"], trailers)
+    assert p.conn(0).done.wait(TIMEOUT)
+    assert p.conns[0].eof, "the half-sent request was abandoned by closing the connection"
+    assert conn.request("GET", "/after").body == b"fine"
+    finish(conn, p)
+
+
+def test_chunked_request_on_a_connection_the_peer_closed_uses_a_new_one(
+    peer: Callable[..., Peer],
+) -> None:
+    p = peer([REQ, send(resp(200, b"first")), CLOSE], [REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("GET", NEXT)
+    assert p.conns[0].done.wait(TIMEOUT)
+    r = conn.request_chunked("POST", "/s", STREAM_HEADERS, iter([b"data"]))
+    finish(conn, p)
+    assert r.status == 202
+    assert p.conns[1].requests[0].body == b"data"
+
+
+def test_response_repr_is_readable() -> None:
+    r = Response(202, "Accepted", {}, b"abc", {})
+    assert repr(r) == "<Response 202 'Accepted', 3 body bytes>"
