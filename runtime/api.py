@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runtime.http import Connection, HTTPError, Response
+from runtime.http import Connection, HTTPError, RequestError, Response
 
 _BASE = "/2018-06-01/runtime"
 _NEXT = _BASE + "/invocation/next"
@@ -85,7 +85,7 @@ class RuntimeClient:
         if invocation.invocation_id:
             headers.append((INVOCATION_ID_HEADER, invocation.invocation_id))
         target = f"{_BASE}/invocation/{invocation.request_id}/response"
-        self._check_post(target, self._call("POST", target, headers, body))
+        self._post(target, headers, body)
 
     def post_error(
         self, invocation: Invocation, error_type: str, body: bytes, xray_cause: bytes | None
@@ -94,11 +94,11 @@ class RuntimeClient:
         if invocation.invocation_id:
             headers.append((INVOCATION_ID_HEADER, invocation.invocation_id))
         target = f"{_BASE}/invocation/{invocation.request_id}/error"
-        self._check_post(target, self._call("POST", target, headers, body))
+        self._post(target, headers, body)
 
     def post_init_error(self, error_type: str, body: bytes, xray_cause: bytes | None) -> None:
         headers = _error_headers(error_type, xray_cause)
-        self._check_post(_INIT_ERROR, self._call("POST", _INIT_ERROR, headers, body))
+        self._post(_INIT_ERROR, headers, body)
 
     def register_extension(self, name: str) -> str:
         """Register an internal extension with no events, so Lambda sends SIGTERM at shutdown."""
@@ -126,6 +126,8 @@ class RuntimeClient:
     ) -> Response:
         try:
             response = self._conn.request(method, target, headers, body)
+        except RequestError:
+            raise
         except HTTPError as exc:
             raise RuntimeAPIFatal(f"Runtime API at {self._address} failed: {exc}") from exc
         if response.status == 500:
@@ -134,7 +136,16 @@ class RuntimeClient:
             )
         return response
 
-    def _check_post(self, target: str, response: Response) -> None:
+    def _post(
+        self, target: str, headers: list[tuple[str, str]], body: bytes | bytearray | memoryview
+    ) -> None:
+        try:
+            response = self._call("POST", target, headers, body)
+        except RequestError as exc:
+            # Nothing was sent and the connection is intact: this post cannot be made (e.g. a
+            # request id that is not a valid URL path), but the environment is fine.
+            self._warn(f"could not post to {target!r}: {exc}")
+            return
         status = response.status
         if status == 202:
             return
@@ -147,7 +158,9 @@ class RuntimeClient:
 
 
 def _error_headers(error_type: str, xray_cause: bytes | None) -> list[tuple[str, str]]:
-    headers = [("Content-Type", "application/json"), (ERROR_TYPE_HEADER, error_type)]
+    # An exception class may be named anything; the header must stay one printable token.
+    header_type = "".join(c for c in error_type if " " < c <= "~") or "Runtime.Unknown"
+    headers = [("Content-Type", "application/json"), (ERROR_TYPE_HEADER, header_type)]
     if xray_cause is not None:
         headers.append((XRAY_CAUSE_HEADER, xray_cause.decode()))
     return headers

@@ -504,3 +504,26 @@ def test_a_hanging_shutdown_hook_is_bounded(runtime_api: Any, start_runtime: Any
 def test_no_hooks_no_extension(runtime_api: Any, start_runtime: Any) -> None:
     post, _ = run_one(runtime_api, start_runtime, "basic.echo", {})
     assert post.kind == "response"
+
+
+def test_exception_class_name_cannot_break_the_error_header(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    post, proc = run_one(runtime_api, start_runtime, "basic.weird_error_name", {})
+    assert post.kind == "error"
+    assert post.header("Lambda-Runtime-Function-Error-Type") == "BadName"
+    assert json.loads(post.body)["errorType"] == "Bad\nName"
+    runtime_api.push("{}")
+    assert runtime_api.wait_post().kind == "error"
+    assert proc.proc.poll() is None
+
+
+def test_request_id_that_cannot_be_posted_is_logged_and_the_loop_goes_on(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    runtime_api.push("{}", request_id="not a path")
+    good = runtime_api.push('{"next": 1}')
+    proc = start_runtime("basic.echo")
+    post = runtime_api.wait_post()
+    assert (post.request_id, json.loads(post.body)) == (good, {"next": 1})
+    assert "could not post" in proc.stop()

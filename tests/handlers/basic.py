@@ -168,3 +168,7 @@ def unprintable(event: Any, context: Any) -> None:
 
 
 not_callable = {"handler": "is a dict"}
+
+
+def weird_error_name(event: Any, context: Any) -> None:
+    raise type("Bad\nName", (Exception,), {})("header injection attempt")
