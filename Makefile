@@ -29,7 +29,9 @@ lint: setup
 	$(BIN)/ruff check runtime tests examples bench
 	$(BIN)/mypy
 
+# wrk drives the emulator benchmark's Invoke API load.
 bench: setup
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench
 
 clean:

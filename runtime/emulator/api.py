@@ -1,0 +1,372 @@
+"""The Python API: run the emulator in a background thread and invoke it over HTTP (httpx).
+
+>>> with Emulator("app.handler", task_root="examples/hello") as fn:   # doctest: +SKIP
+...     result = fn.invoke({"name": "World"})
+...     result.payload, result.error, result.report.max_memory_used_mb
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import orjson
+
+from .app import EmulatorCore, new_event_loop
+from .config import EmulatorConfig, split_command
+from .invocation import Invocation
+from .output import Console, stderr_stream
+from .reports import Report
+
+_KEEP = 1000
+
+
+class FunctionError(Exception):
+    """Raised by :meth:`InvokeResult.raise_for_error` when the invoke failed."""
+
+    def __init__(self, result: InvokeResult) -> None:
+        error = result.error or {}
+        super().__init__(f"{error.get('errorType')}: {error.get('errorMessage')}")
+        self.result = result
+
+
+@dataclass
+class InvokeResult:
+    """The outcome of one invoke, as the caller sees it plus what the platform logged."""
+
+    status_code: int
+    raw: bytes
+    headers: Mapping[str, str]
+    request_id: str
+    # "Unhandled" when the function (or its runtime) failed, else None.
+    function_error: str | None
+    log: str = ""
+    report: Report | None = None
+    attempts: int = 1
+    _payload: Any = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code < 300 and self.function_error is None
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    @property
+    def payload(self) -> Any:
+        """The response decoded as JSON when it is JSON, else the raw bytes."""
+        if self._payload is None:
+            if "json" in self.content_type or not self.content_type:
+                try:
+                    self._payload = orjson.loads(self.raw)
+                except orjson.JSONDecodeError:
+                    self._payload = self.raw
+            else:
+                self._payload = self.raw
+        return self._payload
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        """The error document (``errorType``, ``errorMessage``, ...) of a failed invoke."""
+        if self.function_error is None and self.status_code < 400:
+            return None
+        value = self.payload
+        return value if isinstance(value, dict) else {"errorMessage": str(value)}
+
+    @property
+    def log_tail(self) -> str | None:
+        """The ``X-Amz-Log-Result`` header decoded, when the invoke asked for ``Tail``."""
+        value = self.headers.get("x-amz-log-result")
+        return base64.b64decode(value).decode("utf-8", "replace") if value else None
+
+    def raise_for_error(self) -> InvokeResult:
+        if not self.ok:
+            raise FunctionError(self)
+        return self
+
+
+class Emulator:
+    """A local Lambda function: ``start()``/``stop()`` or use it as a context manager.
+
+    Keyword arguments mirror the ``serve`` options (``task_root``, ``layers``, ``timeout``,
+    ``memory``, ``concurrency``, ``env``, ``function_name``, ``region``, ``runtime_cmd``,
+    ``no_spawn``/``runtime_api``, ``idle_timeout``, ``init_timeout``, ``shutdown_grace``,
+    ``event_retries``, ``event_retry_delays``, ``log_format``). ``port`` defaults to 0 (any free
+    port: see :attr:`url`). ``echo=True`` copies function output and platform lines to
+    ``sys.stderr`` (pytest shows them for failing tests); a binary stream works too.
+    """
+
+    def __init__(
+        self,
+        handler: str = "",
+        *,
+        task_root: str | Path = ".",
+        layers: Sequence[str | Path] = (),
+        timeout: float = 3.0,
+        memory: int = 128,
+        concurrency: int = 10,
+        env: Mapping[str, str] | None = None,
+        function_name: str = "function",
+        region: str = "us-east-1",
+        runtime_cmd: str | Sequence[str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        no_spawn: bool = False,
+        runtime_api: str | None = None,
+        init_timeout: float = 10.0,
+        idle_timeout: float = 300.0,
+        shutdown_grace: float = 0.5,
+        event_retries: int = 2,
+        event_retry_delays: tuple[float, float] = (1.0, 2.0),
+        log_format: str | None = None,
+        memory_poll_interval: float = 0.01,
+        echo: bool | BinaryIO = False,
+    ) -> None:
+        if isinstance(runtime_cmd, str):
+            runtime_cmd = split_command(runtime_cmd)
+        self.config = EmulatorConfig(
+            handler=handler,
+            task_root=Path(task_root),
+            layers=[Path(p) for p in layers],
+            timeout=timeout,
+            memory=memory,
+            concurrency=concurrency,
+            env=dict(env or {}),
+            host=host,
+            port=port,
+            function_name=function_name,
+            region=region,
+            runtime_cmd=runtime_cmd,
+            no_spawn=no_spawn,
+            runtime_api=runtime_api
+            if runtime_api is not None
+            else ("127.0.0.1:0" if no_spawn else None),
+            init_timeout=init_timeout,
+            idle_timeout=idle_timeout,
+            shutdown_grace=shutdown_grace,
+            event_retries=event_retries,
+            event_retry_delays=event_retry_delays,
+            log_format=log_format,
+            memory_poll_interval=memory_poll_interval,
+        )
+        stream: Callable[[], BinaryIO | None] | None
+        if echo is True:
+            stream = stderr_stream
+        elif echo is False:
+            stream = None
+        else:
+            fixed = echo
+            stream = lambda: fixed  # noqa: E731
+        self._console = Console(stream)
+        self._events_done: OrderedDict[str, Invocation] = OrderedDict()
+        self._events_cond = threading.Condition()
+        self._core = EmulatorCore(
+            self.config, self._console, keep_records=_KEEP, on_event_done=self._event_done
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+
+    # -- lifecycle
+
+    def start(self) -> Emulator:
+        if self._thread is not None:
+            return self
+        loop = new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="lambda-emulator", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            asyncio.run_coroutine_threadsafe(self._core.start(), loop).result()
+        except BaseException:
+            self._stop_loop()
+            raise
+        http_timeout = self.config.timeout + self.config.init_timeout + 30
+        self._client = httpx.Client(base_url=self.url, timeout=http_timeout)
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        try:
+            # Stopping first answers invokes in flight on other threads before their client goes.
+            asyncio.run_coroutine_threadsafe(self._core.stop(), self._loop).result(timeout=60)
+        finally:
+            self._stop_loop()
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _stop_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- addresses
+
+    @property
+    def url(self) -> str:
+        """Base URL of the Invoke API, e.g. for ``boto3.client("lambda", endpoint_url=...)``."""
+        return self._core.url
+
+    endpoint_url = url
+
+    @property
+    def function_name(self) -> str:
+        return self.config.function_name
+
+    @property
+    def invoke_path(self) -> str:
+        return f"/2015-03-31/functions/{self.config.function_name}/invocations"
+
+    @property
+    def runtime_api(self) -> str:
+        """With ``no_spawn``: the ``HOST:PORT`` to give the runtime as AWS_LAMBDA_RUNTIME_API."""
+        address = self._core.runtime_api_address
+        if address is None:
+            raise RuntimeError("runtime_api is only defined with no_spawn=True")
+        return address
+
+    def runtime_environment(self) -> dict[str, str]:
+        """With ``no_spawn``: the environment to start the runtime with by hand."""
+        result: dict[str, str] = self._call(self._core.external_env_vars)
+        return result
+
+    # -- invoking
+
+    def invoke(
+        self,
+        event: Any = None,
+        *,
+        payload: bytes | None = None,
+        tail: bool = False,
+        client_context: Mapping[str, Any] | None = None,
+        trace_id: str | None = None,
+        tenant_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> InvokeResult:
+        """A RequestResponse invoke. ``event`` is JSON-encoded; ``payload`` sends raw bytes."""
+        response = self._post(
+            event, payload, "RequestResponse", tail, client_context, trace_id, tenant_id, headers
+        )
+        return self._result(response)
+
+    def invoke_event(self, event: Any = None, *, payload: bytes | None = None) -> str:
+        """An Event (asynchronous) invoke; returns its request id for :meth:`wait_event`."""
+        response = self._post(event, payload, "Event", False, None, None, None, None)
+        if response.status_code != 202:
+            raise RuntimeError(f"Event invoke refused: {response.status_code} {response.text}")
+        return response.headers["x-amzn-requestid"]
+
+    def wait_event(self, request_id: str, timeout: float = 30.0) -> InvokeResult:
+        """Wait until an Event invoke is over (retries included) and return its last attempt."""
+        with self._events_cond:
+            if not self._events_cond.wait_for(lambda: request_id in self._events_done, timeout):
+                raise TimeoutError(f"Event invoke {request_id} not finished after {timeout} s")
+            inv = self._events_done[request_id]
+        headers = {"content-type": inv.content_type.decode("latin-1")}
+        return InvokeResult(
+            status_code=200,
+            raw=inv.payload,
+            headers=headers,
+            request_id=request_id,
+            function_error="Unhandled" if inv.function_error else None,
+            log=inv.log_bytes().decode("utf-8", "replace"),
+            report=inv.report,
+            attempts=inv.attempt,
+        )
+
+    def _event_done(self, inv: Invocation) -> None:
+        with self._events_cond:
+            self._events_done[inv.request_id] = inv
+            if len(self._events_done) > _KEEP:
+                self._events_done.popitem(last=False)
+            self._events_cond.notify_all()
+
+    def _post(
+        self,
+        event: Any,
+        payload: bytes | None,
+        kind: str,
+        tail: bool,
+        client_context: Mapping[str, Any] | None,
+        trace_id: str | None,
+        tenant_id: str | None,
+        extra: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        if self._client is None:
+            raise RuntimeError("the emulator is not started (use start() or a with block)")
+        body = payload if payload is not None else orjson.dumps(event if event is not None else {})
+        headers = {"X-Amz-Invocation-Type": kind}
+        if tail:
+            headers["X-Amz-Log-Type"] = "Tail"
+        if client_context is not None:
+            headers["X-Amz-Client-Context"] = base64.b64encode(
+                orjson.dumps(dict(client_context))
+            ).decode()
+        if trace_id is not None:
+            headers["X-Amzn-Trace-Id"] = trace_id
+        if tenant_id is not None:
+            headers["X-Amz-Tenant-Id"] = tenant_id
+        if extra:
+            headers.update(extra)
+        return self._client.post(self.invoke_path, content=body, headers=headers)
+
+    def _result(self, response: httpx.Response) -> InvokeResult:
+        request_id = response.headers.get("x-amzn-requestid", "")
+        inv = self._core.records.get(request_id)
+        return InvokeResult(
+            status_code=response.status_code,
+            raw=response.content,
+            headers=response.headers,
+            request_id=request_id,
+            function_error=response.headers.get("x-amz-function-error"),
+            log=inv.log_bytes().decode("utf-8", "replace") if inv is not None else "",
+            report=inv.report if inv is not None else None,
+        )
+
+    # -- state
+
+    def stats(self) -> dict[str, int]:
+        """``environments`` alive, ``busy`` invokes in flight, ``started`` environments so far."""
+
+        def collect() -> dict[str, int]:
+            sched = self._core.scheduler
+            assert sched is not None
+            return {
+                "environments": len(sched.envs),
+                "busy": sched.in_flight,
+                "started": sched.started,
+                "processes": len(sched.processes),
+            }
+
+        result: dict[str, int] = self._call(collect)
+        return result
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the emulator is not started")
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=10)

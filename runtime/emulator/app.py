@@ -1,0 +1,223 @@
+"""The emulator as one asyncio object: Invoke API server, scheduler, environments, layers.
+
+Used by the CLI (on the main thread's loop) and by the Python API (on a background thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import runtime
+
+from .config import EmulatorConfig
+from .environments import Environment, Scheduler
+from .invocation import Invocation
+from .invoke_api import InvokeApi
+from .layers import LayerRoot
+from .output import Console
+from .runtime_api import RuntimeApi
+from .server import HttpServer
+
+T = TypeVar("T")
+
+# Dummy credentials: well-formed so SDKs start, useless against AWS.
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "ASIAEMULATORDUMMYKEY",
+    "AWS_SECRET_ACCESS_KEY": "emulator/dummy/secret/access/key/000000",
+    "AWS_SESSION_TOKEN": "emulator-dummy-session-token",
+}
+
+
+def build_runtime_env(config: EmulatorConfig, layer_root: Path) -> dict[str, str]:
+    """The environment a runtime process sees (facts section 4), minus the per-environment
+    ``AWS_LAMBDA_RUNTIME_API`` and ``AWS_LAMBDA_LOG_STREAM_NAME``.
+
+    It is built from scratch rather than inherited, as on Lambda, so nothing from the host
+    (credentials above all) leaks in; only ``PATH`` and ``LD_LIBRARY_PATH`` are carried over so
+    the runtime's interpreter and libraries can be found.
+    """
+    host_path = os.environ.get("PATH", "/usr/local/bin:/usr/bin/:/bin")
+    env = {
+        "PATH": f"{host_path}:{layer_root / 'bin'}",
+        "LD_LIBRARY_PATH": ":".join(
+            p for p in (os.environ.get("LD_LIBRARY_PATH", ""), str(layer_root / "lib")) if p
+        ),
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        # Without it Python block-buffers a pipe, and print() output would not reach the
+        # invoke it belongs to.
+        "PYTHONUNBUFFERED": "1",
+        "_HANDLER": config.handler,
+        "LAMBDA_TASK_ROOT": str(config.task_root),
+        "LAMBDA_RUNTIME_DIR": str(Path(runtime.__file__).resolve().parent.parent),
+        "LAMBDA_RUNTIME_LAYER_ROOT": str(layer_root),
+        "AWS_REGION": config.region,
+        "AWS_DEFAULT_REGION": config.region,
+        "AWS_LAMBDA_FUNCTION_NAME": config.function_name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.function_name}",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        **DUMMY_CREDENTIALS,
+    }
+    if config.runtime_cmd is None:
+        # Our runtime must import the same `runtime` package as this emulator, installed or not.
+        # It finds the layers itself (LAMBDA_RUNTIME_LAYER_ROOT).
+        env["PYTHONPATH"] = env["LAMBDA_RUNTIME_DIR"]
+    elif config.layers:
+        # Another runtime (awslambdaric, ...) knows nothing of LAMBDA_RUNTIME_LAYER_ROOT: give it
+        # the layer paths the managed Python runtime puts on sys.path, for this Python version.
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        env["PYTHONPATH"] = (
+            f"{layer_root / 'python'}:{layer_root / 'python' / 'lib' / version / 'site-packages'}"
+        )
+    if config.log_format == "JSON":
+        env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+    for key, value in config.env.items():
+        if key == "PYTHONPATH" and "PYTHONPATH" in env:
+            env[key] = f"{value}:{env[key]}"
+        else:
+            env[key] = value
+    return env
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed (it roughly halves the emulator's CPU per invoke), else
+    asyncio's own loop; ``LAMBDA_EMULATOR_LOOP=asyncio`` forces the latter."""
+    if os.environ.get("LAMBDA_EMULATOR_LOOP", "auto") != "asyncio":
+        try:
+            import uvloop  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            pass
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on the loop :func:`new_event_loop` picks."""
+    loop = new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+class EmulatorCore:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        console: Console,
+        *,
+        keep_records: int = 0,
+        on_record: Callable[[Invocation], None] | None = None,
+        on_event_done: Callable[[Invocation], None] | None = None,
+    ) -> None:
+        self.on_event_done = on_event_done
+        self.config = config
+        self.console = console
+        self.keep_records = keep_records
+        self.on_record = on_record
+        self.records: OrderedDict[str, Invocation] = OrderedDict()
+        self.scheduler: Scheduler | None = None
+        self.invoke_server: HttpServer | None = None
+        self.layers: LayerRoot | None = None
+        self.external: Environment | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.invoke_server is not None
+        return f"http://{self.invoke_server.host}:{self.invoke_server.port}"
+
+    @property
+    def runtime_api_address(self) -> str | None:
+        return self.external.address if self.external is not None else None
+
+    def _record(self, inv: Invocation) -> None:
+        if self.keep_records:
+            records = self.records
+            records[inv.request_id] = inv
+            if len(records) > self.keep_records:
+                records.popitem(last=False)
+        if self.on_record is not None:
+            self.on_record(inv)
+
+    def _make_runtime_server(self, env: Environment) -> HttpServer:
+        assert self.scheduler is not None
+        return HttpServer(RuntimeApi(self.scheduler, env, self.config))
+
+    async def start(self) -> None:
+        config = self.config
+        self.console.loop = asyncio.get_running_loop()
+        self.layers = LayerRoot(config.layers)
+        try:
+            base_env = build_runtime_env(config, self.layers.path)
+            self.scheduler = Scheduler(
+                config,
+                self.console,
+                base_env,
+                self._make_runtime_server,
+                on_finished=self._record if (self.keep_records or self.on_record) else None,
+                on_event_done=self.on_event_done,
+            )
+            self.invoke_server = HttpServer(InvokeApi(config, self._get_scheduler))
+            await self.invoke_server.listen(config.host, config.port)
+            if config.no_spawn:
+                await self._start_external()
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _get_scheduler(self) -> Scheduler:
+        assert self.scheduler is not None
+        return self.scheduler
+
+    async def _start_external(self) -> None:
+        sched = self._get_scheduler()
+        env = Environment(0, external=True)
+        server = HttpServer(RuntimeApi(sched, env, self.config))
+        host, port = self.config.runtime_api_address()
+        await server.listen(host, port)
+        env.server = server
+        env.address = f"{server.host}:{server.port}"
+        sched.envs[env.id] = env
+        sched.external = env
+        self.external = env
+
+    def external_env_vars(self) -> dict[str, str]:
+        """What to export before starting a runtime by hand with --no-spawn."""
+        assert self.scheduler is not None and self.external is not None
+        env = self.scheduler.runtime_env(self.external)
+        # PATH / LD_LIBRARY_PATH of the shell that starts the runtime are the right ones.
+        for key in ("PATH", "LD_LIBRARY_PATH"):
+            env.pop(key, None)
+        return env
+
+    async def stop(self) -> None:
+        if self.invoke_server is not None:
+            self.invoke_server.stop_listening()
+        if self.scheduler is not None:
+            # Answers every invoke still open (503) before the connections go.
+            await self.scheduler.close()
+        if self.invoke_server is not None:
+            await asyncio.sleep(0)
+            self.invoke_server.close()
+            await self.invoke_server.wait_closed()
+        if self.external is not None and self.external.server is not None:
+            self.external.server.close()
+        if self.layers is not None:
+            self.layers.cleanup()
+            self.layers = None
+        self.console.flush()

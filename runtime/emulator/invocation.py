@@ -1,0 +1,148 @@
+"""One accepted invoke, from the Invoke API to its single answer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .reports import Report
+
+if TYPE_CHECKING:
+    from .environments import Environment
+
+REQUEST_RESPONSE = "RequestResponse"
+EVENT = "Event"
+
+TAIL_BYTES = 4096
+# A function that prints without end must not grow the emulator without bound.
+_MAX_LOG_BYTES = 1 << 20
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID string, made directly: uuid.uuid4() costs several times more,
+    and this runs on every invoke."""
+    h = os.urandom(16).hex()
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+
+
+class Invocation:
+    """State of one invoke. ``finish`` is the only way out and runs ``on_done`` exactly once."""
+
+    __slots__ = (
+        "attempt",
+        "client_context",
+        "content_type",
+        "deadline_ms",
+        "done",
+        "env",
+        "error_type",
+        "event",
+        "function_error",
+        "invocation_id",
+        "invoke_start",
+        "kind",
+        "log",
+        "log_size",
+        "log_truncated",
+        "on_done",
+        "payload",
+        "report",
+        "request_id",
+        "streaming",
+        "tenant_id",
+        "timer",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        event: bytes,
+        *,
+        kind: str = REQUEST_RESPONSE,
+        trace_id: str,
+        client_context: str | None = None,
+        tenant_id: str | None = None,
+        on_done: Callable[[Invocation], None] | None = None,
+    ) -> None:
+        self.request_id = new_request_id()
+        self.invocation_id = os.urandom(16).hex()
+        self.attempt = 1
+        self.event = event
+        self.kind = kind
+        self.trace_id = trace_id
+        self.client_context = client_context
+        self.tenant_id = tenant_id
+        self.on_done = on_done
+        self.env: Environment | None = None
+        # time.monotonic() when the invoke began (its timeout counts from here), once dispatched.
+        self.invoke_start: float | None = None
+        self.deadline_ms = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.streaming = False
+        self.log: list[bytes] = []
+        self.log_size = 0
+        self.log_truncated = False
+        self.done = False
+        self.payload = b""
+        self.content_type = b"application/json"
+        # True when the caller must see X-Amz-Function-Error: Unhandled.
+        self.function_error = False
+        self.error_type: str | None = None
+        self.report: Report | None = None
+
+    def add_log(self, line: bytes) -> None:
+        self.log_size += len(line) + 1
+        self.log.append(line)
+        if self.log_size > _MAX_LOG_BYTES:
+            # Keep the tail, which is what Tail and a failing test want to see.
+            while self.log_size > _MAX_LOG_BYTES // 2 and len(self.log) > 1:
+                self.log_size -= len(self.log.pop(0)) + 1
+            self.log_truncated = True
+
+    def log_bytes(self) -> bytes:
+        if not self.log:
+            return b""
+        return b"\n".join(self.log) + b"\n"
+
+    def log_tail(self) -> bytes:
+        """Base64 of the last 4 KB of this invoke's log (the ``X-Amz-Log-Result`` value)."""
+        return base64.b64encode(self.log_bytes()[-TAIL_BYTES:])
+
+    def finish(
+        self,
+        payload: bytes,
+        *,
+        content_type: bytes = b"application/json",
+        function_error: bool = False,
+        error_type: str | None = None,
+    ) -> bool:
+        if self.done:
+            return False
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.payload = payload
+        self.content_type = content_type
+        self.function_error = function_error
+        self.error_type = error_type
+        if self.on_done is not None:
+            self.on_done(self)
+        return True
+
+    def new_attempt(self) -> None:
+        """Reset for a retry of an Event invoke (same request id, new invocation id)."""
+        self.attempt += 1
+        self.invocation_id = os.urandom(16).hex()
+        self.env = None
+        self.invoke_start = None
+        self.done = False
+        self.payload = b""
+        self.function_error = False
+        self.error_type = None
+        self.report = None
+        self.streaming = False

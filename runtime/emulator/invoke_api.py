@@ -1,0 +1,257 @@
+"""The Invoke API that callers (boto3, the AWS CLI, curl, scripts written for RIE) talk to.
+
+``POST /2015-03-31/functions/{name}/invocations`` where ``name`` is the function name, ``function``
+(the path of AWS's Runtime Interface Emulator), a full or partial ARN, optionally with the
+``$LATEST`` qualifier (as ``name:$LATEST`` or ``?Qualifier=$LATEST``).
+
+Headers honoured: ``X-Amz-Invocation-Type`` (``RequestResponse``, ``Event``: 202 and run in the
+background with Lambda's two retries, ``DryRun``: 204), ``X-Amz-Log-Type: Tail`` (answers
+``X-Amz-Log-Result``), ``X-Amz-Client-Context`` (base64 JSON), ``X-Amzn-Trace-Id`` (one is made
+up in X-Ray format when absent) and ``X-Amz-Tenant-Id``. Errors of the API itself carry
+``x-amzn-ErrorType`` and a ``{"Type", "message"}`` body, which botocore turns into the usual
+exceptions (``TooManyRequestsException``, ``ResourceNotFoundException``, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote
+
+import orjson
+
+from .config import MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
+from .invocation import EVENT, REQUEST_RESPONSE, Invocation
+from .reports import api_error
+from .server import Headers, HttpConnection, Request
+
+if TYPE_CHECKING:
+    from .config import EmulatorConfig
+    from .environments import Scheduler
+
+_FUNCTIONS = b"/2015-03-31/functions/"
+_INVOCATIONS = b"/invocations"
+_VERSION = (b"X-Amz-Executed-Version", b"$LATEST")
+_UNHANDLED = (b"X-Amz-Function-Error", b"Unhandled")
+_MAX_CLIENT_CONTEXT = 3583
+_EMPTY_EVENT = b"{}"
+
+
+def make_trace_id() -> str:
+    """A new X-Ray trace header, as Lambda passes it to the runtime when the caller sent none."""
+    return (
+        f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};"
+        f"Parent={os.urandom(8).hex()};Sampled=0"
+    )
+
+
+class InvokeApi:
+    """server.Handler for the Invoke API port."""
+
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        scheduler: Callable[[], Scheduler],
+        on_event: Callable[[Invocation], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._scheduler = scheduler
+        self.on_event = on_event
+        name = config.function_name
+        self.names = {name, "function"}
+        self.arn_prefix = f"arn:aws:lambda:{config.region}:"
+
+    # -- server.Handler
+
+    def start(self, req: Request) -> None:
+        kind = req.headers.get(b"x-amz-invocation-type")
+        req.max_body = MAX_EVENT_PAYLOAD if kind == b"Event" else MAX_SYNC_PAYLOAD
+
+    def connection_lost(self, conn: HttpConnection) -> None:
+        pass
+
+    def finish(self, req: Request) -> None:
+        target = req.target
+        path, _, query = target.partition(b"?")
+        if not (path.startswith(_FUNCTIONS) and path.endswith(_INVOCATIONS)):
+            if path.startswith(b"/2021-11-15/functions/"):
+                return _api_error(
+                    req,
+                    400,
+                    "InvalidRequestContentException",
+                    "response streaming invokes are not supported by this emulator",
+                )
+            return _api_error(
+                req,
+                404,
+                "UnknownOperationException",
+                f"unknown operation {req.method.decode()} {path.decode('latin-1')}",
+            )
+        if req.method != b"POST":
+            return _api_error(req, 405, "UnknownOperationException", "Invoke takes POST")
+        name = unquote(path[len(_FUNCTIONS) : -len(_INVOCATIONS)].decode("latin-1"))
+        qualifier = None
+        if query:
+            values = parse_qs(query.decode("latin-1")).get("Qualifier")
+            qualifier = values[0] if values else None
+        if not self._known(name, qualifier):
+            return _api_error(
+                req,
+                404,
+                "ResourceNotFoundException",
+                f"Function not found: {self.config.function_arn}"
+                if name in self.names
+                else f"Function not found: {name}",
+            )
+        headers = req.headers
+        kind_raw = headers.get(b"x-amz-invocation-type", b"RequestResponse")
+        kind = kind_raw.decode("latin-1")
+        if kind not in (REQUEST_RESPONSE, EVENT, "DryRun"):
+            return _api_error(
+                req,
+                400,
+                "ValidationException",
+                f"1 validation error detected: Value '{kind}' at 'invocationType' failed to "
+                "satisfy constraint: Member must satisfy enum value set: "
+                "[Event, RequestResponse, DryRun]",
+            )
+        if req.too_large:
+            limit = MAX_EVENT_PAYLOAD if kind == EVENT else MAX_SYNC_PAYLOAD - 100
+            return _api_error(
+                req,
+                413,
+                "RequestEntityTooLargeException",
+                f"Request must be smaller than {limit} bytes for the "
+                f"{'InvokeAsync' if kind == EVENT else 'InvokeFunction'} operation",
+            )
+        body = req.body
+        if not body:
+            body = _EMPTY_EVENT
+        else:
+            try:
+                orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                return _api_error(
+                    req,
+                    400,
+                    "InvalidRequestContentException",
+                    f"Could not parse request body into json: {exc}",
+                )
+        log_type = headers.get(b"x-amz-log-type")
+        if log_type is not None and log_type not in (b"Tail", b"None"):
+            return _api_error(
+                req, 400, "ValidationException", "X-Amz-Log-Type must be None or Tail"
+            )
+        client_context = None
+        raw_context = headers.get(b"x-amz-client-context")
+        if raw_context:
+            client_context = _decode_client_context(raw_context)
+            if client_context is None:
+                return _api_error(
+                    req,
+                    400,
+                    "InvalidRequestContentException",
+                    "Client context must be a valid Base64-encoded JSON object "
+                    f"of at most {_MAX_CLIENT_CONTEXT} bytes.",
+                )
+        if kind == "DryRun":
+            req.respond(204, [(b"X-Amzn-RequestId", os.urandom(16).hex().encode()), _VERSION])
+            return
+        trace = headers.get(b"x-amzn-trace-id")
+        trace_id = trace.decode("latin-1") if trace and b"Root=" in trace else make_trace_id()
+        tenant = headers.get(b"x-amz-tenant-id")
+        inv = Invocation(
+            body,
+            kind=kind,
+            trace_id=trace_id,
+            client_context=client_context,
+            tenant_id=tenant.decode("latin-1") if tenant else None,
+        )
+        sched = self._scheduler()
+        if kind == EVENT:
+            if sched.closing:
+                return _api_error(req, 503, "ServiceException", "The emulator is shutting down")
+            req.respond(202, [(b"X-Amzn-RequestId", inv.request_id.encode())])
+            if self.on_event is not None:
+                self.on_event(inv)
+            sched.submit_event(inv)
+            return
+        tail = log_type == b"Tail"
+        inv.on_done = lambda done: self._respond(req, done, tail)
+        if not sched.submit(inv):
+            _api_error(
+                req,
+                429,
+                "TooManyRequestsException",
+                "Rate Exceeded.",
+                Reason="ReservedFunctionConcurrentInvocationLimitExceeded",
+            )
+
+    def _known(self, name: str, qualifier: str | None) -> bool:
+        if name.startswith("arn:"):
+            # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+            parts = name.split(":")
+            if (
+                len(parts) not in (7, 8)
+                or parts[5] != "function"
+                or not name.startswith(self.arn_prefix)
+            ):
+                return False
+            name = parts[6]
+            if len(parts) == 8:
+                qualifier = parts[7]
+        elif name.count(":") >= 2:
+            # ACCOUNT:function:NAME[:QUALIFIER]
+            parts = name.split(":")
+            if parts[1] != "function" or len(parts) > 4:
+                return False
+            name = parts[2]
+            if len(parts) == 4:
+                qualifier = parts[3]
+        elif ":" in name:
+            name, qualifier = name.split(":", 1)
+        return name in self.names and qualifier in (None, "$LATEST")
+
+    def _respond(self, req: Request, inv: Invocation, tail: bool) -> None:
+        if inv.error_type == "ServiceException":
+            _api_error(req, 503, "ServiceException", "The emulator is shutting down")
+            return
+        headers: Headers = [
+            (b"Content-Type", inv.content_type),
+            (b"X-Amzn-RequestId", inv.request_id.encode()),
+            _VERSION,
+        ]
+        if inv.function_error:
+            headers.append(_UNHANDLED)
+        if tail:
+            headers.append((b"X-Amz-Log-Result", inv.log_tail()))
+        req.respond(200, headers, inv.payload)
+
+
+def _api_error(req: Request, status: int, code: str, message: str, **extra: str) -> None:
+    req.respond(
+        status,
+        [
+            (b"Content-Type", b"application/json"),
+            (b"x-amzn-ErrorType", code.encode()),
+            (b"X-Amzn-RequestId", os.urandom(16).hex().encode()),
+        ],
+        api_error(code, message, **extra),
+    )
+
+
+def _decode_client_context(raw: bytes) -> str | None:
+    if len(raw) > _MAX_CLIENT_CONTEXT:
+        return None
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+        value = orjson.loads(decoded)
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    return decoded.decode("utf-8")

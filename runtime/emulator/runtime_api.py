@@ -1,0 +1,310 @@
+"""The Runtime API one environment's runtime talks to, with Lambda's status codes.
+
+Each environment has its own port (see :mod:`runtime.emulator.environments`), so one
+:class:`RuntimeApi` serves exactly one environment and its strict state machine:
+
+* ``GET /runtime/invocation/next``: parks until an invoke is assigned. The first call ends init.
+  403 while an invoke is outstanding or another ``/next`` is already waiting.
+* ``POST /runtime/invocation/{id}/response`` and ``/error``: 202 for the outstanding invoke;
+  410 for one that already timed out; 400 for an unknown or already answered id, a
+  ``Lambda-Runtime-Invocation-Id`` that does not match the current attempt, or a bad
+  ``Lambda-Runtime-Function-Response-Mode``; 403 during init; 413 for a payload over 6 MiB (the
+  invoke then fails with ``Function.ResponseSizeTooLarge``). Streamed responses (chunked, with
+  the error trailers) are assembled and answered the same way.
+* ``POST /runtime/init/error``: 202 during init (the invoke that caused the init gets the error),
+  403 afterwards.
+* ``POST /2020-01-01/extension/register``: 200 with ``Lambda-Extension-Identifier``; from then
+  on the environment is shut down with SIGTERM and a grace period before SIGKILL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import TYPE_CHECKING
+
+import orjson
+
+from .config import MAX_SYNC_PAYLOAD
+from .environments import INIT, READY, Environment, Scheduler, error_payload_from_runtime
+from .server import Headers, HttpConnection, Request
+
+if TYPE_CHECKING:
+    from .config import EmulatorConfig
+
+_PREFIX = b"/2018-06-01/runtime/"
+_NEXT = b"/2018-06-01/runtime/invocation/next"
+_INIT_ERROR = b"/2018-06-01/runtime/init/error"
+_INVOCATION = b"/2018-06-01/runtime/invocation/"
+_EXT_REGISTER = b"/2020-01-01/extension/register"
+_EXT_NEXT = b"/2020-01-01/extension/event/next"
+
+_ERROR_TYPE = b"lambda-runtime-function-error-type"
+_ERROR_BODY = b"lambda-runtime-function-error-body"
+_RESPONSE_MODE = b"lambda-runtime-function-response-mode"
+_INVOCATION_ID = b"lambda-runtime-invocation-id"
+
+_ACCEPTED = b'{"status":"OK"}'
+_JSON = (b"Content-Type", b"application/json")
+
+_RESPONSE_TOO_LARGE = orjson.dumps(
+    {
+        "errorMessage": "Response payload size exceeded maximum allowed payload size "
+        f"({MAX_SYNC_PAYLOAD} bytes).",
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
+)
+
+# Route codes kept in Request.state between start() and finish().
+_R_NEXT, _R_RESPONSE, _R_ERROR, _R_INIT_ERROR, _R_REGISTER, _R_EXT_NEXT, _R_UNKNOWN = range(7)
+
+
+def _error(req: Request, status: int, error_type: str, message: str) -> None:
+    body = orjson.dumps({"errorMessage": message, "errorType": error_type})
+    req.respond(status, [_JSON], body)
+
+
+def _accepted(req: Request) -> None:
+    req.respond(202, [_JSON], _ACCEPTED)
+
+
+class RuntimeApi:
+    """server.Handler for one environment's Runtime API port."""
+
+    def __init__(self, scheduler: Scheduler, env: Environment, config: EmulatorConfig) -> None:
+        self.scheduler = scheduler
+        self.env = env
+        self.config = config
+
+    # -- server.Handler
+
+    def start(self, req: Request) -> None:
+        target = req.target
+        if target == _NEXT:
+            req.state = (_R_NEXT, None)
+        elif target.startswith(_INVOCATION):
+            parts = target[len(_INVOCATION) :].split(b"/")
+            if len(parts) == 2 and parts[1] == b"response":
+                req.state = (_R_RESPONSE, parts[0].decode("latin-1"))
+            elif len(parts) == 2 and parts[1] == b"error":
+                req.state = (_R_ERROR, parts[0].decode("latin-1"))
+            else:
+                req.state = (_R_UNKNOWN, None)
+        elif target == _INIT_ERROR:
+            req.state = (_R_INIT_ERROR, None)
+        elif target == _EXT_REGISTER:
+            req.state = (_R_REGISTER, None)
+        elif target == _EXT_NEXT:
+            req.state = (_R_EXT_NEXT, None)
+        else:
+            req.state = (_R_UNKNOWN, None)
+        req.max_body = MAX_SYNC_PAYLOAD
+
+    def finish(self, req: Request) -> None:
+        route: int
+        request_id: str
+        route, request_id = req.state  # type: ignore[misc]
+        method = req.method
+        if route == _R_NEXT:
+            if method != b"GET":
+                return _error(req, 405, "MethodNotAllowed", "use GET for /invocation/next")
+            self._next(req)
+        elif route in (_R_RESPONSE, _R_ERROR):
+            if method != b"POST":
+                return _error(req, 405, "MethodNotAllowed", "use POST")
+            self._answer(req, request_id, route == _R_ERROR)
+        elif route == _R_INIT_ERROR:
+            if method != b"POST":
+                return _error(req, 405, "MethodNotAllowed", "use POST for /init/error")
+            self._init_error(req)
+        elif route == _R_REGISTER:
+            self._register(req)
+        elif route == _R_EXT_NEXT:
+            # Internal extensions registered for no events: nothing will ever come.
+            req.on_close = None
+        else:
+            path = req.target.decode("latin-1")
+            if req.target.startswith(_PREFIX + b"restore/"):
+                _error(
+                    req,
+                    403,
+                    "InvalidStateTransition",
+                    f"{path} is only for SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start)",
+                )
+            else:
+                _error(req, 404, "NotFound", f"unknown Runtime API path {path}")
+
+    def connection_lost(self, conn: HttpConnection) -> None:
+        parked = self.env.parked
+        if parked is not None and parked.conn is conn:
+            self.env.parked = None
+
+    # -- calls
+
+    def _next(self, req: Request) -> None:
+        env = self.env
+        sched = self.scheduler
+        if env.current is not None:
+            return _error(
+                req,
+                403,
+                "InvalidStateTransition",
+                f"invoke {env.current.request_id} is still outstanding: post its response or "
+                "error before asking for the next one",
+            )
+        if env.parked is not None and not env.parked.closed:
+            return _error(
+                req,
+                403,
+                "InvalidStateTransition",
+                "another /next request is already waiting on this environment",
+            )
+        if env.init_error is not None:
+            return _error(req, 403, "InvalidStateTransition", "init failed; the runtime must exit")
+        if env.state != INIT and env.state != READY:
+            return _error(req, 500, "EnvironmentShutDown", "this environment is shutting down")
+        env.parked = req
+        req.on_close = self._parked_closed
+        if env.state == INIT:
+            sched.init_done(env)
+        if env.pending is not None and env.parked is req:
+            sched.deliver(env)
+
+    def _parked_closed(self, req: Request) -> None:
+        if self.env.parked is req:
+            self.env.parked = None
+
+    def _answer(self, req: Request, request_id: str, is_error: bool) -> None:
+        env = self.env
+        inv = env.current
+        if inv is None or inv.request_id != request_id:
+            how = env.finished.get(request_id)
+            if how == "timeout":
+                return _error(
+                    req, 410, "InvocationTimedOut", f"invoke {request_id} already timed out"
+                )
+            if env.state == INIT:
+                return _error(
+                    req,
+                    403,
+                    "InvalidStateTransition",
+                    "no invoke has been handed out yet (init is not finished)",
+                )
+            if how == "answered":
+                return _error(
+                    req, 400, "InvalidRequestID", f"invoke {request_id} was already answered"
+                )
+            return _error(req, 400, "InvalidRequestID", f"unknown request id {request_id}")
+        sent_id = req.headers.get(_INVOCATION_ID)
+        if sent_id is not None and sent_id.decode("latin-1") != inv.invocation_id:
+            return _error(
+                req,
+                400,
+                "InvalidInvocationID",
+                "Lambda-Runtime-Invocation-Id does not match this invoke's attempt",
+            )
+        mode = req.headers.get(_RESPONSE_MODE)
+        streaming = False
+        if mode is not None:
+            if is_error or mode.lower() != b"streaming":
+                return _error(
+                    req,
+                    400,
+                    "InvalidResponseModeHeader",
+                    f"unsupported response mode {mode.decode('latin-1')!r}",
+                )
+            streaming = True
+        sched = self.scheduler
+        if req.too_large:
+            _error(
+                req,
+                413,
+                "RequestEntityTooLarge",
+                f"Exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD} bytes).",
+            )
+            sched.complete(
+                env, inv, _RESPONSE_TOO_LARGE, error_type="Function.ResponseSizeTooLarge"
+            )
+            return
+        _accepted(req)
+        if is_error:
+            header = req.headers.get(_ERROR_TYPE, b"").decode("latin-1")
+            payload = error_payload_from_runtime(header or "Runtime.Unknown", req.body)
+            sched.complete(env, inv, payload, error_type=header or _body_type(payload))
+            return
+        if streaming and req.trailers.get(_ERROR_TYPE):
+            error_type = req.trailers[_ERROR_TYPE].decode("latin-1")
+            sched.complete(
+                env,
+                inv,
+                _trailer_error(error_type, req.trailers.get(_ERROR_BODY)),
+                error_type=error_type,
+            )
+            return
+        content_type = req.headers.get(b"content-type", b"application/json")
+        sched.complete(env, inv, req.body, content_type=content_type)
+
+    def _init_error(self, req: Request) -> None:
+        env = self.env
+        if env.state != INIT or env.init_error is not None:
+            return _error(
+                req,
+                403,
+                "InvalidStateTransition",
+                "init errors can only be reported once, during init",
+            )
+        error_type = req.headers.get(_ERROR_TYPE, b"").decode("latin-1") or "Runtime.Unknown"
+        body = req.body if not req.too_large else b""
+        _accepted(req)
+        self.scheduler.init_error_posted(env, error_type, body)
+
+    def _register(self, req: Request) -> None:
+        if req.method != b"POST":
+            return _error(req, 405, "MethodNotAllowed", "use POST for /extension/register")
+        env = self.env
+        if env.state != INIT:
+            return _error(
+                req, 403, "InvalidStateTransition", "extensions can only register during init"
+            )
+        name = req.headers.get(b"lambda-extension-name")
+        if not name:
+            return _error(req, 400, "InvalidRequest", "missing Lambda-Extension-Name header")
+        try:
+            events = orjson.loads(req.body or b"{}").get("events", [])
+        except (orjson.JSONDecodeError, AttributeError):
+            return _error(req, 400, "InvalidRequest", 'body must be JSON like {"events": []}')
+        if not isinstance(events, list):
+            return _error(req, 400, "InvalidRequest", "events must be a list")
+        env.has_extension = True
+        body = orjson.dumps(
+            {
+                "functionName": self.config.function_name,
+                "functionVersion": "$LATEST",
+                "handler": self.config.handler,
+            }
+        )
+        headers: Headers = [_JSON, (b"Lambda-Extension-Identifier", str(uuid.uuid4()).encode())]
+        req.respond(200, headers, body)
+
+
+def _body_type(payload: bytes) -> str:
+    try:
+        value = orjson.loads(payload).get("errorType")
+    except (orjson.JSONDecodeError, AttributeError):
+        value = None
+    return value if isinstance(value, str) and value else "Runtime.Unknown"
+
+
+def _trailer_error(error_type: str, encoded: bytes | None) -> bytes:
+    """The error a streamed response reported in its trailers (body trailer: base64 JSON)."""
+    if encoded:
+        try:
+            body = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            body = b""
+        return error_payload_from_runtime(error_type, body)
+    return error_payload_from_runtime(error_type, b"")
+
+
+__all__ = ["READY", "RuntimeApi"]

@@ -1,0 +1,545 @@
+"""A small HTTP/1.1 server on asyncio + h11, shared by the Invoke API and the Runtime API.
+
+Why not an ASGI server: the Runtime API must read request *trailers* (a streamed response reports
+a late failure in ``Lambda-Runtime-Function-Error-Type`` / ``-Error-Body`` trailers) and must hold
+a ``/next`` request open for as long as an environment is idle; h11 gives both directly, and a
+plain ``asyncio.Protocol`` keeps the per-request cost low (no task per request: handlers are
+plain callbacks and answer whenever they are ready, possibly much later).
+
+Fast path: h11 costs about 50 us per message in CPython, and one invoke is three requests and
+three responses (caller -> emulator, /next answer, /response post). So a connection starts in a
+strict fast mode that handles only the plainest requests itself: ``GET``/``POST``, ``HTTP/1.1``,
+token header names, no ``Transfer-Encoding``, ``Expect``, ``Connection`` or obsolete line
+folding, at most one ``Content-Length``, a head under 16 KiB. The first request that is anything
+else (chunked with trailers, ``Expect: 100-continue``, malformed, ...) switches that connection
+to h11 for good, so h11 decides every case the fast path does not clearly own, including errors.
+
+A :class:`Handler` sees each request twice: :meth:`Handler.start` when the head has arrived (it
+may set a body limit) and :meth:`Handler.finish` when the body (and trailers) are complete. It
+answers once with :meth:`Request.respond`. A connection that closes while a request is
+unanswered calls ``Request.on_close``. Requests on one connection are answered in order: the
+next one is not read before the current one is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+import h11
+
+Headers = list[tuple[bytes, bytes]]
+
+_READ_PAUSE_BYTES = 1 << 20
+_DEFAULT_MAX_BODY = 8 << 20
+_MAX_HEAD = 16 * 1024
+
+_REQUEST_LINE = re.compile(rb"(GET|POST) (/[\x21-\x7e]*) HTTP/1\.1")
+# Bytes a head may hold at all (no NUL or other controls besides tab and the line breaks).
+_HEAD_BYTES = re.compile(rb"[\t\r\n\x20-\x7e\x80-\xff]*")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Header names the fast path leaves to h11 (lower-case, as compared).
+_NOT_FAST = frozenset((b"transfer-encoding", b"expect", b"connection", b"upgrade"))
+_UNSAFE_VALUE = re.compile(rb"[\r\n\x00]")
+_REASONS = {
+    200: b"OK",
+    202: b"Accepted",
+    204: b"No Content",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    410: b"Gone",
+    413: b"Payload Too Large",
+    429: b"Too Many Requests",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
+
+
+class Handler(Protocol):
+    def start(self, request: Request) -> None: ...
+
+    def finish(self, request: Request) -> None: ...
+
+    def connection_lost(self, conn: HttpConnection) -> None: ...
+
+
+class Request:
+    """One HTTP request: head, body, trailers, and the means to answer it once."""
+
+    __slots__ = (
+        "_chunks",
+        "body",
+        "body_size",
+        "conn",
+        "headers",
+        "max_body",
+        "method",
+        "on_close",
+        "responded",
+        "state",
+        "target",
+        "too_large",
+        "trailers",
+    )
+
+    def __init__(
+        self, conn: HttpConnection, method: bytes, target: bytes, headers: dict[bytes, bytes]
+    ) -> None:
+        self.conn = conn
+        self.method = method
+        self.target = target
+        # Lower-case names; a dict is enough because the headers we read appear once.
+        self.headers = headers
+        self.body = b""
+        self.body_size = 0
+        self.trailers: dict[bytes, bytes] = {}
+        self.max_body = _DEFAULT_MAX_BODY
+        self.too_large = False
+        self.on_close: Callable[[Request], None] | None = None
+        self.responded = False
+        # Free slot for the handler (routing result, ...).
+        self.state: object = None
+        self._chunks: list[bytes] = []
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    def respond(self, status: int, headers: Headers, body: bytes = b"") -> bool:
+        """Send a complete response; False when the client has gone or it was answered before."""
+        if self.responded:
+            return False
+        self.responded = True
+        conn = self.conn
+        if conn.closed:
+            return False
+        if conn.fast:
+            conn.write_fast(status, headers, body)
+        else:
+            conn.write_h11(status, headers, body)
+        return not conn.closed
+
+    def _add_body(self, data: bytes) -> None:
+        self.body_size += len(data)
+        if self.body_size > self.max_body:
+            # Keep reading (so the connection stays usable) but stop storing.
+            self.too_large = True
+            self._chunks.clear()
+        else:
+            self._chunks.append(data)
+
+    def _complete(self, trailers: Headers | None) -> None:
+        if self._chunks:
+            chunks = self._chunks
+            self.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._chunks = []
+        if trailers:
+            self.trailers = dict(trailers)
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection (fast mode first, h11 once anything unusual shows up)."""
+
+    __slots__ = (
+        "buf",
+        "closed",
+        "current",
+        "eof",
+        "fast",
+        "h11",
+        "handler",
+        "heads",
+        "in_process",
+        "reading",
+        "remaining",
+        "transport",
+    )
+
+    def __init__(self, handler: Handler, heads: HeadCache | None = None) -> None:
+        self.handler = handler
+        self.heads = heads if heads is not None else HeadCache()
+        self.fast = True
+        self.h11: h11.Connection | None = None
+        self.buf = b""
+        # Body bytes still expected for ``current`` in fast mode.
+        self.remaining = 0
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.current: Request | None = None
+        self.closed = False
+        self.reading = True
+        self.in_process = False
+        self.eof = False
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports do not subclass asyncio.Transport, but behave like one.)
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self.fast:
+            self.buf = self.buf + data if self.buf else data
+            self._run_fast()
+        else:
+            assert self.h11 is not None
+            self.h11.receive_data(data)
+            self._process()
+
+    def eof_received(self) -> bool | None:
+        if self.fast:
+            if self.current is None or self.remaining:
+                self.close()
+                return None
+            # The client half-closed after a complete request: answer it, then close.
+            self.eof = True
+            return True
+        else:
+            assert self.h11 is not None
+            self.h11.receive_data(b"")
+            self._process()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        req = self.current
+        self.current = None
+        if req is not None and not req.responded and req.on_close is not None:
+            req.on_close(req)
+        self.handler.connection_lost(self)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+    # -- fast mode
+
+    def _run_fast(self) -> None:
+        self.in_process = True
+        try:
+            self._process_fast()
+        finally:
+            self.in_process = False
+
+    def _process_fast(self) -> None:
+        while not self.closed and self.fast:
+            req = self.current
+            if req is not None:
+                if self.remaining == 0:
+                    # Waiting for our own answer; do not read the next request yet.
+                    if self.reading and len(self.buf) > _READ_PAUSE_BYTES:
+                        self.reading = False
+                        self.transport.pause_reading()
+                    return
+                buf = self.buf
+                if not buf:
+                    return
+                if len(buf) <= self.remaining:
+                    chunk, self.buf = buf, b""
+                else:
+                    chunk, self.buf = buf[: self.remaining], buf[self.remaining :]
+                self.remaining -= len(chunk)
+                req._add_body(chunk)
+                if self.remaining == 0:
+                    req._complete(None)
+                    self.handler.finish(req)
+                continue
+            buf = self.buf
+            if not buf:
+                return
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    self._switch_to_h11()
+                return
+            parsed = self.heads.parse(buf[:end])
+            if parsed is None:
+                self._switch_to_h11()
+                return
+            method, target, headers, length = parsed
+            self.buf = buf[end + 4 :]
+            req = Request(self, method, target, headers)
+            self.current = req
+            self.remaining = length
+            self.handler.start(req)
+            if length == 0:
+                req._complete(None)
+                self.handler.finish(req)
+
+    def write_fast(self, status: int, headers: Headers, body: bytes) -> None:
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+        for name, value in headers:
+            if _UNSAFE_VALUE.search(value):
+                # Never let a value that came from a peer split the response.
+                value = _UNSAFE_VALUE.sub(b" ", value)
+            parts.append(name + b": " + value + b"\r\n")
+        parts.append(b"content-length: %d\r\n\r\n" % len(body))
+        if body:
+            parts.append(body)
+        self.transport.write(b"".join(parts))
+        self._answered()
+
+    def _answered(self) -> None:
+        self.current = None
+        if self.eof:
+            self.close()
+            return
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.transport.resume_reading()
+        if self.buf and not self.in_process:
+            self._run_fast()
+
+    def _switch_to_h11(self) -> None:
+        """Hand the connection (between requests) to h11 for the rest of its life."""
+        self.fast = False
+        self.h11 = h11.Connection(h11.SERVER)
+        buf, self.buf = self.buf, b""
+        self.h11.receive_data(buf)
+        self._process()
+
+    # -- h11 mode
+
+    def write_h11(self, status: int, headers: Headers, body: bytes) -> None:
+        h = self.h11
+        assert h is not None
+        headers.append((b"content-length", str(len(body)).encode()))
+        try:
+            out = h.send(h11.Response(status_code=status, headers=headers))
+            if body:
+                out += h.send(h11.Data(data=body))
+            out += h.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            self.close()
+            return
+        self.transport.write(out)
+        self._h11_response_done()
+
+    def _h11_response_done(self) -> None:
+        h = self.h11
+        assert h is not None
+        self.current = None
+        if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+            self.close()
+            return
+        if h.their_state is h11.DONE and h.our_state is h11.DONE:
+            try:
+                h.start_next_cycle()
+            except h11.LocalProtocolError:
+                self.close()
+                return
+            if not self.reading:
+                self.reading = True
+                self.transport.resume_reading()
+            # A pipelined request may already sit in h11's buffer (when answering from inside
+            # _process, its loop picks it up itself).
+            if not self.in_process and h.trailing_data[0]:
+                self._process()
+
+    def _process(self) -> None:
+        self.in_process = True
+        try:
+            self._process_h11()
+        finally:
+            self.in_process = False
+
+    def _process_h11(self) -> None:
+        h = self.h11
+        assert h is not None
+        while not self.closed:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._bad_request(exc)
+                return
+            t = type(event)
+            if t is h11.Data:
+                req = self.current
+                if req is not None:
+                    req._add_body(event.data)  # type: ignore[union-attr]
+            elif t is h11.Request:
+                req = Request(self, event.method, event.target, dict(event.headers))  # type: ignore[union-attr]
+                self.current = req
+                if h.they_are_waiting_for_100_continue:
+                    # curl (inside awslambdaric) waits a whole second for this on large bodies.
+                    continue_ = h11.InformationalResponse(status_code=100, headers=[])
+                    self.transport.write(h.send(continue_))
+                self.handler.start(req)
+            elif t is h11.EndOfMessage:
+                req = self.current
+                if req is not None:
+                    req._complete(event.headers)  # type: ignore[union-attr]
+                    self.handler.finish(req)
+            elif event is h11.NEED_DATA:
+                # A complete request not answered yet: stop buffering input behind it.
+                if (
+                    h.their_state is h11.DONE
+                    and self.reading
+                    and len(h.trailing_data[0]) > _READ_PAUSE_BYTES
+                ):
+                    self.reading = False
+                    self.transport.pause_reading()
+                return
+            elif event is h11.PAUSED:
+                if self.reading:
+                    self.reading = False
+                    self.transport.pause_reading()
+                return
+            elif t is h11.ConnectionClosed:
+                self.close()
+                return
+
+    def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
+        h = self.h11
+        assert h is not None
+        if h.our_state is h11.SEND_RESPONSE:
+            detail = str(exc).replace('"', "'")[:200]
+            body = b'{"message":"bad HTTP request: ' + detail.encode(errors="replace") + b'"}'
+            try:
+                out = h.send(
+                    h11.Response(
+                        status_code=exc.error_status_hint,
+                        headers=[
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"),
+                        ],
+                    )
+                )
+                out += h.send(h11.Data(data=body))
+                out += h.send(h11.EndOfMessage())
+                self.transport.write(out)
+            except h11.LocalProtocolError:
+                pass
+        self.current = None
+        self.close()
+
+
+_Parsed = tuple[bytes, bytes, dict[bytes, bytes], int]
+_HEAD_CACHE_SIZE = 512
+
+
+class HeadCache:
+    """Parsed heads by their bytes, per server: clients repeat the very same head (a runtime's
+    GET /next, a load generator's POST), and handlers only read Request.headers, so sharing the
+    parsed result is safe."""
+
+    __slots__ = ("heads",)
+
+    def __init__(self) -> None:
+        self.heads: dict[bytes, _Parsed | None] = {}
+
+    def parse(self, head: bytes) -> _Parsed | None:
+        """The request head when the fast path may handle it, else None (h11 takes over)."""
+        heads = self.heads
+        try:
+            return heads[head]
+        except KeyError:
+            pass
+        parsed = _parse_head_uncached(head)
+        if len(heads) >= _HEAD_CACHE_SIZE:
+            heads.clear()
+        heads[head] = parsed
+        return parsed
+
+
+def _parse_head_uncached(head: bytes) -> _Parsed | None:
+    if _HEAD_BYTES.fullmatch(head) is None:
+        return None
+    lines = head.split(b"\r\n")
+    # Every CR and LF must belong to a CRLF line break (no bare CR or LF inside a line).
+    if head.count(b"\r") != len(lines) - 1 or head.count(b"\n") != len(lines) - 1:
+        return None
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        return None
+    headers: dict[bytes, bytes] = {}
+    length = 0
+    seen_length = False
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not (name.replace(b"-", b"").isalnum() or _TOKEN.fullmatch(name)):
+            return None
+        name = name.lower()
+        value = value.strip(b" \t")
+        if name in _NOT_FAST and not (name == b"connection" and value.lower() == b"keep-alive"):
+            return None
+        if name == b"content-length":
+            if seen_length or not value.isdigit() or len(value) > 12:
+                return None
+            seen_length = True
+            length = int(value)
+        elif name in headers:
+            # Repeated headers: let h11 apply its rules.
+            return None
+        headers[name] = value
+    return match.group(1), match.group(2), headers, length
+
+
+class HttpServer:
+    """A listening socket plus the connections it accepted (so they can all be closed)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.heads = HeadCache()
+        self.server: asyncio.base_events.Server | None = None
+        self.connections: set[HttpConnection] = set()
+        self.host = ""
+        self.port = 0
+
+    def _factory(self) -> HttpConnection:
+        conn = HttpConnection(_Tracking(self), self.heads)
+        self.connections.add(conn)
+        return conn
+
+    async def listen(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            self._factory, host, port, reuse_address=True, backlog=1024
+        )
+        sockname = self.server.sockets[0].getsockname()
+        self.host, self.port = str(sockname[0]), int(sockname[1])
+
+    def stop_listening(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def close(self) -> None:
+        """Stop listening and drop every connection at once (no waiting)."""
+        self.stop_listening()
+        for conn in list(self.connections):
+            conn.close()
+            if conn.transport is not None:
+                conn.transport.abort()
+
+    async def wait_closed(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            # Connections were aborted in close(); Server.wait_closed would wait for them too.
+            await asyncio.sleep(0)
+
+
+class _Tracking:
+    """Forwards to the real handler and forgets connections as they close."""
+
+    __slots__ = ("finish", "server", "start")
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.start = server.handler.start
+        self.finish = server.handler.finish
+
+    def connection_lost(self, conn: HttpConnection) -> None:
+        self.server.connections.discard(conn)
+        self.server.handler.connection_lost(conn)

@@ -1,0 +1,6 @@
+print("initializing and about to raise")
+raise RuntimeError("init exploded")
+
+
+def handler(event, context):
+    return "unreachable"
