@@ -28,6 +28,7 @@ from bench.runtimes import REPO_ROOT, BenchError
 SECTIONS: dict[str, str] = {
     "runtime": "bench.section_runtime",  # issue 2: our runtime vs awslambdaric
     "emulator": "bench.emulator",  # issue 3: Invoke API throughput vs RIE
+    "observability": "bench.section_observability",  # issue 4: logs/traces vs Powertools/OTel
 }
 RESULTS_PATH = REPO_ROOT / "out" / "bench.json"
 

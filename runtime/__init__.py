@@ -6,6 +6,10 @@ What users may import is listed in ``__all__``; every other module is private.
 from runtime.context import Client, ClientContext, CognitoIdentity, LambdaContext
 from runtime.shutdown import on_shutdown
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from runtime.metrics import add_metric, add_property
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -14,5 +18,21 @@ __all__ = [
     "CognitoIdentity",
     "LambdaContext",
     "__version__",
+    "add_metric",
+    "add_property",
     "on_shutdown",
 ]
+
+# Imported on first use, so `import runtime` stays cheap for functions that do not use them.
+_LAZY = {"add_metric": "runtime.metrics", "add_property": "runtime.metrics"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

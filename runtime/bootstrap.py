@@ -96,7 +96,11 @@ def init(
 
 def build_layers(config: Config, init_info: InitInfo) -> list[Layer]:
     """The layers this configuration asks for; each is imported only when it is used."""
-    return []
+    if not config.observability.enabled and "structlog" not in sys.modules:
+        return []
+    from runtime.observability import build_layers as observability_layers
+
+    return observability_layers(config, init_info)
 
 
 # --- the invoke loop --------------------------------------------------------------------------

@@ -7,10 +7,102 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_LAYER_ROOT = "/opt"
+DEFAULT_METRICS_NAMESPACE = "lambda-runtime"
+DEFAULT_LOG_BUFFER_SIZE = 1000
+# Exporters the runtime knows how to build without an entry-point scan (which costs a full
+# walk of the installed distributions at cold start).
+TRACE_EXPORTERS = ("otlp", "console")
 
 
 class ConfigError(Exception):
     """The environment cannot describe a runnable function (e.g. no Runtime API address)."""
+
+
+class ObservabilityConfig:
+    """What the observability variables switch on (issue 4); the defaults mean "all off".
+
+    - ``trace_exporters``: trace exporters named by the standard OTEL_* variables; empty means
+      tracing is off and OpenTelemetry is never imported.
+    - ``metrics``: ``"emf"`` for one CloudWatch Embedded Metric Format line per invoke, or "".
+    - ``metrics_namespace``: the CloudWatch namespace of those metrics.
+    - ``log_buffer``: ``"debug"`` or ``"trace"``: records below the log level, down to that
+      level, are kept per invoke and written only when the invoke fails; "" is off.
+    - ``log_buffer_size``: how many records an invoke keeps at most (the oldest go first).
+    - ``region``: ``AWS_REGION``, for the trace resource.
+
+    A plain immutable class rather than a dataclass: generating a dataclass costs cold start.
+    """
+
+    __slots__ = (
+        "log_buffer",
+        "log_buffer_size",
+        "metrics",
+        "metrics_namespace",
+        "region",
+        "trace_exporters",
+    )
+
+    trace_exporters: tuple[str, ...]
+    metrics: str
+    metrics_namespace: str
+    log_buffer: str
+    log_buffer_size: int
+    region: str
+
+    def __init__(
+        self,
+        *,
+        trace_exporters: tuple[str, ...] = (),
+        metrics: str = "",
+        metrics_namespace: str = DEFAULT_METRICS_NAMESPACE,
+        log_buffer: str = "",
+        log_buffer_size: int = DEFAULT_LOG_BUFFER_SIZE,
+        region: str = "",
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "trace_exporters", trace_exporters)
+        set_(self, "metrics", metrics)
+        set_(self, "metrics_namespace", metrics_namespace)
+        set_(self, "log_buffer", log_buffer)
+        set_(self, "log_buffer_size", log_buffer_size)
+        set_(self, "region", region)
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> ObservabilityConfig:
+        return cls(
+            trace_exporters=_trace_exporters(env),
+            metrics=_metrics_mode(env),
+            metrics_namespace=_metrics_namespace(env),
+            log_buffer=_log_buffer(env),
+            log_buffer_size=_log_buffer_size(env),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION", ""),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything beyond the default Text/JSON logs is switched on."""
+        return bool(self.trace_exporters or self.metrics or self.log_buffer)
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ObservabilityConfig is immutable (tried to set {name})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ObservabilityConfig):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"ObservabilityConfig({fields})"
+
+
+OBSERVABILITY_OFF = ObservabilityConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +120,8 @@ class Config:
     log_format: str
     log_level: str
     initialization_type: str
+    # One field for all of it: each dataclass field costs ~85 us of cold start to generate.
+    observability: ObservabilityConfig = OBSERVABILITY_OFF
 
     @classmethod
     def from_environ(
@@ -60,6 +154,7 @@ class Config:
             log_format=env.get("AWS_LAMBDA_LOG_FORMAT", "Text"),
             log_level=env.get("AWS_LAMBDA_LOG_LEVEL", ""),
             initialization_type=env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+            observability=ObservabilityConfig.from_environ(env),
         )
 
 
@@ -78,3 +173,120 @@ def _split_host_port(address: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)
+
+
+def _trace_exporters(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Tracing is on when the standard variables configure an exporter, off otherwise."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ()
+    named = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if named:
+        exporters = tuple(dict.fromkeys(n.strip() for n in named.split(",") if n.strip()))
+        if "none" in exporters:
+            return ()
+    elif env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        exporters = ("otlp",)
+    else:
+        return ()
+    for name in exporters:
+        if name not in TRACE_EXPORTERS:
+            raise ConfigError(
+                f"OTEL_TRACES_EXPORTER={named!r}: exporter {name!r} is not supported by "
+                f"lambda-runtime; use {' or '.join(TRACE_EXPORTERS)} (or none)"
+            )
+    if "otlp" in exporters:
+        protocol = (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        ).strip()
+        if protocol not in ("http/protobuf", "grpc"):
+            raise ConfigError(
+                f"OTLP protocol {protocol!r} (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or "
+                "OTEL_EXPORTER_OTLP_PROTOCOL) is not supported; use http/protobuf or grpc"
+            )
+        _check_otlp(env, protocol)
+    return exporters
+
+
+def _check_otlp(env: Mapping[str, str], protocol: str) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        url = env.get(name, "").strip()
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{name}={url!r} must be an http:// or https:// URL")
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"):
+        value = env.get(name, "").strip().lower()
+        if value not in ("", "none", "gzip"):
+            raise ConfigError(f"{name}={value!r} is not supported; use gzip or none")
+    for name in (
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+    ):
+        value = env.get(name, "").strip()
+        if value and (not value.isdigit() or int(value) <= 0):
+            raise ConfigError(f"{name}={value!r} must be a positive whole number")
+    if protocol == "grpc":
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc")
+        except ImportError:
+            found = None
+        if found is None:
+            raise ConfigError(
+                "OTLP over grpc needs the opentelemetry-exporter-otlp-proto-grpc package; "
+                "install it, or use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
+            )
+
+
+def _metrics_mode(env: Mapping[str, str]) -> str:
+    mode = env.get("LAMBDA_RUNTIME_METRICS", "").strip().lower()
+    if mode in ("", "off", "none", "false", "0"):
+        return ""
+    if mode == "emf":
+        return "emf"
+    raise ConfigError(
+        f"LAMBDA_RUNTIME_METRICS={mode!r} is not a metrics mode: use emf, or leave it unset"
+    )
+
+
+_NAMESPACE_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/#: "
+)
+
+
+def _metrics_namespace(env: Mapping[str, str]) -> str:
+    namespace = env.get("LAMBDA_RUNTIME_METRICS_NAMESPACE", "") or DEFAULT_METRICS_NAMESPACE
+    # CloudWatch's rules for a namespace; a bad one would make every metric line be dropped.
+    bad = sorted(set(namespace) - _NAMESPACE_CHARS)
+    if len(namespace) > 255 or not namespace.strip() or bad or namespace.startswith("AWS/"):
+        raise ConfigError(
+            f"LAMBDA_RUNTIME_METRICS_NAMESPACE={namespace!r} is not a CloudWatch namespace: "
+            "1-255 characters from A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/"
+            + (f" (bad characters: {''.join(bad)!r})" if bad else "")
+        )
+    return namespace
+
+
+def _log_buffer(env: Mapping[str, str]) -> str:
+    mode = env.get("LAMBDA_RUNTIME_LOG_BUFFER", "").strip().lower()
+    if mode in ("", "off", "none", "false", "0"):
+        return ""
+    if mode in ("debug", "trace"):
+        return mode
+    raise ConfigError(
+        f"LAMBDA_RUNTIME_LOG_BUFFER={mode!r}: use debug or trace (the lowest level to keep), "
+        "or leave it unset"
+    )
+
+
+def _log_buffer_size(env: Mapping[str, str]) -> int:
+    raw = env.get("LAMBDA_RUNTIME_LOG_BUFFER_SIZE", "").strip()
+    if not raw:
+        return DEFAULT_LOG_BUFFER_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+        raise ConfigError(
+            f"LAMBDA_RUNTIME_LOG_BUFFER_SIZE={raw!r}: a number of records from 1 to 1000000"
+        )
+    return int(raw)

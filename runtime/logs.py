@@ -1,23 +1,48 @@
-"""Function logs: stdlib ``logging`` records in Lambda's Text format, and the runtime's own lines.
+"""Function logs: where records go, in which format, and the runtime's own lines.
 
-Text format, as the managed Python runtime writes it, one record per line with inner newlines
-turned into ``\\r`` so CloudWatch keeps a multi-line record as one event::
+Text format (``AWS_LAMBDA_LOG_FORMAT`` unset or ``Text``), as the managed Python runtime writes
+it, one record per line with inner newlines turned into ``\\r`` so CloudWatch keeps a multi-line
+record as one event::
 
     [LEVEL]\\t2026-11-27T04:48:07.123Z\\t<request id>\\t<message>
+
+The JSON format (``AWS_LAMBDA_LOG_FORMAT=JSON``), structlog's routing and the per-invoke DEBUG
+buffer live in :mod:`runtime.observability`, imported only when one of them is used: this
+module is the default path and is kept small, because every cold start loads it.
+
+Where records go: when Lambda passes ``_LAMBDA_TELEMETRY_LOG_FD``, each record is one telemetry
+frame on that descriptor (big-endian u32 type, u32 length, u64 timestamp in microseconds, then
+the UTF-8 record; the type carries the level and the format), so Lambda sees levels and exact
+timestamps, and a multi-line record keeps its line breaks (a frame is one event). Otherwise
+records go to stdout. ``print()`` output is never touched: it reaches stdout unchanged,
+line-buffered.
+
+Duplicate lines: only the runtime's handler writes root-logger records to the function log. A
+handler that writes to stdout or stderr and is added to the root logger next to it is not
+added (one warning says so); see :class:`_RootHandlers`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import time
-from typing import Any, TextIO
 
 from runtime.config import Config
 from runtime.context import current_context
 
+# typing costs milliseconds of cold start; it is only needed by the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+    from typing import Any, TextIO
+
+TRACE = 5  # below DEBUG: Lambda's TRACE level, for loggers that use it
 _LEVELS = {
-    "TRACE": logging.DEBUG,
+    "TRACE": TRACE,
     "DEBUG": logging.DEBUG,
     "INFO": logging.INFO,
     "WARN": logging.WARNING,
@@ -26,6 +51,11 @@ _LEVELS = {
     "FATAL": logging.CRITICAL,
     "CRITICAL": logging.CRITICAL,
 }
+
+
+def level_number(name: str) -> int:
+    """A Lambda or Python level name (any case) as a stdlib level number; unknown: INFO."""
+    return _LEVELS.get(name.strip().upper(), logging.INFO)
 
 
 def _request_id() -> str:
@@ -45,8 +75,93 @@ def text_line(level: str, message: str, created: float | None = None) -> str:
     return f"[{level}]\t{stamp}\t{_request_id()}\t{body}\n"
 
 
+def framed_text_line(level: str, message: str, created: float) -> str:
+    # A frame is one event whatever it holds, so the record keeps its real line breaks.
+    return f"[{level}]\t{_timestamp(created)}\t{_request_id()}\t{message}\n"
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+
+class StreamOutput:
+    """Lines on a text stream (stdout), flushed one by one."""
+
+    framed = False
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, line: str, levelno: int, created: float) -> None:
+        stream = self.stream
+        stream.write(line)
+        stream.flush()
+
+
+def _frame_level(levelno: int) -> int:
+    if levelno >= logging.CRITICAL:
+        return 6
+    if levelno >= logging.ERROR:
+        return 5
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 3
+    if levelno >= logging.DEBUG:
+        return 2
+    return 1
+
+
+class FrameOutput:
+    """Telemetry frames on a file descriptor: one record per frame, level and time in the head."""
+
+    framed = True
+
+    def __init__(self, fd: int, *, text: bool) -> None:
+        import threading
+
+        self.fd = fd
+        self._format_bits = 0b11 if text else 0b10
+        self._lock = threading.Lock()
+
+    def frame(self, line: str, levelno: int, created: float) -> bytes:
+        payload = line.encode("utf-8", "backslashreplace")
+        kind = 0xA55A0000 | _frame_level(levelno) << 2 | self._format_bits
+        return (
+            kind.to_bytes(4, "big")
+            + len(payload).to_bytes(4, "big")
+            + int(created * 1_000_000).to_bytes(8, "big")
+            + payload
+        )
+
+    def write(self, line: str, levelno: int, created: float) -> None:
+        view = memoryview(self.frame(line, levelno, created))
+        with self._lock:  # one frame must never interleave with another thread's
+            while view:
+                view = view[os.write(self.fd, view) :]
+
+
+Output = StreamOutput | FrameOutput
+
+
+class Writer:
+    """Applies the log level and writes what passes to the output."""
+
+    buffer_from = 0  # the level from which records below the threshold are kept (subclass)
+
+    def __init__(self, output: Output, threshold: int = 0) -> None:
+        self.output = output
+        self.threshold = threshold
+
+    def emit(self, line: str, levelno: int, created: float) -> None:
+        if levelno >= self.threshold:
+            self.output.write(line, levelno, created)
+
+
+# --- stdlib logging -------------------------------------------------------------------------
+
+
 class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+    def full_message(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if record.exc_info:
             message = f"{message}\n{self.formatException(record.exc_info)}"
@@ -54,11 +169,14 @@ class TextFormatter(logging.Formatter):
             message = f"{message}\n{record.exc_text}"
         if record.stack_info:
             message = f"{message}\n{record.stack_info}"
-        return text_line(record.levelname, message, record.created)
+        return message
+
+    def format(self, record: logging.LogRecord) -> str:
+        return text_line(record.levelname, self.full_message(record), record.created)
 
 
 class LambdaLogHandler(logging.Handler):
-    """Writes each record as one line to the stream the function's log is read from."""
+    """Text format on a stream: the default, kept as short as it can be."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
@@ -74,18 +192,52 @@ class LambdaLogHandler(logging.Handler):
             self.handleError(record)
 
 
+class FunctionLogHandler(logging.Handler):
+    """Any format, any output: ``render`` makes the line, the :class:`Writer` decides."""
+
+    def __init__(
+        self, writer: Writer, render: Callable[[logging.LogRecord], str] | None = None
+    ) -> None:
+        super().__init__()
+        self.writer = writer
+        self.render = render if render is not None else self.render_text
+        self._text = TextFormatter()
+        self._framed = writer.output.framed
+
+    def render_text(self, record: logging.LogRecord) -> str:
+        message = self._text.full_message(record)
+        if self._framed:
+            return framed_text_line(record.levelname, message, record.created)
+        return text_line(record.levelname, message, record.created)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.writer.emit(self.render(record), record.levelno, record.created)
+        except Exception:
+            self.handleError(record)
+
+
+# --- the runtime's own lines ----------------------------------------------------------------
+
+
 class RuntimeLog:
     """The runtime's own messages and the unhandled-error record of a failed invoke."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO, *, writer: Writer | None = None) -> None:
+        self._writer = writer if writer is not None else Writer(StreamOutput(stream))
+        self._framed = self._writer.output.framed
+
+    def render(self, level: str, levelno: int, message: str, created: float) -> str:
+        if self._framed:
+            return framed_text_line(level, message, created)
+        return text_line(level, message, created)
 
     def write(self, level: str, message: str) -> None:
-        try:
-            self._stream.write(text_line(level, message))
-            self._stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken stdout must not take the invoke down with it
+        levelno = level_number(level)
+        created = time.time()
+        # A closed or broken stdout must not take the invoke down with it.
+        with contextlib.suppress(OSError, ValueError):
+            self._writer.emit(self.render(level, levelno, message, created), levelno, created)
 
     def error(self, error_body: dict[str, Any]) -> None:
         from runtime.errors import format_for_log
@@ -96,8 +248,134 @@ class RuntimeLog:
         self.write("WARNING", message)
 
 
+# --- duplicate handlers ---------------------------------------------------------------------
+
+
+def _writes_to_stdio(handler: logging.Handler) -> bool:
+    if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
+        return False
+    stream = getattr(handler, "stream", None)
+    if stream is None:
+        return False
+    if stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        return True
+    try:
+        return stream.fileno() in (1, 2)
+    except Exception:
+        return False
+
+
+class _RootHandlers(list):  # type: ignore[type-arg]
+    """The root logger's handler list while the runtime's handler is in it.
+
+    Rule: a handler that writes to stdout or stderr (``StreamHandler()``, ``basicConfig``'s
+    handler added next to ours by a library, ...) is not added: every record it would print is
+    already in the function log once, and Lambda captures both streams, so it would only
+    duplicate lines (in another format, without the request id). Handlers that write elsewhere
+    (files, sockets, error trackers) are added as usual. Code that replaces the root handlers
+    outright (``basicConfig(force=True)``, ``dictConfig``, ``root.handlers = [...]``) removes
+    ours first and is not second-guessed.
+    """
+
+    def __init__(self, ours: logging.Handler, warn: Callable[[str], None]) -> None:
+        super().__init__([ours])
+        self._ours = ours
+        self._warn = warn
+        self._warned: set[str] = set()
+
+    def append(self, handler: logging.Handler) -> None:
+        if handler is not self._ours and self._ours in self and _writes_to_stdio(handler):
+            kind = type(handler).__name__
+            if kind not in self._warned:
+                self._warned.add(kind)
+                self._warn(
+                    f"logging: a {kind} writing to stdout/stderr was added to the root logger "
+                    "and ignored: the runtime already writes every record to the function log "
+                    "once (it would only duplicate lines)"
+                )
+            return
+        super().append(handler)
+
+
+# --- structlog, when user code imports it ---------------------------------------------------
+
+
+class _ConfigureStructlogOnImport:
+    """A meta-path finder that runs a step right after ``import structlog`` finishes.
+
+    The runtime never imports structlog itself (it costs tens of milliseconds of cold start);
+    when user code does, this configures it before the user's next line runs, so a later
+    ``structlog.configure(...)`` of the user's still wins.
+    """
+
+    def __init__(self, then: Callable[[ModuleType], None]) -> None:
+        self.then = then
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "structlog":
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _ThenConfigure(spec.loader, self.then)
+            # Returning a spec ends the import system's walk of sys.meta_path, so removing
+            # ourselves now cannot make it skip another finder.
+            sys.meta_path.remove(self)
+        return spec
+
+
+class _ThenConfigure:
+    def __init__(self, loader: Any, then: Callable[[ModuleType], None]) -> None:
+        self._loader = loader
+        self._then = then
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        try:
+            self._then(module)
+        except Exception as exc:  # never break the user's import over it
+            sys.stderr.write(f"lambda-runtime: could not route structlog to the log: {exc!r}\n")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+# --- install --------------------------------------------------------------------------------
+
+
+def _telemetry_output(text: bool) -> FrameOutput | None:
+    raw = os.environ.pop("_LAMBDA_TELEMETRY_LOG_FD", None)
+    if raw is None:
+        return None
+    try:
+        fd = int(raw)
+        os.fstat(fd)
+        os.set_inheritable(fd, False)
+    except (ValueError, OSError) as exc:
+        message = f"_LAMBDA_TELEMETRY_LOG_FD={raw!r} is not usable ({exc}); logging to stdout"
+        sys.stdout.write(text_line("WARNING", message))
+        return None
+    return FrameOutput(fd, text=text)
+
+
 def install(config: Config) -> RuntimeLog:
-    """Route stdlib logging and print() to the function log; returns the runtime's own log."""
+    """Route stdlib logging (and structlog, once imported) to the function log.
+
+    ``print()`` output stays on stdout, line-buffered. Returns the runtime's own log.
+    """
     stdout = sys.stdout
     # A pipe makes stdout block-buffered: print() output would show up late, out of order with
     # log records, or never if the process is killed. Lambda users expect it line by line.
@@ -105,10 +383,43 @@ def install(config: Config) -> RuntimeLog:
         stdout.reconfigure(line_buffering=True)
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(line_buffering=True)
+    as_json = config.log_format.strip().upper() == "JSON"
+    level = level_number(config.log_level) if config.log_level else 0
+    if as_json and not level:
+        level = logging.INFO  # Lambda's default application log level for the JSON format
+    output: Output = _telemetry_output(text=not as_json) or StreamOutput(stdout)
+
+    writer: Writer
+    handler: logging.Handler
+    if as_json or config.observability.enabled:
+        from runtime import observability
+
+        writer, handler, runtime_log = observability.log_setup(config, output, level, as_json)
+    else:
+        writer = Writer(output, level)
+        runtime_log = RuntimeLog(stdout, writer=writer)
+        # The default path (Text on stdout) keeps the leanest handler.
+        handler = FunctionLogHandler(writer) if output.framed else LambdaLogHandler(stdout)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
-    root.addHandler(LambdaLogHandler(stdout))
-    if config.log_level:
-        root.setLevel(_LEVELS.get(config.log_level.upper(), logging.WARNING))
-    return RuntimeLog(stdout)
+    root.handlers = _RootHandlers(handler, runtime_log.warning)
+    lowest = writer.buffer_from or writer.threshold
+    if lowest:
+        root.setLevel(lowest)
+        handler.setLevel(lowest)
+
+    def then(module: ModuleType) -> None:
+        from runtime.observability import configure_structlog
+
+        configure_structlog(module, writer, json=as_json, min_level=lowest)
+
+    loaded = sys.modules.get("structlog")
+    if loaded is not None:
+        then(loaded)
+    else:
+        sys.meta_path[:] = [
+            f for f in sys.meta_path if not isinstance(f, _ConfigureStructlogOnImport)
+        ]
+        sys.meta_path.insert(0, _ConfigureStructlogOnImport(then))
+    return runtime_log
