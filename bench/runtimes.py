@@ -21,6 +21,9 @@ from bench.rapi_server import BatchStats
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TASK_ROOT = Path(__file__).resolve().parent / "task_root"
 HANDLER = "handlers.echo"
+# A handler whose module imports boto3, as most Lambda functions do: it shows what init costs
+# with typical user code, where the runtime's own imports overlap with the user's.
+BOTO3_HANDLER = "handlers_boto3.echo"
 
 
 class BenchError(Exception):
@@ -111,10 +114,22 @@ class Server:
 class Runtime:
     """One runtime process talking to `server`."""
 
-    def __init__(self, spec: RuntimeSpec, server: Server, log_path: Path) -> None:
+    def __init__(
+        self,
+        spec: RuntimeSpec,
+        server: Server,
+        log_path: Path,
+        *,
+        handler: str = HANDLER,
+        task_root: Path = TASK_ROOT,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.spec = spec
         self.server = server
         self.log_path = log_path
+        self.handler = handler
+        self.task_root = task_root
+        self.extra_env = extra_env or {}
         self.start_ns = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._pidfd: int | None = None
@@ -124,14 +139,18 @@ class Runtime:
         assert self._proc is not None
         return self._proc.pid
 
-    def start(self) -> None:
-        """Spawn the process; `start_ns` is taken just before the spawn."""
+    def start(self, handler: str | None = None) -> None:
+        """Spawn the process (with this runtime's handler unless another is named);
+        `start_ns` is taken just before the spawn."""
+        handler = handler or self.handler
         env = runtime_env(self.server.port)
-        cmd = [sys.executable, "-m", self.spec.module, HANDLER]
+        env.update(_HANDLER=handler, LAMBDA_TASK_ROOT=str(self.task_root))
+        env.update(self.extra_env)
+        cmd = [sys.executable, "-m", self.spec.module, handler]
         with open(self.log_path, "ab") as log:
             self.start_ns = time.monotonic_ns()
             self._proc = subprocess.Popen(
-                cmd, cwd=TASK_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                cmd, cwd=self.task_root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
         try:
             self._pidfd = os.pidfd_open(self._proc.pid)

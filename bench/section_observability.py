@@ -26,10 +26,7 @@ Targets (issue 4): JSON init and per-invoke CPU, tracing init and per-invoke CPU
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +36,7 @@ from typing import Any
 
 from bench import events
 from bench.report import Row, render
-from bench.runtimes import REPO_ROOT, BenchError, Runtime, RuntimeSpec, Server, runtime_env
+from bench.runtimes import REPO_ROOT, BenchError, Runtime, RuntimeSpec, Server
 from bench.section_runtime import INIT_TIMEOUT_S, CaseResult, _batch, _check_batch, _cold_start
 
 TASK_ROOT = REPO_ROOT / "out" / "bench-observability" / "task_root"
@@ -105,28 +102,15 @@ class ObsRuntime(Runtime):
     """A runtime process started with this section's handler and extra environment."""
 
     def __init__(self, setup: Setup, server: Server, log_path: Path) -> None:
-        super().__init__(RuntimeSpec(setup.label, setup.module), server, log_path)
-        self.setup = setup
-
-    def start(self) -> None:
-        env = runtime_env(self.server.port)
-        env.update(
-            _HANDLER=self.setup.handler,
-            LAMBDA_TASK_ROOT=str(TASK_ROOT),
-            # The runtime under test from the source tree; the handler modules from TASK_ROOT.
-            PYTHONPATH=str(REPO_ROOT),
+        super().__init__(
+            RuntimeSpec(setup.label, setup.module),
+            server,
+            log_path,
+            handler=setup.handler,
+            task_root=TASK_ROOT,
+            extra_env=setup.env,
         )
-        env.update(self.setup.env)
-        cmd = [sys.executable, "-m", self.setup.module, self.setup.handler]
-        with open(self.log_path, "ab") as log:
-            self.start_ns = time.monotonic_ns()
-            self._proc = subprocess.Popen(
-                cmd, cwd=TASK_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-            )
-        try:
-            self._pidfd = os.pidfd_open(self._proc.pid)
-        except (AttributeError, OSError):
-            self._pidfd = None
+        self.setup = setup
 
 
 class Receiver:

@@ -22,7 +22,15 @@ from typing import Any
 from bench import events, procstats
 from bench.rapi_server import BatchStats
 from bench.report import Row, render
-from bench.runtimes import REPO_ROOT, BenchError, Runtime, RuntimeSpec, Server, pick_cpu
+from bench.runtimes import (
+    BOTO3_HANDLER,
+    REPO_ROOT,
+    BenchError,
+    Runtime,
+    RuntimeSpec,
+    Server,
+    pick_cpu,
+)
 
 THEIRS = RuntimeSpec("awslambdaric", "awslambdaric")
 
@@ -115,12 +123,12 @@ def _batch(rt: Runtime, case: str, n: int, res: CaseResult) -> None:
     res.wall_mean_ns.append(statistics.fmean(stats.wall_ns))
 
 
-def _cold_start(rt: Runtime) -> tuple[int, int]:
+def _cold_start(rt: Runtime, handler: str | None = None) -> tuple[int, int]:
     """One cold start with a small invoke waiting, as on Lambda; returns the ns from spawn to
     the first /next and to the first /response."""
     rt.server.reset()
     rt.server.start_batch("small", 1)
-    rt.start()
+    rt.start(handler)
     try:
         _, stats = rt.wait_idle(INIT_TIMEOUT_S)
     finally:
@@ -200,12 +208,14 @@ def _measure(
     # Cold starts, interleaved so that background load drifts over both runtimes alike.
     init_ns: dict[str, list[int]] = {s.label: [] for s in specs}
     first_ns: dict[str, list[int]] = {s.label: [] for s in specs}
+    boto3_ns: dict[str, list[int]] = {s.label: [] for s in specs}
     for i in range(args.cold_starts):
         order = specs if i % 2 == 0 else specs[::-1]
         for spec in order:
             to_next, to_response = _cold_start(runtimes[spec.label])
             init_ns[spec.label].append(to_next)
             first_ns[spec.label].append(to_response)
+            boto3_ns[spec.label].append(_cold_start(runtimes[spec.label], BOTO3_HANDLER)[0])
     print(f"  cold starts done ({time.monotonic() - t_section:.1f} s)", flush=True)
 
     # Long-lived runtimes, one per server, measured in alternating batches.
@@ -245,13 +255,16 @@ def _measure(
         rss_kib[spec.label] = procstats.status_kib(runtimes[spec.label].pid, "VmHWM")
         runtimes[spec.label].stop()
 
-    return _report(specs, init_ns, first_ns, results, rss_kib, time.monotonic() - t_section)
+    return _report(
+        specs, init_ns, first_ns, boto3_ns, results, rss_kib, time.monotonic() - t_section
+    )
 
 
 def _report(
     specs: list[RuntimeSpec],
     init_ns: dict[str, list[int]],
     first_ns: dict[str, list[int]],
+    boto3_ns: dict[str, list[int]],
     results: dict[str, dict[str, CaseResult]],
     rss_kib: dict[str, int],
     elapsed_s: float,
@@ -272,6 +285,12 @@ def _report(
         Row("init, median", "ms", init_median(a), init_median(b), 1.0),
         Row("init, min", "ms", init_min(a), init_min(b)),
         Row("spawn to 1st response, median", "ms", first_median(a), first_median(b)),
+        Row(
+            "init, handler importing boto3, median",
+            "ms",
+            statistics.median(boto3_ns[a]) / 1e6,
+            statistics.median(boto3_ns[b]) / 1e6,
+        ),
         Row(
             "CPU/invoke, 7 B event",
             "us",
@@ -314,6 +333,9 @@ def _report(
                 "all": [_ms(x) for x in init_ns[lab]],
             }
             for lab in (a, b)
+        },
+        "init_boto3_handler_ms": {
+            lab: {"median": round(statistics.median(boto3_ns[lab]) / 1e6, 2)} for lab in (a, b)
         },
         "spawn_to_first_response_ms": {
             lab: {

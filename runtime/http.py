@@ -536,6 +536,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_bare_heads",
         "_connect_timeout",
         "_host",
         "_host_header",
@@ -550,6 +551,9 @@ class Connection:
         self._port = port
         self._connect_timeout = connect_timeout
         self._host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # Heads of requests without headers or body (the runtime's GET /next): built and
+        # checked once, then reused on every call of the hot path.
+        self._bare_heads: dict[tuple[str, str], bytes] = {}
         self._sock: _socket.socket | None = None
         self._reader: ResponseReader | None = None
         # Responses completed on the current socket: a stale-connection retry is only
@@ -613,6 +617,12 @@ class Connection:
             raise RequestError(f"invalid method {method!r} or target {target!r}")
         return head
 
+    def _bare_head(self, method: str, target: str) -> bytes:
+        head = self._head(method, target, (), "")
+        if len(self._bare_heads) < 64:  # a bound, in case a caller varies the target
+            self._bare_heads[(method, target)] = head
+        return head
+
     def request(
         self,
         method: str,
@@ -624,8 +634,10 @@ class Connection:
         data, length = _byte_view(body)
         if length or method in _BODY_METHODS:
             head = self._head(method, target, headers, f"Content-Length: {length}\r\n")
-        else:
+        elif headers:
             head = self._head(method, target, headers, "")
+        else:
+            head = self._bare_heads.get((method, target)) or self._bare_head(method, target)
         sock = self._sock
         reader = self._reader
         if sock is None or reader is None or reader.buffered:

@@ -23,7 +23,7 @@ _RAW_TYPES = (bytes, bytearray, memoryview)
 
 def decode_event(body: bytes, content_type: str | None) -> Any:
     """JSON events become Python objects; any other content type is handed over as bytes."""
-    if content_type and not _is_json(content_type):
+    if content_type and content_type != JSON_CONTENT_TYPE and not _is_json(content_type):
         return body
     if not body:
         return None
