@@ -9,12 +9,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from runtime.context import LambdaContext, current_context
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLERS = Path(__file__).resolve().parent / "handlers"
@@ -231,3 +233,30 @@ def start_runtime(runtime_api: RuntimeAPIStub) -> Iterator[object]:
     yield start
     for rp in started:
         rp.stop()
+
+
+@pytest.fixture
+def enter_invoke() -> Iterator[Callable[..., LambdaContext]]:
+    """Make a LambdaContext (fields overridable) the current invoke's, as the runtime does
+    during an invoke; the context variable is reset after the test."""
+    tokens: list[object] = []
+
+    def enter(**overrides: object) -> LambdaContext:
+        fields: dict[str, object] = {
+            "aws_request_id": str(uuid.uuid4()),
+            "deadline_ms": int(time.time() * 1000) + 30_000,
+            "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "function_name": "f",
+            "function_version": "$LATEST",
+            "memory_limit_in_mb": "128",
+            "log_group_name": "/aws/lambda/f",
+            "log_stream_name": "stream",
+        }
+        fields.update(overrides)
+        ctx = LambdaContext(**fields)  # type: ignore[arg-type]
+        tokens.append(current_context.set(ctx))
+        return ctx
+
+    yield enter
+    for token in reversed(tokens):
+        current_context.reset(token)  # type: ignore[arg-type]

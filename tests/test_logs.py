@@ -8,12 +8,12 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from runtime.config import Config
-from runtime.context import LambdaContext, current_context
+from runtime.context import LambdaContext
 from runtime.errors import error_body
 from runtime.logs import LambdaLogHandler, RuntimeLog, install, text_line
 
@@ -30,20 +30,8 @@ def expected_stamp(created: float) -> str:
 
 
 @pytest.fixture
-def in_invoke() -> Iterator[LambdaContext]:
-    ctx = LambdaContext(
-        aws_request_id=REQUEST_ID,
-        deadline_ms=int(time.time() * 1000) + 30_000,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
-        function_name="f",
-        function_version="$LATEST",
-        memory_limit_in_mb="128",
-        log_group_name="/aws/lambda/f",
-        log_stream_name="stream",
-    )
-    token = current_context.set(ctx)
-    yield ctx
-    current_context.reset(token)
+def in_invoke(enter_invoke: Callable[..., LambdaContext]) -> LambdaContext:
+    return enter_invoke(aws_request_id=REQUEST_ID)
 
 
 def parse(line: str) -> dict[str, str]:
