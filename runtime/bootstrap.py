@@ -20,7 +20,7 @@ import orjson
 
 from runtime import shutdown
 from runtime.api import Invocation, RuntimeAPIFatal, RuntimeClient
-from runtime.config import Config, ConfigError
+from runtime.config import Config, ConfigError, runtime_api_address
 from runtime.context import ClientContext, CognitoIdentity, LambdaContext, current_context
 from runtime.errors import LambdaError, encode_error, error_body, error_type_of, xray_cause
 from runtime.handler import load_handler, setup_sys_path
@@ -38,24 +38,36 @@ if TYPE_CHECKING:
     from runtime.layers import Call, Layer
 
 EXTENSION_NAME = "lambda-runtime"
-# Lambda gives an environment with only internal extensions roughly 300-500 ms between SIGTERM
-# and SIGKILL; locally nothing may come after SIGTERM, so the bound is ours to keep.
-SHUTDOWN_BUDGET_SECONDS = 0.5
+CONFIG_ERROR_TYPE = "Runtime.InvalidConfiguration"
+# Lambda gives an environment with only internal extensions roughly 500 ms between SIGTERM and
+# SIGKILL (the emulator's default grace is the same); the hooks get less, so the runtime still
+# reports a hook that overran and exits by itself. Locally nothing may come after SIGTERM, so
+# the bound is ours to keep.
+SHUTDOWN_BUDGET_SECONDS = 0.4
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    started_ns = time.time_ns()
+def main(argv: Sequence[str] | None = None, started_ns: int | None = None) -> NoReturn:
+    if started_ns is None:
+        started_ns = time.time_ns()
     args = sys.argv[1:] if argv is None else argv
     try:
         config = Config.from_environ(args)
     except ConfigError as exc:
         sys.stderr.write(f"lambda-runtime: {exc}\n")
+        _report_config_error(exc)
         sys.exit(2)
     log = install(config)
     client = RuntimeClient(config.runtime_api_host, config.runtime_api_port, log.warning)
     try:
         handler, init_info = init(config, client, log, started_ns)
-        layers = build_layers(config, init_info)
+        try:
+            layers = build_layers(config, init_info)
+        except ConfigError as exc:
+            # Configuration that only its own module can check, once loaded.
+            log.write("ERROR", str(exc))
+            body = {"errorMessage": str(exc), "errorType": CONFIG_ERROR_TYPE, "stackTrace": []}
+            client.post_init_error(CONFIG_ERROR_TYPE, encode_error(body), None)
+            sys.exit(2)
         Invoker(config, client, handler, log, layers).loop()
     except RuntimeAPIFatal as exc:
         log.write("ERROR", f"runtime exiting: {exc}")
@@ -63,6 +75,23 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 # --- init -----------------------------------------------------------------------------------
+
+
+def _report_config_error(exc: ConfigError) -> None:
+    """Tell the caller what is wrong (not just "exit status 2") when the Runtime API is there."""
+    try:
+        host, port = runtime_api_address(os.environ)
+    except ConfigError:
+        return  # no usable Runtime API address: stderr is all there is
+    def warn(message: str) -> None:
+        sys.stderr.write(f"lambda-runtime: {message}\n")
+
+    client = RuntimeClient(host, port, warn)
+    body = {"errorMessage": str(exc), "errorType": CONFIG_ERROR_TYPE, "stackTrace": []}
+    try:
+        client.post_init_error(CONFIG_ERROR_TYPE, encode_error(body), None)
+    except RuntimeAPIFatal as fatal:
+        sys.stderr.write(f"lambda-runtime: {fatal}\n")
 
 
 def init(
@@ -173,12 +202,7 @@ class Invoker:
 
     def _run_async(self, awaitable: Any) -> Any:
         if self._event_loop is None:
-            import asyncio
-
-            # One loop for the life of the environment, so clients and connections that async
-            # handlers cache at module level stay usable from one invoke to the next.
-            self._event_loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._event_loop)
+            self._event_loop = _environment_loop()
         return self._event_loop.run_until_complete(awaitable)
 
     def _report(self, invocation: Invocation, exc: BaseException) -> None:
@@ -187,6 +211,26 @@ class Invoker:
         self._client.post_error(
             invocation, body["errorType"], encode_error(body), _safe_xray_cause(exc)
         )
+
+
+def _environment_loop() -> asyncio.AbstractEventLoop:
+    """One loop for the life of the environment, so clients and pools that async handlers
+    create at module level stay usable from one invoke to the next: the loop user code set up
+    at import time if there is one, else a new one made current."""
+    import asyncio
+    import warnings
+
+    with warnings.catch_warnings():
+        # Python 3.12+ warns when get_event_loop() would have to create a loop.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            loop = None
+    if loop is None or loop.is_closed() or loop.is_running():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
 
 
 def _fill_context_headers(context: LambdaContext, invocation: Invocation) -> None:

@@ -7,6 +7,7 @@ builds deployment zips. Each subcommand lives in its own module, imported only w
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,9 +22,17 @@ Run `lambda-runtime COMMAND --help` for a command's options.
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
+    if not args and os.environ.get("_HANDLER"):
+        # As Lambda starts a runtime: no argument, the handler in _HANDLER.
+        from runtime.bootstrap import main as runtime_main
+
+        runtime_main([])
+    if args and args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)
-        return 0 if args else 2
+        return 0
+    if not args:
+        sys.stderr.write(USAGE)
+        return 2
     if args[0] == "--version":
         from runtime import __version__
 

@@ -188,13 +188,7 @@ class Config(_Frozen):
     ) -> Config:
         env = os.environ if environ is None else environ
         handler = argv[0] if argv else env.get("_HANDLER", "")
-        api = env.get("AWS_LAMBDA_RUNTIME_API", "")
-        if not api:
-            raise ConfigError(
-                "AWS_LAMBDA_RUNTIME_API is not set: the runtime needs the Runtime API address "
-                "(host:port). Run it inside Lambda, or locally with `lambda-runtime serve HANDLER`."
-            )
-        host, port = _split_host_port(api)
+        host, port = runtime_api_address(env)
         try:
             memory = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
         except ValueError:
@@ -215,6 +209,17 @@ class Config(_Frozen):
             initialization_type=env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
             observability=ObservabilityConfig.from_environ(env),
         )
+
+
+def runtime_api_address(env: Mapping[str, str]) -> tuple[str, int]:
+    """The Runtime API's host and port from ``AWS_LAMBDA_RUNTIME_API``; ConfigError if unusable."""
+    api = env.get("AWS_LAMBDA_RUNTIME_API", "")
+    if not api:
+        raise ConfigError(
+            "AWS_LAMBDA_RUNTIME_API is not set: the runtime needs the Runtime API address "
+            "(host:port). Run it inside Lambda, or locally with `lambda-runtime serve HANDLER`."
+        )
+    return _split_host_port(api)
 
 
 def _split_host_port(address: str) -> tuple[str, int]:

@@ -16,6 +16,7 @@ Nested objects have the same shape (without ``requestId``), to a bounded depth.
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
 import os
 import traceback
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+_IMPORTLIB_DIR = os.path.dirname(os.path.abspath(importlib.__file__))
+_NOT_USER_DIRS = (_RUNTIME_DIR + os.sep, _IMPORTLIB_DIR + os.sep)
 _MAX_DEPTH = 8
 _MAX_GROUP_MEMBERS = 32
 XRAY_CAUSE_LIMIT = 64 * 1024
@@ -64,9 +67,16 @@ def _message_of(exc: BaseException) -> str:
 
 
 def _user_frames(tb: TracebackType | None) -> traceback.StackSummary:
+    """The frames of user code: not the runtime's, nor the import machinery's that sit between
+    the runtime and a module failing at import."""
     frames = traceback.extract_tb(tb)
     return traceback.StackSummary.from_list(
-        [f for f in frames if not os.path.abspath(f.filename).startswith(_RUNTIME_DIR + os.sep)]
+        [
+            f
+            for f in frames
+            if not os.path.abspath(f.filename).startswith(_NOT_USER_DIRS)
+            and not f.filename.startswith("<frozen importlib")
+        ]
     )
 
 

@@ -81,6 +81,12 @@ def _encode_slow(result: Any, exc: Exception) -> bytes:
     found = find_unserializable(result)
     if found is not None:
         path, obj = found
+        if type(obj).__name__ == "Decimal":
+            raise LambdaError(
+                "Runtime.MarshalError",
+                f"Unable to marshal response: Decimal({str(obj)!r}) has no JSON form "
+                f"(at {path})",
+            ) from None
         raise LambdaError(
             "Runtime.MarshalError",
             f"Unable to marshal response: Object of type {type(obj).__name__} "

@@ -75,11 +75,14 @@ class _Metric:
 class MetricSet:
     """The custom metrics and properties one invoke added."""
 
-    __slots__ = ("metrics", "properties")
+    __slots__ = ("dropped", "metrics", "properties")
 
     def __init__(self) -> None:
         self.metrics: dict[str, _Metric] = {}
         self.properties: dict[str, Any] = {}
+        # Values over EMF's per-line limits: dropped (the invoke must not fail for them) and
+        # reported once, with the line.
+        self.dropped: list[str] = []
 
 
 def _check_name(kind: str, name: object) -> str:
@@ -123,10 +126,8 @@ def add_metric(name: str, value: float, unit: str = "None", *, resolution: int =
     metric = metrics.metrics.get(name)
     if metric is None:
         if len(metrics.metrics) >= MAX_CUSTOM_METRICS:
-            raise ValueError(
-                f"metric {name!r}: an invoke can add at most {MAX_CUSTOM_METRICS} metrics "
-                f"(EMF allows {MAX_METRICS} per line, {len(BUILT_IN)} are built in)"
-            )
+            metrics.dropped.append(name)
+            return
         metrics.metrics[name] = _Metric(unit, resolution, value)
         return
     if (metric.unit, metric.resolution) != (unit, resolution):
@@ -135,7 +136,8 @@ def add_metric(name: str, value: float, unit: str = "None", *, resolution: int =
             f"{metric.resolution} before, now {unit!r} and {resolution}"
         )
     if len(metric.values) >= MAX_VALUES:
-        raise ValueError(f"metric {name!r}: at most {MAX_VALUES} values per invoke")
+        metrics.dropped.append(name)
+        return
     metric.values.append(value)
 
 
@@ -212,3 +214,13 @@ class EmfWriter:
         with contextlib.suppress(OSError, ValueError):
             stream.write(self.line(state))
             stream.flush()
+        custom = state.metrics
+        if custom is not None and custom.dropped:
+            import logging
+
+            names = ", ".join(sorted(set(custom.dropped)))
+            logging.getLogger("runtime.metrics").warning(
+                "dropped %d metric value(s) over EMF's limits (%d custom metrics, %d values "
+                "each, per invoke): %s",
+                len(custom.dropped), MAX_CUSTOM_METRICS, MAX_VALUES, names,
+            )

@@ -41,6 +41,7 @@ from types import TracebackType
 
 import orjson
 
+from runtime.config import ConfigError
 from runtime.context import current_context
 from runtime.logs import (
     TRACE,
@@ -329,7 +330,9 @@ def log_setup(
     """The writer, root handler and runtime log for the JSON format or the DEBUG buffer."""
     writer: Writer
     if config.observability.log_buffer:
-        level = level or logging.INFO
+        # The visible level stays what it would be without the buffer: INFO for JSON (set by
+        # the caller), Python's WARNING for Text.
+        level = level or logging.WARNING
         lowest = TRACE if config.observability.log_buffer == "trace" else logging.DEBUG
         writer = BufferingWriter(output, level, lowest)
     else:
@@ -485,11 +488,23 @@ def configure_structlog(module: ModuleType, writer: Writer, *, json: bool, min_l
     """Point structlog at the function log, unless user code configured it already."""
     if module.is_configured():
         return False
+    processors: list[Any] = [
+        module.contextvars.merge_contextvars,
+        StructlogRenderer(json=json, framed=writer.output.framed),
+    ]
+    if not min_level:
+        # No level configured: follow the root logger's level as stdlib records do (WARNING
+        # by default, or whatever user code sets), so both APIs show the same records.
+        drop = module.DropEvent
+
+        def root_level(logger: Any, method: str, event: Any) -> Any:
+            if not logging.getLogger().isEnabledFor(_STRUCTLOG_LEVELS.get(method, logging.INFO)):
+                raise drop
+            return event
+
+        processors.insert(0, root_level)
     module.configure(
-        processors=[
-            module.contextvars.merge_contextvars,
-            StructlogRenderer(json=json, framed=writer.output.framed),
-        ],
+        processors=processors,
         wrapper_class=module.make_filtering_bound_logger(min_level),
         logger_factory=StructlogSinkFactory(writer),
         cache_logger_on_first_use=True,
@@ -526,8 +541,7 @@ def build_layers(config: Config, init_info: InitInfo) -> list[Layer]:
             tracing = Tracing.from_config(config, init_info)
         except ValueError as exc:
             # Same outcome as any other bad configuration read at init.
-            sys.stderr.write(f"lambda-runtime: tracing configuration: {exc}\n")
-            sys.exit(2)
+            raise ConfigError(f"tracing configuration: {exc}") from None
     emf: EmfWriter | None = None
     if obs.metrics == "emf":
         from runtime.metrics import EmfWriter

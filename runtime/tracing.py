@@ -593,9 +593,11 @@ class OtlpHttpExporter(SpanExporter):
         timeout_s: float = DEFAULT_FLUSH_MS / 1000,
     ) -> None:
         url = urlsplit(endpoint)
+        # What is logged: never the user:password an endpoint URL may carry.
+        shown = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"OTLP endpoint {endpoint!r} is not an http:// or https:// URL")
-        self.endpoint = endpoint
+            raise ValueError(f"OTLP endpoint {shown!r} is not an http:// or https:// URL")
+        self.endpoint = shown
         self._tls = url.scheme == "https"
         self._host = url.hostname
         self._port = url.port or (443 if self._tls else 80)

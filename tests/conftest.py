@@ -2,165 +2,31 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from runtime_support import (
+    HANDLERS,
+    RuntimeAPIStub,
+    RuntimeProcess,
+    make_handler,
+    runtime_env,
+)
 
 from runtime.context import LambdaContext, current_context
-
-REPO = Path(__file__).resolve().parent.parent
-HANDLERS = Path(__file__).resolve().parent / "handlers"
-NEXT = "/2018-06-01/runtime/invocation/next"
-
-
-@dataclass
-class Event:
-    body: bytes
-    request_id: str
-    headers: dict[str, str]
-
-
-@dataclass
-class Post:
-    """One request the runtime sent: ``kind`` is response, error, init_error or register."""
-
-    kind: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    request_id: str | None = None
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers.items():
-            if key.lower() == name.lower():
-                return value
-        return None
-
-
-@dataclass
-class RuntimeAPIStub:
-    """Hands out queued events on /next and records every post, like the Runtime API."""
-
-    events: queue.Queue[Event] = field(default_factory=queue.Queue)
-    posts: queue.Queue[Post] = field(default_factory=queue.Queue)
-    status_overrides: dict[str, int] = field(default_factory=dict)
-    next_calls: int = 0
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def address(self) -> str:
-        assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"{host}:{port}"
-
-    def push(
-        self,
-        body: bytes | str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        deadline_ms: int | None = None,
-        request_id: str | None = None,
-        content_type: str | None = "application/json",
-    ) -> str:
-        request_id = request_id or str(uuid.uuid4())
-        base = {
-            "Lambda-Runtime-Aws-Request-Id": request_id,
-            "Lambda-Runtime-Deadline-Ms": str(
-                deadline_ms if deadline_ms is not None else int(time.time() * 1000) + 30_000
-            ),
-            "Lambda-Runtime-Invoked-Function-Arn":
-                "arn:aws:lambda:us-east-1:123456789012:function:test",
-        }
-        if content_type is not None:
-            base["Content-Type"] = content_type
-        base.update(headers or {})
-        raw = body.encode() if isinstance(body, str) else body
-        self.events.put(Event(raw, request_id, base))
-        return request_id
-
-    def wait_post(self, timeout: float = 15.0) -> Post:
-        try:
-            return self.posts.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"the runtime posted nothing within {timeout}s") from None
-
-    def expect_no_post(self, wait: float = 0.3) -> None:
-        try:
-            post = self.posts.get(timeout=wait)
-        except queue.Empty:
-            return
-        raise AssertionError(f"unexpected extra post: {post}")
-
-
-def _make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def _reply(self, status: int, body: bytes = b"", headers: Mapping[str, str] = {}) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            if self.path != NEXT:
-                self._reply(404, b'{"errorMessage":"unknown path"}')
-                return
-            stub.next_calls += 1
-            while True:
-                try:
-                    event = stub.events.get(timeout=0.2)
-                    break
-                except queue.Empty:
-                    if getattr(self.server, "_stopping", False):
-                        self.close_connection = True
-                        return
-            self._reply(200, event.body, event.headers)
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length)
-            path = self.path
-            headers = dict(self.headers.items())
-            parts = path.strip("/").split("/")
-            if path == "/2018-06-01/runtime/init/error":
-                post = Post("init_error", path, headers, body)
-            elif path == "/2020-01-01/extension/register":
-                post = Post("register", path, headers, body)
-                stub.posts.put(post)
-                self._reply(200, b"{}", {"Lambda-Extension-Identifier": str(uuid.uuid4())})
-                return
-            elif len(parts) == 5 and parts[4] in ("response", "error"):
-                post = Post(parts[4], path, headers, body, request_id=parts[3])
-            else:
-                self._reply(404, b'{"errorMessage":"unknown path"}')
-                return
-            stub.posts.put(post)
-            status = stub.status_overrides.get(post.request_id or post.kind, 202)
-            self._reply(status, b'{"status":"OK"}' if status == 202 else b'{"errorMessage":"x"}')
-
-    return Handler
 
 
 @pytest.fixture
 def runtime_api() -> Iterator[RuntimeAPIStub]:
     stub = RuntimeAPIStub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(stub))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(stub))
     server.daemon_threads = True
     stub.server = server
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -169,43 +35,6 @@ def runtime_api() -> Iterator[RuntimeAPIStub]:
     server._stopping = True  # type: ignore[attr-defined]
     server.shutdown()
     server.server_close()
-
-
-class RuntimeProcess:
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self._output: bytes | None = None
-
-    def stop(self) -> str:
-        """Kill the runtime (it never exits on its own while the API is up); return its output."""
-        if self._output is None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            out, _ = self.proc.communicate(timeout=10)
-            self._output = out
-        return self._output.decode("utf-8", "replace")
-
-    def wait_exit(self, timeout: float = 15.0) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self.stop()
-        return code
-
-
-def runtime_env(api: RuntimeAPIStub, task_root: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "_HANDLER"))}
-    env.update(
-        AWS_LAMBDA_RUNTIME_API=api.address,
-        LAMBDA_TASK_ROOT=str(task_root),
-        LAMBDA_RUNTIME_LAYER_ROOT=str(task_root / "_no_layers"),
-        AWS_LAMBDA_FUNCTION_NAME="test-function",
-        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
-        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/test-function",
-        AWS_LAMBDA_LOG_STREAM_NAME="2026/11/27/[$LATEST]0123456789abcdef",
-        PYTHONPATH=str(REPO),
-    )
-    env.update(extra)
-    return env
 
 
 @pytest.fixture

@@ -258,9 +258,29 @@ def struct_log() -> Iterator[io.StringIO]:
     structlog.contextvars.clear_contextvars()
 
 
-def route(stream: io.StringIO, *, json_format: bool, level: int = 0) -> None:
+def route(stream: io.StringIO, *, json_format: bool, level: int = logging.DEBUG) -> None:
+    """As the runtime routes structlog with AWS_LAMBDA_LOG_LEVEL=DEBUG unless told otherwise."""
     writer = Writer(StreamOutput(stream), level)
     assert configure_structlog(structlog, writer, json=json_format, min_level=level)
+
+
+def test_structlog_without_a_configured_level_follows_the_root_logger(
+    struct_log: io.StringIO, in_invoke: LambdaContext
+) -> None:
+    # As stdlib records do: Python's WARNING by default, or what user code sets on the root.
+    route(struct_log, json_format=False, level=0)
+    root = logging.getLogger()
+    saved = root.level
+    try:
+        root.setLevel(logging.WARNING)
+        structlog.get_logger().info("hidden")
+        structlog.get_logger().warning("shown")
+        root.setLevel(logging.INFO)
+        structlog.get_logger().info("now shown")
+    finally:
+        root.setLevel(saved)
+    lines = struct_log.getvalue().splitlines()
+    assert [line.split("\t")[3] for line in lines] == ["shown", "now shown"]
 
 
 def test_structlog_json_bound_keys_become_fields(

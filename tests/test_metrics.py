@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import time
 import uuid
@@ -237,21 +238,26 @@ def test_custom_metrics_and_properties_join_the_same_line(monkeypatch: pytest.Mo
     assert "OrdersPlaced" not in h.invoke()
 
 
-def test_as_many_custom_metrics_as_the_format_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_as_many_custom_metrics_as_the_format_allows_and_the_rest_dropped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def handler(event: Any, context: Any) -> str:
         for i in range(MAX_CUSTOM_METRICS):
             add_metric(f"M{i}", i, "Count")
-        with pytest.raises(ValueError, match="at most 96 metrics"):
-            add_metric("OneTooMany", 1)
-        for _ in range(99):
-            add_metric("M0", 1, "Count")
-        with pytest.raises(ValueError, match="at most 100 values"):
-            add_metric("M0", 1, "Count")
+        add_metric("OneTooMany", 1)  # over the limit: dropped, the invoke goes on
+        for _ in range(100):
+            add_metric("M0", 1, "Count")  # the 100th of these is one value too many
         return "ok"
 
-    doc = Harness(handler, monkeypatch).invoke()
+    with caplog.at_level(logging.WARNING, logger="runtime.metrics"):
+        doc = Harness(handler, monkeypatch).invoke()
     assert len(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]) == 100
+    assert "OneTooMany" not in doc
     assert len(doc["M0"]) == 100
+    assert any(
+        "dropped 2 metric value(s)" in r.getMessage() and "M0, OneTooMany" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 @pytest.mark.parametrize(

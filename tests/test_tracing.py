@@ -581,3 +581,13 @@ def test_the_queue_is_bounded() -> None:
 
 def test_encode_spans_of_an_empty_batch_is_an_empty_request() -> None:
     assert encode_spans([]) == b""
+
+
+def test_exporter_never_shows_credentials_from_the_endpoint_url() -> None:
+
+
+    exporter = OtlpHttpExporter("http://user:pw-secret@127.0.0.1:4318/v1/traces")
+    assert exporter.endpoint == "http://127.0.0.1:4318/v1/traces"
+    with pytest.raises(ValueError) as caught:
+        OtlpHttpExporter("ftp://user:pw-secret@127.0.0.1/v1/traces")
+    assert "pw-secret" not in str(caught.value)

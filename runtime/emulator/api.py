@@ -12,7 +12,6 @@ import base64
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,20 +36,61 @@ class FunctionError(Exception):
         self.result = result
 
 
-@dataclass
 class InvokeResult:
-    """The outcome of one invoke, as the caller sees it plus what the platform logged."""
+    """The outcome of one invoke, as the caller sees it plus what the platform logged.
 
-    status_code: int
-    raw: bytes
-    headers: Mapping[str, str]
-    request_id: str
-    # "Unhandled" when the function (or its runtime) failed, else None.
-    function_error: str | None
-    log: str = ""
-    report: Report | None = None
-    attempts: int = 1
-    _payload: Any = field(default=None, repr=False)
+    ``log`` and ``report`` belong to the end of the invoke, which comes a little after the
+    response (when the runtime asks for its next invoke, as on Lambda): reading either waits for
+    that end, bounded by the invoke's timeout; the response fields never wait.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        raw: bytes,
+        headers: Mapping[str, str],
+        request_id: str,
+        function_error: str | None,
+        log: str = "",
+        report: Report | None = None,
+        attempts: int = 1,
+        *,
+        until_end: Callable[[], tuple[str, Report | None]] | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.raw = raw
+        self.headers = headers
+        self.request_id = request_id
+        # "Unhandled" when the function (or its runtime) failed, else None.
+        self.function_error = function_error
+        self.attempts = attempts
+        self._log = log
+        self._report = report
+        self._until_end = until_end
+        self._payload: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"InvokeResult(status_code={self.status_code}, request_id={self.request_id!r}, "
+            f"function_error={self.function_error!r}, raw={self.raw[:60]!r})"
+        )
+
+    def _settle(self) -> None:
+        if self._until_end is not None:
+            self._log, self._report = self._until_end()
+            self._until_end = None
+
+    @property
+    def log(self) -> str:
+        """This invoke's log: function output and platform lines, START to REPORT."""
+        self._settle()
+        return self._log
+
+    @property
+    def report(self) -> Report | None:
+        """What the REPORT line says (Duration until the runtime's next /next, memory, ...)."""
+        self._settle()
+        return self._report
 
     @property
     def ok(self) -> bool:
@@ -99,9 +139,11 @@ class Emulator:
     Keyword arguments mirror the ``serve`` options (``task_root``, ``layers``, ``timeout``,
     ``memory``, ``concurrency``, ``env``, ``function_name``, ``region``, ``runtime_cmd``,
     ``no_spawn``/``runtime_api``, ``idle_timeout``, ``init_timeout``, ``shutdown_grace``,
-    ``event_retries``, ``event_retry_delays``, ``log_format``). ``port`` defaults to 0 (any free
-    port: see :attr:`url`). ``echo=True`` copies function output and platform lines to
-    ``sys.stderr`` (pytest shows them for failing tests); a binary stream works too.
+    ``event_retries``, ``event_retry_delays``, ``log_format``, ``otel_console``). ``port``
+    defaults to 0 (any free port: see :attr:`url`). ``echo=True`` copies function output and
+    platform lines to ``sys.stderr`` (pytest shows them for failing tests); a binary stream works
+    too. ``otel_console=True`` prints each invoke's spans as a tree after its REPORT, on the
+    ``echo`` stream, or on ``sys.stderr`` when ``echo`` is off.
     """
 
     def __init__(
@@ -129,6 +171,7 @@ class Emulator:
         log_format: str | None = None,
         memory_poll_interval: float = 0.01,
         echo: bool | BinaryIO = False,
+        otel_console: bool = False,
     ) -> None:
         if isinstance(runtime_cmd, str):
             runtime_cmd = split_command(runtime_cmd)
@@ -156,6 +199,7 @@ class Emulator:
             event_retry_delays=event_retry_delays,
             log_format=log_format,
             memory_poll_interval=memory_poll_interval,
+            otel_console=otel_console,
         )
         stream: Callable[[], BinaryIO | None] | None
         if echo is True:
@@ -168,8 +212,15 @@ class Emulator:
         self._console = Console(stream)
         self._events_done: OrderedDict[str, Invocation] = OrderedDict()
         self._events_cond = threading.Condition()
+        # Notified whenever an invoke ends (its log complete), for InvokeResult.log / report.
+        self._ended_cond = threading.Condition()
+        self._stopped = False
         self._core = EmulatorCore(
-            self.config, self._console, keep_records=_KEEP, on_event_done=self._event_done
+            self.config,
+            self._console,
+            keep_records=_KEEP,
+            on_event_done=self._event_done,
+            on_ended=self._invoke_ended,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -180,6 +231,7 @@ class Emulator:
     def start(self) -> Emulator:
         if self._thread is not None:
             return self
+        self._stopped = False
         loop = new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="lambda-emulator", daemon=True)
         thread.start()
@@ -204,6 +256,9 @@ class Emulator:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            with self._ended_cond:
+                self._stopped = True
+                self._ended_cond.notify_all()
 
     def _stop_loop(self) -> None:
         loop, thread = self._loop, self._thread
@@ -294,6 +349,17 @@ class Emulator:
             attempts=inv.attempt,
         )
 
+    def _invoke_ended(self, inv: Invocation) -> None:
+        with self._ended_cond:
+            self._ended_cond.notify_all()
+
+    def _wait_end(self, inv: Invocation) -> tuple[str, Report | None]:
+        """The invoke's log and report once it is over (bounded: its timeout, plus room for
+        killing and reaping a runtime that overran it)."""
+        with self._ended_cond:
+            self._ended_cond.wait_for(lambda: inv.ended or self._stopped, self.config.timeout + 10)
+        return inv.log_bytes().decode("utf-8", "replace"), inv.report
+
     def _event_done(self, inv: Invocation) -> None:
         with self._events_cond:
             self._events_done[inv.request_id] = inv
@@ -339,8 +405,7 @@ class Emulator:
             headers=response.headers,
             request_id=request_id,
             function_error=response.headers.get("x-amz-function-error"),
-            log=inv.log_bytes().decode("utf-8", "replace") if inv is not None else "",
-            report=inv.report if inv is not None else None,
+            until_end=(lambda: self._wait_end(inv)) if inv is not None else None,
         )
 
     # -- state

@@ -20,7 +20,7 @@ from .environments import Environment, Scheduler
 from .invocation import Invocation
 from .invoke_api import InvokeApi
 from .layers import LayerRoot
-from .output import Console
+from .output import Console, stderr_stream
 from .runtime_api import RuntimeApi
 from .server import HttpServer
 
@@ -84,7 +84,26 @@ def build_runtime_env(config: EmulatorConfig, layer_root: Path) -> dict[str, str
             env[key] = f"{value}:{env[key]}"
         else:
             env[key] = value
+    if config.otel_console:
+        # The console takes over where spans go (each environment gets its endpoint, see
+        # Scheduler.runtime_env); an --env pointing them elsewhere, or switching tracing off,
+        # would leave it empty.
+        for key in OTEL_TAKEN_OVER:
+            env.pop(key, None)
+        env["OTEL_TRACES_EXPORTER"] = "otlp"
+        env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
     return env
+
+
+# Trace export settings --otel-console replaces.
+OTEL_TAKEN_OVER = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -124,8 +143,11 @@ class EmulatorCore:
         keep_records: int = 0,
         on_record: Callable[[Invocation], None] | None = None,
         on_event_done: Callable[[Invocation], None] | None = None,
+        on_ended: Callable[[Invocation], None] | None = None,
     ) -> None:
         self.on_event_done = on_event_done
+        self.on_ended = on_ended
+        self.span_output: Console | None = None
         self.config = config
         self.console = console
         self.keep_records = keep_records
@@ -164,6 +186,15 @@ class EmulatorCore:
         self.layers = LayerRoot(config.layers)
         try:
             base_env = build_runtime_env(config, self.layers.path)
+            spans = None
+            if config.otel_console:
+                from .otel import SpanConsole
+
+                # Trees go where the log goes; without a log on screen, to stderr anyway.
+                output = self.console if self.console.enabled else Console(stderr_stream)
+                output.loop = self.console.loop
+                self.span_output = output
+                spans = SpanConsole(output.line)
             self.scheduler = Scheduler(
                 config,
                 self.console,
@@ -171,6 +202,8 @@ class EmulatorCore:
                 self._make_runtime_server,
                 on_finished=self._record if (self.keep_records or self.on_record) else None,
                 on_event_done=self.on_event_done,
+                on_ended=self.on_ended,
+                spans=spans,
             )
             self.invoke_server = HttpServer(InvokeApi(config, self._get_scheduler))
             await self.invoke_server.listen(config.host, config.port)
@@ -221,3 +254,5 @@ class EmulatorCore:
             self.layers.cleanup()
             self.layers = None
         self.console.flush()
+        if self.span_output is not None:
+            self.span_output.flush()

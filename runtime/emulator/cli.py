@@ -144,6 +144,12 @@ def _add_common(parser: argparse.ArgumentParser, *, default_port: int) -> None:
         action="store_true",
         help="do not copy function output and platform lines to stderr",
     )
+    parser.add_argument(
+        "--otel-console",
+        action="store_true",
+        help="receive the function's OpenTelemetry spans (sets OTEL_EXPORTER_OTLP_ENDPOINT) "
+        "and print each invoke's spans as a tree on stderr, after its REPORT",
+    )
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -214,6 +220,7 @@ def _config(args: argparse.Namespace, *, no_spawn: bool = False) -> EmulatorConf
         shutdown_grace=args.shutdown_grace,
         event_retries=args.event_retries,
         log_format=args.log_format,
+        otel_console=args.otel_console,
     )
 
 
@@ -283,6 +290,11 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
         f"{1 if config.no_spawn else config.concurrency}",
         f"Invoke API: {core.url}/2015-03-31/functions/{name}/invocations",
     ]
+    if config.otel_console:
+        lines.append(
+            "OpenTelemetry: spans are received on each environment's Runtime API port "
+            "(POST /v1/traces) and printed as a tree after each invoke's REPORT"
+        )
     if config.no_spawn:
         lines.append(
             f"Runtime API: {core.runtime_api_address} (--no-spawn: start the runtime "
@@ -316,7 +328,12 @@ async def _invoke(config: EmulatorConfig, event: bytes, *, quiet: bool, tail: bo
     from .app import EmulatorCore
     from .output import Console, stderr_stream
 
-    core = EmulatorCore(config, Console(None if (quiet or tail) else stderr_stream))
+    ended = asyncio.Event()
+    core = EmulatorCore(
+        config,
+        Console(None if (quiet or tail) else stderr_stream),
+        on_ended=lambda inv: ended.set(),
+    )
     await core.start()
     try:
         headers = {"X-Amz-Invocation-Type": "RequestResponse"}
@@ -329,6 +346,12 @@ async def _invoke(config: EmulatorConfig, event: bytes, *, quiet: bool, tail: bo
                 content=event,
                 headers=headers,
             )
+        if response.status_code == 200:
+            # The whole log, up to REPORT and the spans, before stopping: the invoke ends when
+            # the runtime asks for the next one, a moment after the response (at the latest at
+            # its deadline).
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ended.wait(), config.timeout + 5)
     finally:
         await core.stop()
     if tail and "x-amz-log-result" in response.headers:

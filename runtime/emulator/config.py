@@ -62,6 +62,8 @@ class EmulatorConfig:
     event_retries: int = 2
     event_retry_delays: tuple[float, float] = (1.0, 2.0)
     log_format: str | None = None
+    # Receive the runtimes' spans (OTLP/HTTP) and print them as a tree per invoke.
+    otel_console: bool = False
 
     def __post_init__(self) -> None:
         self.task_root = Path(self.task_root).resolve()

@@ -25,6 +25,13 @@ Design choices:
   a synchronous invoke over the limit gets 429, an Event invoke waits in a queue. An
   environment is free again as soon as its runtime answered; the next invoke waits for its
   ``/next`` (so a quick succession of invokes reuses one warm environment).
+* **End of an invoke.** As on Lambda, an invoke ends when its runtime asks for the next one
+  (``/next``), not when it posts the response: the caller gets the response at once, but END
+  and REPORT (and with them the end of the invoke's log, ``Tail`` and the Python API's
+  ``log``/``report``) wait for that ``/next``, so what the runtime does after posting (span
+  export, the EMF metrics line, ...) is part of the invoke and of its Duration. The function
+  timeout bounds this too: a runtime that has not asked again by the invoke's deadline gets
+  ``Status: timeout`` and is replaced, and one that dies first gets ``Status: error``.
 * **Init.** Init ends at the first ``/next``. It is limited to ``init_timeout`` (10 s). When it
   fails (``/init/error``, exit, timeout, out of memory) Lambda retries init once inside the
   invoke, limited by the function timeout: so does the emulator, with a fresh process; a second
@@ -54,6 +61,7 @@ from .reports import PlatformLog, Report
 
 if TYPE_CHECKING:
     from .config import EmulatorConfig
+    from .otel import Span, SpanConsole
     from .server import HttpServer, Request
 
 INIT = 1
@@ -69,6 +77,8 @@ _FINISHED_KEEP = 64
 _MAX_LINE = 256 * 1024
 # After /init/error the runtime should exit by itself; give it this long to flush and go.
 _INIT_ERROR_EXIT_WAIT = 1.0
+# How long stopping the emulator waits for answered invokes to reach their runtime's /next.
+_CLOSE_WAIT = 2.0
 
 
 def _read_small(path: str) -> bytes | None:
@@ -132,6 +142,8 @@ class Environment:
         self.parked: Request | None = None
         self.pending: Invocation | None = None
         self.current: Invocation | None = None
+        # The invoke answered but not over yet: its END/REPORT wait for the runtime's /next.
+        self.ending: Invocation | None = None
         # Request ids this environment already finished: "answered" or "timeout" (for 400/410).
         self.finished: OrderedDict[str, str] = OrderedDict()
         self.spawn_time = 0.0
@@ -174,9 +186,16 @@ class Scheduler:
         make_server: Callable[[Environment], HttpServer],
         on_finished: Callable[[Invocation], None] | None = None,
         on_event_done: Callable[[Invocation], None] | None = None,
+        on_ended: Callable[[Invocation], None] | None = None,
+        spans: SpanConsole | None = None,
     ) -> None:
         self.config = config
         self.on_event_done = on_event_done
+        # Called when an invoke's log is complete (after its REPORT).
+        self.on_ended = on_ended
+        # With --otel-console: receives the spans the runtimes export, prints them per invoke.
+        self.spans = spans
+        self._endings_changed = asyncio.Event()
         # --no-spawn serves one hand-started runtime, so one invoke at a time.
         self.limit = 1 if config.no_spawn else config.concurrency
         self.console = console
@@ -195,7 +214,8 @@ class Scheduler:
         self.external: Environment | None = None
         self.in_flight = 0
         self.events: deque[Invocation] = deque()
-        self.retry_timers: set[asyncio.TimerHandle] = set()
+        # Event invokes waiting to be retried, by the timer that will requeue them.
+        self.retry_timers: dict[asyncio.TimerHandle, Invocation] = {}
         self._next_id = 1
         self._poll_handle: asyncio.TimerHandle | None = None
         self._dirty: set[Environment] = set()
@@ -264,7 +284,9 @@ class Scheduler:
         """A runtime answered its last invoke but never asked for the next one (it is stuck):
         the waiting invoke times out and the environment is replaced."""
         inv.timer = None
-        if env.pending is not inv or inv.done:
+        if env.pending is not inv or inv.done or env.ending is not None:
+            # (With an invoke still ending, that invoke's own deadline comes first and hands
+            # this one to a new environment.)
             return
         env.pending = None
         inv.invoke_start = _now() - self.timeout
@@ -328,9 +350,7 @@ class Scheduler:
                 return
 
     def _emit(self, env: Environment, lines: list[bytes]) -> None:
-        inv = (
-            env.current if env.current is not None else (env.pending if env.state == INIT else None)
-        )
+        inv = env.current or env.ending or (env.pending if env.state == INIT else None)
         console = self.console.enabled
         prefix = self._line_prefix(env) if console else b""
         for line in lines:
@@ -359,6 +379,18 @@ class Scheduler:
             env.out_fd = -1
         self._flush_partial(env)
 
+    def spans_received(self, env: Environment, spans: list[Span]) -> None:
+        """Spans a runtime exported (--otel-console): they are shown with the invoke running
+        on ``env`` when it ends, or now when none runs."""
+        assert self.spans is not None
+        self.spans.add(env.id, spans)
+        if (
+            env.current is None
+            and env.ending is None
+            and not (env.state == INIT and env.pending is not None)
+        ):
+            self.spans.flush(env.id, None, self._line_prefix(env))
+
     # ------------------------------------------------------------------ spawning
 
     def _spawn(self, inv: Invocation | None, *, suppressed: bool) -> Environment:
@@ -383,6 +415,10 @@ class Scheduler:
         variables = dict(self.base_env)
         variables["AWS_LAMBDA_RUNTIME_API"] = env.address
         variables["AWS_LAMBDA_LOG_STREAM_NAME"] = env.log_stream
+        if self.spans is not None:
+            # The environment's own Runtime API port takes the spans (POST /v1/traces), so they
+            # are known to come from this environment.
+            variables["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{env.address}"
         return variables
 
     async def _start(self, env: Environment) -> None:
@@ -599,12 +635,111 @@ class Scheduler:
         content_type: bytes = b"application/json",
         error_type: str | None = None,
     ) -> None:
-        """The runtime answered the invoke (a result, or a function error when error_type)."""
-        if env.out_fd >= 0:
-            # Still attributed to this invoke: what the runtime wrote before answering.
-            self._drain(env)
+        """The runtime answered the invoke (a result, or a function error when error_type).
+
+        The caller gets the answer now; the invoke itself ends at the runtime's next ``/next``
+        (:meth:`end_invoke`), or at its deadline, or when the environment dies. Until then,
+        what the runtime writes is still this invoke's (``_emit`` reads ``env.ending``).
+        """
         env.current = None
         env.remember(inv.request_id, "answered")
+        if inv.timer is not None:
+            inv.timer.cancel()
+            inv.timer = None
+        inv.set_result(
+            payload,
+            content_type=content_type,
+            function_error=error_type is not None,
+            error_type=error_type,
+        )
+        env.ending = inv
+        assert inv.invoke_start is not None
+        # Lambda's timeout covers the whole invoke, the work after the response included.
+        remaining = inv.invoke_start + self.timeout - _now()
+        inv.timer = self.loop.call_later(max(0.0, remaining), self._end_timeout, env, inv)
+        self._release(env)
+        if inv.kind != EVENT:
+            self._answer(inv)
+
+    def end_invoke(self, env: Environment) -> None:
+        """The runtime asked for its next invoke: the one it answered last is over."""
+        inv = env.ending
+        if inv is None:
+            return
+        # What the runtime wrote after posting (EMF line, export warnings, ...) is still its.
+        self._drain(env)
+        self._write_end(env, inv, None, None)
+        self._after_end(inv)
+
+    def _end_timeout(self, env: Environment, inv: Invocation) -> None:
+        """The invoke's deadline passed after its response but before the runtime's /next:
+        a timeout, as on Lambda (the caller already has its answer)."""
+        inv.timer = None
+        if env.ending is not inv:
+            return
+        self._drain(env)
+        self.log_line(env, inv, self.platform.timeout(inv.request_id, self.timeout))
+        if not env.external:
+            # The runtime is stuck (or too slow): replace it, like any timed-out environment.
+            self._retire(env)
+            self._kill(env, signal.SIGKILL)
+        self._write_end(env, inv, "timeout", "Sandbox.Timedout")
+        if not env.external:
+            self._redispatch_pending(env)
+        self._after_end(inv)
+
+    def _redispatch_pending(self, env: Environment) -> None:
+        """The invoke assigned to ``env`` but never handed out goes to another environment."""
+        pending = env.pending
+        if pending is None or pending.done:
+            return
+        env.pending = None
+        pending.env = None
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
+        if self.closing:
+            self._stop_invoke(pending)
+        else:
+            self._dispatch(pending)
+
+    def _stop_invoke(self, inv: Invocation) -> None:
+        """The emulator is stopping: ``inv`` gets a ServiceException (the caller a 503)."""
+        if inv.done:
+            return
+        inv.finish(
+            reports.error_payload("ServiceException", "The emulator is shutting down"),
+            function_error=True,
+            error_type="ServiceException",
+        )
+        inv.close_log()
+        if inv.kind == EVENT and self.on_event_done is not None:
+            self.on_event_done(inv)
+        if self.on_ended is not None:
+            self.on_ended(inv)
+
+    async def _wait_endings(self) -> None:
+        """Wait (bounded) until no answered invoke is waiting for its runtime's /next."""
+        give_up = _now() + _CLOSE_WAIT
+        while True:
+            # (Each one also ends by itself at its deadline, through its timer.)
+            if all(env.ending is None for env in self.envs.values()):
+                return
+            left = give_up - _now()
+            if left <= 0:
+                return
+            self._endings_changed.clear()
+            try:
+                await asyncio.wait_for(self._endings_changed.wait(), left)
+            except asyncio.TimeoutError:
+                return
+
+    def _write_end(
+        self, env: Environment, inv: Invocation, status: str | None, error_type: str | None
+    ) -> None:
+        """END and REPORT: the invoke is over and its log complete."""
+        if env.ending is inv:
+            env.ending = None
         if inv.timer is not None:
             inv.timer.cancel()
             inv.timer = None
@@ -617,21 +752,42 @@ class Scheduler:
             self.config.memory,
             env.max_memory_mb,
             env.init_duration_ms if env.report_init else None,
+            status=status,
+            error_type=None if status == "timeout" else error_type,
         )
         env.report_init = False
         inv.report = report
         end = self.platform.end(inv.request_id)
         if end is not None:
             self.log_line(env, inv, end)
-        self.log_line(env, inv, self.platform.report(report, error_type))
-        self._release(env)
-        self._finished(
-            inv,
-            payload,
-            content_type=content_type,
-            function_error=error_type is not None,
-            error_type=error_type,
-        )
+        self.log_line(env, inv, self.platform.report(report, inv.error_type))
+        inv.ended = True
+        if self.spans is not None:
+            self.spans.flush(env.id, inv.request_id, self._line_prefix(env), hint=status is None)
+        self._endings_changed.set()
+
+    def _answer(self, inv: Invocation) -> None:
+        """The caller of a synchronous invoke gets its result."""
+        if self.on_finished is not None:
+            # Before the answer goes out, so a caller that reads the record finds it.
+            self.on_finished(inv)
+        inv.answer()
+
+    def _after_end(self, inv: Invocation) -> None:
+        """Whoever waits for the end of the invoke (Tail, the Python API, Event bookkeeping)."""
+        if inv.kind == EVENT:
+            report = inv.report
+            failed = inv.function_error or (report is not None and report.status is not None)
+            if failed and self._retry_event(inv):
+                return
+            self._answer(inv)
+            inv.close_log()
+            if self.on_event_done is not None:
+                self.on_event_done(inv)
+        else:
+            inv.close_log()
+        if self.on_ended is not None:
+            self.on_ended(inv)
 
     def _on_timeout(self, env: Environment, inv: Invocation) -> None:
         inv.timer = None
@@ -658,26 +814,19 @@ class Scheduler:
         error_type: str,
         status: str,
     ) -> None:
-        assert inv.invoke_start is not None
-        duration = (_now() - inv.invoke_start) * 1000
-        report = Report(
-            inv.request_id,
-            duration,
-            reports.billed_ms(duration),
-            self.config.memory,
-            env.max_memory_mb,
-            env.init_duration_ms if env.report_init and env.init_duration_ms is not None else None,
-            status=status,
-            error_type=None if status == "timeout" else error_type,
-        )
-        env.report_init = False
-        inv.report = report
-        end = self.platform.end(inv.request_id)
-        if end is not None:
-            self.log_line(env, inv, end)
-        self.log_line(env, inv, self.platform.report(report, error_type))
+        """The platform ends the invoke with an error (timeout, crash, failed init): it is
+        answered and over at once."""
+        if inv.timer is not None:
+            inv.timer.cancel()
+            inv.timer = None
+        if env.current is inv:
+            env.current = None
+        inv.set_result(payload, function_error=True, error_type=error_type)
+        self._write_end(env, inv, status, error_type)
         self._release(env)
-        self._finished(inv, payload, function_error=True, error_type=error_type)
+        if inv.kind != EVENT:
+            self._answer(inv)
+        self._after_end(inv)
 
     def _log_error_lines(
         self, env: Environment, inv: Invocation, payload: bytes, error_type: str
@@ -691,30 +840,6 @@ class Scheduler:
             self.log_line(env, inv, message.encode())
         self.log_line(env, inv, error_type.encode())
 
-    def _finished(
-        self,
-        inv: Invocation,
-        payload: bytes,
-        *,
-        content_type: bytes = b"application/json",
-        function_error: bool,
-        error_type: str | None,
-    ) -> None:
-        if inv.kind == EVENT and function_error and self._retry_event(inv):
-            return
-        if self.on_finished is not None:
-            # Before the answer goes out, so a caller that reads the record finds it.
-            inv.content_type = content_type
-            self.on_finished(inv)
-        inv.finish(
-            payload,
-            content_type=content_type,
-            function_error=function_error,
-            error_type=error_type,
-        )
-        if inv.kind == EVENT and self.on_event_done is not None:
-            self.on_event_done(inv)
-
     def _retry_event(self, inv: Invocation) -> bool:
         """Lambda retries a failed Event invoke twice, after a delay; True when scheduled."""
         if self.closing or inv.attempt > self.config.event_retries:
@@ -723,18 +848,14 @@ class Scheduler:
         inv.new_attempt()
 
         def requeue() -> None:
-            self.retry_timers.discard(handle)
+            self.retry_timers.pop(handle, None)
             if self.closing:
-                inv.finish(
-                    reports.error_payload("ServiceException", "emulator stopped"),
-                    function_error=True,
-                    error_type="ServiceException",
-                )
+                self._stop_invoke(inv)
                 return
             self.submit_event(inv)
 
         handle = self.loop.call_later(delay, requeue)
-        self.retry_timers.add(handle)
+        self.retry_timers[handle] = inv
         return True
 
     # ------------------------------------------------------------------ process end
@@ -779,25 +900,31 @@ class Scheduler:
         self._drain(env)
         was_state = env.state
         current = env.current
-        pending = env.pending
-        env.current = None
+        ending = env.ending
         self._retire(env)
+        error_type = "Runtime.OutOfMemory" if env.oom else "Runtime.ExitError"
+        if ending is not None:
+            # It died after answering, before asking for more: the caller has its answer, but
+            # the invoke did not end well.
+            payload = reports.exit_payload(ending.request_id, error_type, returncode)
+            self._log_error_lines(env, ending, payload, error_type)
+            self._write_end(env, ending, "error", error_type)
+            self._after_end(ending)
         if was_state == INIT:
             self._init_failed(env)
         elif was_state == READY:
             if current is not None and not current.done:
-                error_type = "Runtime.OutOfMemory" if env.oom else "Runtime.ExitError"
                 payload = reports.exit_payload(current.request_id, error_type, returncode)
                 self._log_error_lines(env, current, payload, error_type)
                 self._finish_failed(env, current, payload, error_type, "error")
-            elif pending is not None and not pending.done:
-                # Died between invokes: the assigned invoke was never handed out, start afresh.
-                env.pending = None
-                pending.env = None
-                self._dispatch(pending)
+            # Died between invokes: the assigned invoke was never handed out, start afresh.
+            self._redispatch_pending(env)
+        env.current = None
         self._reaped(env)
 
     def _reaped(self, env: Environment) -> None:
+        if self.spans is not None:
+            self.spans.flush(env.id, None, self._line_prefix(env))
         env.state = DEAD
         self.envs.pop(env.id, None)
         if env.out_fd >= 0 and env.proc is None:
@@ -836,7 +963,12 @@ class Scheduler:
         now = _now()
         limit = self.config.idle_timeout
         for env in list(self.free):
-            if env.pending is None and not env.external and now - env.idle_since >= limit:
+            if (
+                env.pending is None
+                and env.ending is None
+                and not env.external
+                and now - env.idle_since >= limit
+            ):
                 self.shutdown_env(env)
         if self.free:
             self._schedule_idle_check()
@@ -856,7 +988,12 @@ class Scheduler:
             for env in self.envs.values()
             if env.proc is not None
             and env.returncode is None
-            and (env.state == INIT or env.current is not None or env in self._dirty)
+            and (
+                env.state == INIT
+                or env.current is not None
+                or env.ending is not None
+                or env in self._dirty
+            )
         ]
         self._dirty.clear()
         if not watched:
@@ -912,20 +1049,23 @@ class Scheduler:
             if handle is not None:
                 handle.cancel()
         self._poll_handle = self._idle_handle = None
-        stopped = reports.error_payload("ServiceException", "The emulator is shutting down")
-        for handle in list(self.retry_timers):
+        for handle, waiting in list(self.retry_timers.items()):
             handle.cancel()
+            self._stop_invoke(waiting)
         self.retry_timers.clear()
         while self.events:
-            self.events.popleft().finish(
-                stopped, function_error=True, error_type="ServiceException"
-            )
+            self._stop_invoke(self.events.popleft())
+        # Invokes already answered get a moment to finish their after-response work (span
+        # export, metrics line), so their log is complete.
+        await self._wait_endings()
         for env in list(self.envs.values()):
+            ending = env.ending
+            if ending is not None:
+                self._write_end(env, ending, None, None)
+                self._after_end(ending)
             for inv in (env.current, env.pending):
                 if inv is not None and not inv.done:
-                    if inv.timer is not None:
-                        inv.timer.cancel()
-                    inv.finish(stopped, function_error=True, error_type="ServiceException")
+                    self._stop_invoke(inv)
             env.current = env.pending = None
             self.shutdown_env(env)
         waiters = [env.exited.wait() for env in list(self.processes)]

@@ -30,7 +30,15 @@ def new_request_id() -> str:
 
 
 class Invocation:
-    """State of one invoke. ``finish`` is the only way out and runs ``on_done`` exactly once."""
+    """State of one invoke, which ends in two steps, as on Lambda.
+
+    * **Answered** (``done``): the runtime posted its response or error, or the platform failed
+      the invoke. :meth:`answer` (or :meth:`finish`) runs ``on_done`` exactly once: that is
+      when the caller gets its result.
+    * **Ended** (``ended``): the invoke is over and its log complete (END and REPORT written):
+      when the runtime asks for its next invoke, or dies, or the invoke's time is up. After a
+      crash or a timeout both steps happen together. :meth:`close_log` runs ``on_end`` once.
+    """
 
     __slots__ = (
         "attempt",
@@ -38,6 +46,7 @@ class Invocation:
         "content_type",
         "deadline_ms",
         "done",
+        "ended",
         "env",
         "error_type",
         "event",
@@ -49,6 +58,7 @@ class Invocation:
         "log_size",
         "log_truncated",
         "on_done",
+        "on_end",
         "payload",
         "report",
         "request_id",
@@ -77,6 +87,7 @@ class Invocation:
         self.client_context = client_context
         self.tenant_id = tenant_id
         self.on_done = on_done
+        self.on_end: Callable[[Invocation], None] | None = None
         self.env: Environment | None = None
         # time.monotonic() when the invoke began (its timeout counts from here), once dispatched.
         self.invoke_start: float | None = None
@@ -87,6 +98,7 @@ class Invocation:
         self.log_size = 0
         self.log_truncated = False
         self.done = False
+        self.ended = False
         self.payload = b""
         self.content_type = b"application/json"
         # True when the caller must see X-Amz-Function-Error: Unhandled.
@@ -112,6 +124,28 @@ class Invocation:
         """Base64 of the last 4 KB of this invoke's log (the ``X-Amz-Log-Result`` value)."""
         return base64.b64encode(self.log_bytes()[-TAIL_BYTES:])
 
+    def set_result(
+        self,
+        payload: bytes,
+        *,
+        content_type: bytes = b"application/json",
+        function_error: bool = False,
+        error_type: str | None = None,
+    ) -> None:
+        self.payload = payload
+        self.content_type = content_type
+        self.function_error = function_error
+        self.error_type = error_type
+
+    def answer(self) -> bool:
+        """Give the caller the result set by :meth:`set_result` (once)."""
+        if self.done:
+            return False
+        self.done = True
+        if self.on_done is not None:
+            self.on_done(self)
+        return True
+
     def finish(
         self,
         payload: bytes,
@@ -120,19 +154,23 @@ class Invocation:
         function_error: bool = False,
         error_type: str | None = None,
     ) -> bool:
+        """Answer with ``payload`` unless answered already; cancels the invoke's timer."""
         if self.done:
             return False
-        self.done = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.payload = payload
-        self.content_type = content_type
-        self.function_error = function_error
-        self.error_type = error_type
-        if self.on_done is not None:
-            self.on_done(self)
-        return True
+        self.set_result(
+            payload, content_type=content_type, function_error=function_error, error_type=error_type
+        )
+        return self.answer()
+
+    def close_log(self) -> None:
+        """The invoke's log is complete: run ``on_end`` (once)."""
+        self.ended = True
+        callback, self.on_end = self.on_end, None
+        if callback is not None:
+            callback(self)
 
     def new_attempt(self) -> None:
         """Reset for a retry of an Event invoke (same request id, new invocation id)."""
@@ -141,6 +179,7 @@ class Invocation:
         self.env = None
         self.invoke_start = None
         self.done = False
+        self.ended = False
         self.payload = b""
         self.function_error = False
         self.error_type = None

@@ -6,10 +6,11 @@
 
 Headers honoured: ``X-Amz-Invocation-Type`` (``RequestResponse``, ``Event``: 202 and run in the
 background with Lambda's two retries, ``DryRun``: 204), ``X-Amz-Log-Type: Tail`` (answers
-``X-Amz-Log-Result``), ``X-Amz-Client-Context`` (base64 JSON), ``X-Amzn-Trace-Id`` (one is made
-up in X-Ray format when absent) and ``X-Amz-Tenant-Id``. Errors of the API itself carry
-``x-amzn-ErrorType`` and a ``{"Type", "message"}`` body, which botocore turns into the usual
-exceptions (``TooManyRequestsException``, ``ResourceNotFoundException``, ...).
+``X-Amz-Log-Result``, once the invoke is over so that the tail ends with its REPORT),
+``X-Amz-Client-Context`` (base64 JSON), ``X-Amzn-Trace-Id`` (one is made up in X-Ray format
+when absent) and ``X-Amz-Tenant-Id``. Errors of the API itself carry ``x-amzn-ErrorType`` and a
+``{"Type", "message"}`` body, which botocore turns into the usual exceptions
+(``TooManyRequestsException``, ``ResourceNotFoundException``, ...).
 """
 
 from __future__ import annotations
@@ -180,8 +181,10 @@ class InvokeApi:
                 self.on_event(inv)
             sched.submit_event(inv)
             return
-        tail = log_type == b"Tail"
-        inv.on_done = lambda done: self._respond(req, done, tail)
+        if log_type == b"Tail":
+            inv.on_done = lambda done: self._respond_with_tail(req, done)
+        else:
+            inv.on_done = lambda done: self._respond(req, done, False)
         if not sched.submit(inv):
             _api_error(
                 req,
@@ -215,6 +218,14 @@ class InvokeApi:
         elif ":" in name:
             name, qualifier = name.split(":", 1)
         return name in self.names and qualifier in (None, "$LATEST")
+
+    def _respond_with_tail(self, req: Request, inv: Invocation) -> None:
+        """The log tail ends with the invoke's REPORT, as on Lambda: so the answer waits for the
+        end of the invoke (the runtime's next /next), which is what the caller asked for."""
+        if inv.ended or inv.error_type == "ServiceException":
+            self._respond(req, inv, True)
+        else:
+            inv.on_end = lambda ended: self._respond(req, ended, True)
 
     def _respond(self, req: Request, inv: Invocation, tail: bool) -> None:
         if inv.error_type == "ServiceException":

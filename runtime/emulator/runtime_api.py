@@ -39,6 +39,7 @@ _INIT_ERROR = b"/2018-06-01/runtime/init/error"
 _INVOCATION = b"/2018-06-01/runtime/invocation/"
 _EXT_REGISTER = b"/2020-01-01/extension/register"
 _EXT_NEXT = b"/2020-01-01/extension/event/next"
+_OTLP_TRACES = b"/v1/traces"
 
 _ERROR_TYPE = b"lambda-runtime-function-error-type"
 _ERROR_BODY = b"lambda-runtime-function-error-body"
@@ -57,7 +58,16 @@ _RESPONSE_TOO_LARGE = orjson.dumps(
 )
 
 # Route codes kept in Request.state between start() and finish().
-_R_NEXT, _R_RESPONSE, _R_ERROR, _R_INIT_ERROR, _R_REGISTER, _R_EXT_NEXT, _R_UNKNOWN = range(7)
+(
+    _R_NEXT,
+    _R_RESPONSE,
+    _R_ERROR,
+    _R_INIT_ERROR,
+    _R_REGISTER,
+    _R_EXT_NEXT,
+    _R_OTLP,
+    _R_UNKNOWN,
+) = range(8)
 
 
 def _error(req: Request, status: int, error_type: str, message: str) -> None:
@@ -97,6 +107,8 @@ class RuntimeApi:
             req.state = (_R_REGISTER, None)
         elif target == _EXT_NEXT:
             req.state = (_R_EXT_NEXT, None)
+        elif target == _OTLP_TRACES and self.scheduler.spans is not None:
+            req.state = (_R_OTLP, None)
         else:
             req.state = (_R_UNKNOWN, None)
         req.max_body = MAX_SYNC_PAYLOAD
@@ -123,6 +135,10 @@ class RuntimeApi:
         elif route == _R_EXT_NEXT:
             # Internal extensions registered for no events: nothing will ever come.
             req.on_close = None
+        elif route == _R_OTLP:
+            if method != b"POST":
+                return _error(req, 405, "MethodNotAllowed", "use POST for /v1/traces")
+            self._traces(req)
         else:
             path = req.target.decode("latin-1")
             if req.target.startswith(_PREFIX + b"restore/"):
@@ -162,13 +178,16 @@ class RuntimeApi:
             )
         if env.init_error is not None:
             return _error(req, 403, "InvalidStateTransition", "init failed; the runtime must exit")
+        if env.ending is not None:
+            # Asking for more work is what ends the invoke answered last (END, REPORT).
+            sched.end_invoke(env)
         if env.state != INIT and env.state != READY:
             return _error(req, 500, "EnvironmentShutDown", "this environment is shutting down")
         env.parked = req
         req.on_close = self._parked_closed
         if env.state == INIT:
             sched.init_done(env)
-        if env.pending is not None and env.parked is req:
+        if env.pending is not None and env.parked is req and not sched.closing:
             sched.deliver(env)
 
     def _parked_closed(self, req: Request) -> None:
@@ -244,6 +263,23 @@ class RuntimeApi:
             return
         content_type = req.headers.get(b"content-type", b"application/json")
         sched.complete(env, inv, req.body, content_type=content_type)
+
+    def _traces(self, req: Request) -> None:
+        """OTLP/HTTP trace export (``--otel-console``): decode, answer, hand to the console."""
+        from .otel import OtlpError, OtlpUnsupported, read_body
+
+        if req.too_large:
+            return _error(req, 413, "RequestEntityTooLarge", "trace export body too large")
+        try:
+            spans = read_body(
+                req.body, req.headers.get(b"content-type"), req.headers.get(b"content-encoding")
+            )
+        except OtlpError as exc:
+            status = 415 if isinstance(exc, OtlpUnsupported) else 400
+            return _error(req, status, "InvalidRequest", f"OTLP trace export: {exc}")
+        # An empty ExportTraceServiceResponse: everything was accepted.
+        req.respond(200, [(b"Content-Type", b"application/x-protobuf")])
+        self.scheduler.spans_received(self.env, spans)
 
     def _init_error(self, req: Request) -> None:
         env = self.env

@@ -55,6 +55,7 @@ _REASONS = {
     405: b"Method Not Allowed",
     410: b"Gone",
     413: b"Payload Too Large",
+    415: b"Unsupported Media Type",
     429: b"Too Many Requests",
     500: b"Internal Server Error",
     503: b"Service Unavailable",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RuntimeAPIStub, runtime_env
+from runtime_support import RuntimeAPIStub, runtime_env
 from test_metrics import validate_emf
 from test_tracing import Collector
 
@@ -160,7 +160,10 @@ def test_unhandled_error_is_one_structured_json_record(
 def test_structlog_imported_by_the_handler_module_writes_the_same_format(
     runtime_api: RuntimeAPIStub, start: Any, log_format: str
 ) -> None:
-    proc = start("with_structlog.handler", AWS_LAMBDA_LOG_FORMAT=log_format)
+    # INFO made visible in both formats (JSON's default already; Text follows Python's WARNING).
+    proc = start(
+        "with_structlog.handler", AWS_LAMBDA_LOG_FORMAT=log_format, AWS_LAMBDA_LOG_LEVEL="INFO"
+    )
     request_id, _ = invoke(runtime_api)
     lines = output_lines(proc)
     if log_format == "JSON":
@@ -191,7 +194,7 @@ def test_structlog_imported_by_the_handler_module_writes_the_same_format(
 def test_structlog_imported_lazily_inside_the_handler_is_routed_too(
     runtime_api: RuntimeAPIStub, start: Any
 ) -> None:
-    proc = start("lazy_structlog.handler")
+    proc = start("lazy_structlog.handler", AWS_LAMBDA_LOG_LEVEL="INFO")
     request_id, _ = invoke(runtime_api)
     (line,) = [line for line in output_lines(proc) if "lazy import" in line]
     assert line.startswith("[INFO]\t")

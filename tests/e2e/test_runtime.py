@@ -527,3 +527,39 @@ def test_request_id_that_cannot_be_posted_is_logged_and_the_loop_goes_on(
     post = runtime_api.wait_post()
     assert (post.request_id, json.loads(post.body)) == (good, {"next": 1})
     assert "could not post" in proc.stop()
+
+
+def test_async_handler_runs_on_the_loop_set_up_at_import(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    # Clients and pools created at import time are bound to that loop: it must be the one.
+    post, _ = run_one(runtime_api, start_runtime, "basic.same_loop_as_import", {})
+    assert post.body == b"true"
+
+
+def test_init_error_stack_shows_user_frames_not_the_import_machinery(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    start_runtime("raises_at_import.handler")
+    body = json.loads(runtime_api.wait_post().body)
+    assert body["stackTrace"], body
+    assert all("raises_at_import.py" in frame for frame in body["stackTrace"])
+
+
+def test_decimal_nan_is_named_in_the_marshal_error(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    post, _ = run_one(runtime_api, start_runtime, "basic.decimal_nan", {})
+    message = json.loads(post.body)["errorMessage"]
+    assert "Decimal('NaN') has no JSON form (at result['value'])" in message
+
+
+def test_bad_configuration_is_posted_as_an_init_error(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    proc = start_runtime("basic.echo", OTEL_TRACES_EXPORTER="zipkin")
+    post = runtime_api.wait_post()
+    assert post.kind == "init_error"
+    assert post.header("Lambda-Runtime-Function-Error-Type") == "Runtime.InvalidConfiguration"
+    assert "zipkin" in json.loads(post.body)["errorMessage"]
+    assert proc.wait_exit() == 2

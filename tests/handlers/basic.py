@@ -172,3 +172,29 @@ not_callable = {"handler": "is a dict"}
 
 def weird_error_name(event: Any, context: Any) -> None:
     raise type("Bad\nName", (Exception,), {})("header injection attempt")
+
+
+_IMPORT_TIME_LOOP = None
+
+
+def _remember_import_loop() -> None:
+    import asyncio
+    import warnings
+
+    global _IMPORT_TIME_LOOP
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _IMPORT_TIME_LOOP = asyncio.get_event_loop()
+
+
+_remember_import_loop()
+
+
+async def same_loop_as_import(event: Any, context: Any) -> bool:
+    import asyncio
+
+    return asyncio.get_running_loop() is _IMPORT_TIME_LOOP
+
+
+def decimal_nan(event: Any, context: Any) -> dict[str, Any]:
+    return {"value": decimal.Decimal("NaN")}

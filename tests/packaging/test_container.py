@@ -193,9 +193,15 @@ def test_local_run_serves_invokes_through_the_in_image_emulator(
     assert second_body["message"] == "Hello, again!"
     assert second_body["request_id"] != body["request_id"]
 
+    # The invoke ends at the runtime's next /next and the log is written in small batches:
+    # the REPORT line comes a moment after the response.
+    report = f"REPORT RequestId: {second_body['request_id']}"
+    deadline = time.monotonic() + 5
+    while report not in proc.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
     log = proc.output()
     assert f"START RequestId: {body['request_id']}" in log
-    assert f"REPORT RequestId: {second_body['request_id']}" in log
+    assert report in log
     assert "greeting container" in log
 
 

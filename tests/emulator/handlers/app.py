@@ -101,3 +101,10 @@ def printer(event, context):
     for i in range(event.get("lines", 3)):
         print(f"line {i}")
     return "printed"
+
+
+def otel_env(event, context):
+    return {
+        "otel": {k: v for k, v in os.environ.items() if k.startswith("OTEL_")},
+        "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"],
+    }

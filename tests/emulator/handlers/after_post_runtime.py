@@ -1,0 +1,28 @@
+"""A minimal custom runtime that keeps working after posting each response, as the event says.
+
+Event keys: ``sleep`` (seconds to wait after the post), ``print`` (a line to write after the
+post), ``exit`` (exit with this status after the post instead of asking for more work).
+"""
+
+import http.client
+import json
+import os
+import sys
+import time
+
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+conn = http.client.HTTPConnection(host, int(port))
+while True:
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    response = conn.getresponse()
+    body = response.read()
+    request_id = response.getheader("Lambda-Runtime-Aws-Request-Id")
+    event = json.loads(body)
+    print("handling", request_id, flush=True)
+    conn.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", body=body)
+    conn.getresponse().read()
+    time.sleep(event.get("sleep", 0))
+    if "print" in event:
+        print(event["print"], flush=True)
+    if "exit" in event:
+        sys.exit(event["exit"])
