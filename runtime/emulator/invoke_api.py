@@ -19,6 +19,7 @@ import base64
 import binascii
 import os
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
@@ -160,7 +161,7 @@ class InvokeApi:
                     f"of at most {_MAX_CLIENT_CONTEXT} bytes.",
                 )
         if kind == "DryRun":
-            req.respond(204, [(b"X-Amzn-RequestId", os.urandom(16).hex().encode()), _VERSION])
+            req.respond(204, [(b"X-Amzn-RequestId", str(uuid.uuid4()).encode()), _VERSION])
             return
         trace = headers.get(b"x-amzn-trace-id")
         trace_id = trace.decode("latin-1") if trace and b"Root=" in trace else make_trace_id()
@@ -249,9 +250,10 @@ def _api_error(req: Request, status: int, code: str, message: str, **extra: str)
         [
             (b"Content-Type", b"application/json"),
             (b"x-amzn-ErrorType", code.encode()),
-            (b"X-Amzn-RequestId", os.urandom(16).hex().encode()),
+            # A request id in the UUID form every other response uses.
+            (b"X-Amzn-RequestId", str(uuid.uuid4()).encode()),
         ],
-        api_error(code, message, **extra),
+        api_error(code, message, service=status >= 500, **extra),
     )
 
 

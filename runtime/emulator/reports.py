@@ -187,8 +187,11 @@ def exit_payload(request_id: str, error_type: str, returncode: int) -> bytes:
     )
 
 
-def api_error(kind: str, message: str, **extra: str) -> bytes:
-    """Body of an Invoke API error (the error code also goes in ``x-amzn-ErrorType``)."""
-    body: dict[str, str] = {"Type": "User", "message": message}
+def api_error(kind: str, message: str, *, service: bool = False, **extra: str) -> bytes:
+    """Body of an Invoke API error (the error code also goes in ``x-amzn-ErrorType``).
+
+    ``Type`` says whose fault it is, as in AWS's error bodies: ``User`` for the caller's
+    (4xx), ``Service`` for the service's own (5xx)."""
+    body: dict[str, str] = {"Type": "Service" if service else "User", "message": message}
     body.update(extra)
     return orjson.dumps(body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+import uuid
 
 import httpx
 import orjson
@@ -137,6 +138,8 @@ def test_api_paths_and_errors(make):
         assert r.status_code == 404
         assert r.headers["x-amzn-errortype"] == "ResourceNotFoundException"
         assert "other" in r.json()["message"]
+        assert r.json()["Type"] == "User"  # the caller's fault, as AWS marks it
+        uuid.UUID(r.headers["x-amzn-requestid"])  # the same id form as every other response
         r = client.post("/2015-03-31/functions/named/invocations?Qualifier=prod", content=b"{}")
         assert r.status_code == 404
         r = client.post("/2015-03-31/functions/named/invocations", content=b"{not json")
