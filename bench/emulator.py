@@ -14,10 +14,10 @@ count, the round with the median throughput, and lists every round's figure.
 Reported per runtime and connection count: invokes/s, mean and p99 latency seen by wrk, the
 emulator's own CPU per invoke (kernel accounting of the ``serve`` process, runtimes excluded)
 and, at 1 connection, the latency the emulator adds: wrk's mean latency minus the mean
-``Duration`` of the REPORT lines of the same invokes (Duration runs from handing the event to
-the runtime to receiving its answer). That difference also holds the time the runtime takes to
-come back to ``/next`` when the next invoke is already waiting, so it over-states what the
-emulator adds.
+``Duration`` of the REPORT lines of the same invokes. Duration runs, as on Lambda, from handing
+the event to the runtime until the runtime asks for the next one (``/next``), so it covers the
+runtime's whole turn and the difference is the emulator's part of the round trip (plus wrk's
+and the kernel's).
 
 AWS's RIE cannot be installed here (it is a Go binary); its figures on this machine are taken
 from issue 3: 1,700 to 2,500 invokes/s at 1 connection with awslambdaric, and no concurrent

@@ -422,4 +422,14 @@ def install(config: Config) -> RuntimeLog:
             f for f in sys.meta_path if not isinstance(f, _ConfigureStructlogOnImport)
         ]
         sys.meta_path.insert(0, _ConfigureStructlogOnImport(then))
+    # Lambda's console refuses such values; set by hand (or locally) they must not pass silently.
+    if config.log_level and config.log_level.strip().upper() not in _LEVELS:
+        runtime_log.warning(
+            f"AWS_LAMBDA_LOG_LEVEL={config.log_level!r} is not a log level "
+            f"(TRACE, DEBUG, INFO, WARN, ERROR, FATAL); using INFO"
+        )
+    if config.log_format.strip().upper() not in ("TEXT", "JSON"):
+        runtime_log.warning(
+            f"AWS_LAMBDA_LOG_FORMAT={config.log_format!r} is not Text or JSON; using Text"
+        )
     return runtime_log

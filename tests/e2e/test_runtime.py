@@ -563,3 +563,14 @@ def test_bad_configuration_is_posted_as_an_init_error(
     assert post.header("Lambda-Runtime-Function-Error-Type") == "Runtime.InvalidConfiguration"
     assert "zipkin" in json.loads(post.body)["errorMessage"]
     assert proc.wait_exit() == 2
+
+
+def test_unknown_log_settings_are_reported_not_silently_ignored(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    runtime_api.push("{}")
+    proc = start_runtime("basic.echo", AWS_LAMBDA_LOG_LEVEL="LOUD", AWS_LAMBDA_LOG_FORMAT="xml")
+    assert runtime_api.wait_post().kind == "response"
+    output = proc.stop()
+    assert "AWS_LAMBDA_LOG_LEVEL='LOUD' is not a log level" in output
+    assert "AWS_LAMBDA_LOG_FORMAT='xml' is not Text or JSON; using Text" in output
