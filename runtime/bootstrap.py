@@ -65,8 +65,7 @@ def main(argv: Sequence[str] | None = None, started_ns: int | None = None) -> No
         except ConfigError as exc:
             # Configuration that only its own module can check, once loaded.
             log.write("ERROR", str(exc))
-            body = {"errorMessage": str(exc), "errorType": CONFIG_ERROR_TYPE, "stackTrace": []}
-            client.post_init_error(CONFIG_ERROR_TYPE, encode_error(body), None)
+            _post_config_error(client, exc)
             sys.exit(2)
         Invoker(config, client, handler, log, layers).loop()
     except RuntimeAPIFatal as exc:
@@ -83,15 +82,19 @@ def _report_config_error(exc: ConfigError) -> None:
         host, port = runtime_api_address(os.environ)
     except ConfigError:
         return  # no usable Runtime API address: stderr is all there is
+
     def warn(message: str) -> None:
         sys.stderr.write(f"lambda-runtime: {message}\n")
 
-    client = RuntimeClient(host, port, warn)
-    body = {"errorMessage": str(exc), "errorType": CONFIG_ERROR_TYPE, "stackTrace": []}
     try:
-        client.post_init_error(CONFIG_ERROR_TYPE, encode_error(body), None)
+        _post_config_error(RuntimeClient(host, port, warn), exc)
     except RuntimeAPIFatal as fatal:
-        sys.stderr.write(f"lambda-runtime: {fatal}\n")
+        warn(str(fatal))
+
+
+def _post_config_error(client: RuntimeClient, exc: ConfigError) -> None:
+    body = {"errorMessage": str(exc), "errorType": CONFIG_ERROR_TYPE, "stackTrace": []}
+    client.post_init_error(CONFIG_ERROR_TYPE, encode_error(body), None)
 
 
 def init(
