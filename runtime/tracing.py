@@ -598,6 +598,9 @@ class OtlpHttpExporter(SpanExporter):
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"OTLP endpoint {shown!r} is not an http:// or https:// URL")
         self.endpoint = shown
+        # Failed exports in a row: only the first is logged, so a collector that is down does
+        # not add a warning to every invoke's log.
+        self._failures = 0
         self._tls = url.scheme == "https"
         self._host = url.hostname
         self._port = url.port or (443 if self._tls else 80)
@@ -682,20 +685,32 @@ class OtlpHttpExporter(SpanExporter):
                 # nothing of an answer came back, so sending once more cannot duplicate.
                 if attempt == 1 and reused and not started and not isinstance(exc, TimeoutError):
                     continue
-                _log.warning(
-                    "OTLP export to %s failed: %s: %s", self.endpoint, type(exc).__name__, exc
-                )
+                self._failed(f"failed: {type(exc).__name__}: {exc}")
                 return RETRY
             if not self._reader.keep_alive or self._reader.buffered:
                 self._close()
             if 200 <= response.status < 300:
+                if self._failures:
+                    _log.warning(
+                        "OTLP export to %s works again, after %d failed attempt(s)",
+                        self.endpoint,
+                        self._failures,
+                    )
+                    self._failures = 0
                 return OK
             detail = response.body[:200].decode("utf-8", "replace")
-            _log.warning(
-                "OTLP export to %s answered %d: %s", self.endpoint, response.status, detail
-            )
+            self._failed(f"answered {response.status}: {detail}")
             return RETRY if response.status in (408, 429, 502, 503, 504) else DROP
         return RETRY
+
+    def _failed(self, what: str) -> None:
+        self._failures += 1
+        if self._failures == 1:
+            _log.warning(
+                "OTLP export to %s %s (further failures are not logged until an export works)",
+                self.endpoint,
+                what,
+            )
 
     def _remaining(self) -> float:
         left = self._deadline - time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -530,22 +531,30 @@ def test_flush_is_bounded_when_the_collector_does_not_answer() -> None:
             conn.close()
 
 
-def test_spans_kept_while_the_collector_is_down_are_sent_when_it_is_back() -> None:
+def test_spans_kept_while_the_collector_is_down_are_sent_when_it_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     port = _free_port()  # nothing listens there yet: connection refused
     h = Harness(lambda event, context: None)
     pending = PendingSpans([OtlpHttpExporter(f"http://127.0.0.1:{port}/v1/traces")])
     h.provider.add_span_processor(pending)
-    h.invoke({})
-    assert pending.flush() is False
-    h.invoke({})
-    assert pending.queued() == 2
-    revived = Collector(port=port)
-    try:
-        assert pending.force_flush() is True
-        assert len(revived.spans()) == 2
-        assert pending.queued() == 0
-    finally:
-        revived.close()
+    with caplog.at_level(logging.WARNING):
+        h.invoke({})
+        assert pending.flush() is False
+        h.invoke({})
+        assert pending.flush() is False
+        assert pending.queued() == 2
+        revived = Collector(port=port)
+        try:
+            assert pending.force_flush() is True
+            assert len(revived.spans()) == 2
+            assert pending.queued() == 0
+        finally:
+            revived.close()
+    messages = [r.getMessage() for r in caplog.records if "OTLP export" in r.getMessage()]
+    # One warning while it is down (not one per attempt), one when it works again.
+    assert len([m for m in messages if " failed: " in m]) == 1, messages
+    assert len([m for m in messages if "works again" in m]) == 1, messages
 
 
 def _free_port() -> int:
