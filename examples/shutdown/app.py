@@ -1,4 +1,4 @@
-"""Shutdown hooks: run when Lambda shuts the environment down (SIGTERM), within 0.5 s."""
+"""Shutdown hooks: run when Lambda shuts the environment down (SIGTERM), within 0.4 s."""
 
 from __future__ import annotations
 
