@@ -16,7 +16,11 @@ import sys  # noqa: E402
 if sys.path and sys.path[0] == os.getcwd() != os.path.dirname(os.path.dirname(__file__)):
     del sys.path[0]
 
-from runtime.bootstrap import main  # noqa: E402 - after the sys.path fix above
+from runtime.deferred import defer_for_cold_start  # noqa: E402 - after the sys.path fix above
+
+defer_for_cold_start()
+
+from runtime.bootstrap import main  # noqa: E402
 
 if __name__ == "__main__":
     main(started_ns=_started_ns)

@@ -24,6 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args and os.environ.get("_HANDLER"):
         # As Lambda starts a runtime: no argument, the handler in _HANDLER.
+        from runtime.deferred import defer_for_cold_start
+
+        defer_for_cold_start()
         from runtime.bootstrap import main as runtime_main
 
         runtime_main([])
@@ -51,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0].startswith("-"):
         sys.stderr.write(f"lambda-runtime: unknown option {args[0]}\n{USAGE}")
         return 2
+    from runtime.deferred import defer_for_cold_start
+
+    defer_for_cold_start()
     from runtime.bootstrap import main as runtime_main
 
     runtime_main(args)

@@ -19,7 +19,6 @@ import builtins
 import importlib
 import json
 import os
-import traceback
 from types import TracebackType
 
 import orjson
@@ -27,6 +26,7 @@ import orjson
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import traceback
     from typing import Any
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -69,6 +69,8 @@ def _message_of(exc: BaseException) -> str:
 def _user_frames(tb: TracebackType | None) -> traceback.StackSummary:
     """The frames of user code: not the runtime's, nor the import machinery's that sit between
     the runtime and a module failing at import."""
+    import traceback  # with textwrap and linecache: only once something has failed
+
     frames = traceback.extract_tb(tb)
     return traceback.StackSummary.from_list(
         [

@@ -25,7 +25,6 @@ added (one warning says so); see :class:`_RootHandlers`.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import time
@@ -36,26 +35,28 @@ from runtime.context import current_context
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Callable
     from types import ModuleType
     from typing import Any, TextIO
 
-TRACE = 5  # below DEBUG: Lambda's TRACE level, for loggers that use it
+# The stdlib's level numbers, without importing logging (only user code that logs pays for it).
+TRACE, DEBUG, INFO, WARNING, ERROR, CRITICAL = 5, 10, 20, 30, 40, 50  # TRACE: Lambda's, below DEBUG
 _LEVELS = {
     "TRACE": TRACE,
-    "DEBUG": logging.DEBUG,
-    "INFO": logging.INFO,
-    "WARN": logging.WARNING,
-    "WARNING": logging.WARNING,
-    "ERROR": logging.ERROR,
-    "FATAL": logging.CRITICAL,
-    "CRITICAL": logging.CRITICAL,
+    "DEBUG": DEBUG,
+    "INFO": INFO,
+    "WARN": WARNING,
+    "WARNING": WARNING,
+    "ERROR": ERROR,
+    "FATAL": CRITICAL,
+    "CRITICAL": CRITICAL,
 }
 
 
 def level_number(name: str) -> int:
     """A Lambda or Python level name (any case) as a stdlib level number; unknown: INFO."""
-    return _LEVELS.get(name.strip().upper(), logging.INFO)
+    return _LEVELS.get(name.strip().upper(), INFO)
 
 
 def _request_id() -> str:
@@ -98,15 +99,15 @@ class StreamOutput:
 
 
 def _frame_level(levelno: int) -> int:
-    if levelno >= logging.CRITICAL:
+    if levelno >= CRITICAL:
         return 6
-    if levelno >= logging.ERROR:
+    if levelno >= ERROR:
         return 5
-    if levelno >= logging.WARNING:
+    if levelno >= WARNING:
         return 4
-    if levelno >= logging.INFO:
+    if levelno >= INFO:
         return 3
-    if levelno >= logging.DEBUG:
+    if levelno >= DEBUG:
         return 2
     return 1
 
@@ -157,66 +158,6 @@ class Writer:
             self.output.write(line, levelno, created)
 
 
-# --- stdlib logging -------------------------------------------------------------------------
-
-
-class TextFormatter(logging.Formatter):
-    def full_message(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.exc_info:
-            message = f"{message}\n{self.formatException(record.exc_info)}"
-        elif record.exc_text:
-            message = f"{message}\n{record.exc_text}"
-        if record.stack_info:
-            message = f"{message}\n{record.stack_info}"
-        return message
-
-    def format(self, record: logging.LogRecord) -> str:
-        return text_line(record.levelname, self.full_message(record), record.created)
-
-
-class LambdaLogHandler(logging.Handler):
-    """Text format on a stream: the default, kept as short as it can be."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self.stream = stream
-        self.setFormatter(TextFormatter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record)
-            self.stream.write(line)
-            self.stream.flush()
-        except Exception:
-            self.handleError(record)
-
-
-class FunctionLogHandler(logging.Handler):
-    """Any format, any output: ``render`` makes the line, the :class:`Writer` decides."""
-
-    def __init__(
-        self, writer: Writer, render: Callable[[logging.LogRecord], str] | None = None
-    ) -> None:
-        super().__init__()
-        self.writer = writer
-        self.render = render if render is not None else self.render_text
-        self._text = TextFormatter()
-        self._framed = writer.output.framed
-
-    def render_text(self, record: logging.LogRecord) -> str:
-        message = self._text.full_message(record)
-        if self._framed:
-            return framed_text_line(record.levelname, message, record.created)
-        return text_line(record.levelname, message, record.created)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.writer.emit(self.render(record), record.levelno, record.created)
-        except Exception:
-            self.handleError(record)
-
-
 # --- the runtime's own lines ----------------------------------------------------------------
 
 
@@ -248,80 +189,41 @@ class RuntimeLog:
         self.write("WARNING", message)
 
 
-# --- duplicate handlers ---------------------------------------------------------------------
+# --- configured when imported ---------------------------------------------------------------
 
 
-def _writes_to_stdio(handler: logging.Handler) -> bool:
-    if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
-        return False
-    stream = getattr(handler, "stream", None)
-    if stream is None:
-        return False
-    if stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        return True
-    try:
-        return stream.fileno() in (1, 2)
-    except Exception:
-        return False
+def _find_spec(name: str, skip: object = None) -> Any:
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if finder is skip or find is None:
+            continue
+        spec = find(name, None)
+        if spec is not None:
+            return spec
+    return None
 
 
-class _RootHandlers(list):  # type: ignore[type-arg]
-    """The root logger's handler list while the runtime's handler is in it.
+class _ConfigureOnImport:
+    """A meta-path finder that runs a step right after ``import <name>`` finishes.
 
-    Rule: a handler that writes to stdout or stderr (``StreamHandler()``, ``basicConfig``'s
-    handler added next to ours by a library, ...) is not added: every record it would print is
-    already in the function log once, and Lambda captures both streams, so it would only
-    duplicate lines (in another format, without the request id). Handlers that write elsewhere
-    (files, sockets, error trackers) are added as usual. Code that replaces the root handlers
-    outright (``basicConfig(force=True)``, ``dictConfig``, ``root.handlers = [...]``) removes
-    ours first and is not second-guessed.
+    The runtime imports neither ``logging`` nor structlog itself, to keep them out of the cold
+    start; when user code does, this configures the module before the user's next line runs,
+    so the user's own configuration afterwards still wins. With a *spec* given, that is the
+    module imported whatever ``sys.path`` holds by then: the standard library's ``logging``
+    cannot be shadowed by a ``logging.py`` in the task root, as when the runtime imports it
+    at init.
     """
 
-    def __init__(self, ours: logging.Handler, warn: Callable[[str], None]) -> None:
-        super().__init__([ours])
-        self._ours = ours
-        self._warn = warn
-        self._warned: set[str] = set()
-
-    def append(self, handler: logging.Handler) -> None:
-        if handler is not self._ours and self._ours in self and _writes_to_stdio(handler):
-            kind = type(handler).__name__
-            if kind not in self._warned:
-                self._warned.add(kind)
-                self._warn(
-                    f"logging: a {kind} writing to stdout/stderr was added to the root logger "
-                    "and ignored: the runtime already writes every record to the function log "
-                    "once (it would only duplicate lines)"
-                )
-            return
-        super().append(handler)
-
-
-# --- structlog, when user code imports it ---------------------------------------------------
-
-
-class _ConfigureStructlogOnImport:
-    """A meta-path finder that runs a step right after ``import structlog`` finishes.
-
-    The runtime never imports structlog itself (it costs tens of milliseconds of cold start);
-    when user code does, this configures it before the user's next line runs, so a later
-    ``structlog.configure(...)`` of the user's still wins.
-    """
-
-    def __init__(self, then: Callable[[ModuleType], None]) -> None:
+    def __init__(self, name: str, then: Callable[[ModuleType], None], spec: Any = None) -> None:
+        self.name = name
         self.then = then
+        self.spec = spec
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != "structlog":
+        if fullname != self.name:
             return None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(fullname, path, target)
-            if spec is not None:
-                break
-        else:
+        spec = self.spec if self.spec is not None else _find_spec(fullname, skip=self)
+        if spec is None:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
             spec.loader = _ThenConfigure(spec.loader, self.then)
@@ -347,10 +249,25 @@ class _ThenConfigure:
         try:
             self._then(module)
         except Exception as exc:  # never break the user's import over it
-            sys.stderr.write(f"lambda-runtime: could not route structlog to the log: {exc!r}\n")
+            sys.stderr.write(
+                f"lambda-runtime: could not route {module.__name__} to the log: {exc!r}\n"
+            )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
+
+
+def _when_imported(name: str, then: Callable[[ModuleType], None], *, pin: bool = False) -> None:
+    """Run ``then(module)`` now if *name* is imported, else right after it is."""
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not (isinstance(f, _ConfigureOnImport) and f.name == name)
+    ]
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        then(loaded)
+        return
+    spec = _find_spec(name) if pin else None
+    sys.meta_path.insert(0, _ConfigureOnImport(name, then, spec))
 
 
 # --- install --------------------------------------------------------------------------------
@@ -386,42 +303,43 @@ def install(config: Config) -> RuntimeLog:
     as_json = config.log_format.strip().upper() == "JSON"
     level = level_number(config.log_level) if config.log_level else 0
     if as_json and not level:
-        level = logging.INFO  # Lambda's default application log level for the JSON format
+        level = INFO  # Lambda's default application log level for the JSON format
     output: Output = _telemetry_output(text=not as_json) or StreamOutput(stdout)
 
     writer: Writer
-    handler: logging.Handler
+    make_handler: Callable[[], logging.Handler]
     if as_json or config.observability.enabled:
         from runtime import observability
 
         writer, handler, runtime_log = observability.log_setup(config, output, level, as_json)
+
+        def make_handler() -> logging.Handler:
+            return handler
+
     else:
         writer = Writer(output, level)
         runtime_log = RuntimeLog(stdout, writer=writer)
-        # The default path (Text on stdout) keeps the leanest handler.
-        handler = FunctionLogHandler(writer) if output.framed else LambdaLogHandler(stdout)
-    root = logging.getLogger()
-    for existing in list(root.handlers):
-        root.removeHandler(existing)
-    root.handlers = _RootHandlers(handler, runtime_log.warning)
-    lowest = writer.buffer_from or writer.threshold
-    if lowest:
-        root.setLevel(lowest)
-        handler.setLevel(lowest)
 
-    def then(module: ModuleType) -> None:
+        def make_handler() -> logging.Handler:
+            from runtime.loghandlers import FunctionLogHandler, LambdaLogHandler
+
+            # The default path (Text on stdout) keeps the leanest handler.
+            return FunctionLogHandler(writer) if output.framed else LambdaLogHandler(stdout)
+
+    lowest = writer.buffer_from or writer.threshold
+
+    def route_logging(module: ModuleType) -> None:
+        from runtime.loghandlers import attach
+
+        attach(make_handler(), runtime_log.warning, lowest)
+
+    def route_structlog(module: ModuleType) -> None:
         from runtime.observability import configure_structlog
 
         configure_structlog(module, writer, json=as_json, min_level=lowest)
 
-    loaded = sys.modules.get("structlog")
-    if loaded is not None:
-        then(loaded)
-    else:
-        sys.meta_path[:] = [
-            f for f in sys.meta_path if not isinstance(f, _ConfigureStructlogOnImport)
-        ]
-        sys.meta_path.insert(0, _ConfigureStructlogOnImport(then))
+    _when_imported("logging", route_logging, pin=True)
+    _when_imported("structlog", route_structlog)
     # Lambda's console refuses such values; set by hand (or locally) they must not pass silently.
     if config.log_level and config.log_level.strip().upper() not in _LEVELS:
         runtime_log.warning(

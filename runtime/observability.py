@@ -43,9 +43,9 @@ import orjson
 
 from runtime.config import ConfigError
 from runtime.context import current_context
+from runtime.loghandlers import FunctionLogHandler
 from runtime.logs import (
     TRACE,
-    FunctionLogHandler,
     Output,
     RuntimeLog,
     Writer,

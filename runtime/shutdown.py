@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
@@ -43,6 +42,8 @@ def run_hooks(budget_seconds: float, report: Callable[[str], None]) -> None:
             except BaseException as exc:  # sys.exit() in one hook must not skip the others
                 report(f"shutdown hook {getattr(hook, '__qualname__', hook)!r} failed: "
                        f"{type(exc).__name__}: {exc}")
+
+    import threading  # only at shutdown: threading is not part of a cold start otherwise
 
     worker = threading.Thread(target=run_all, name="lambda-shutdown", daemon=True)
     worker.start()

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -39,17 +39,22 @@ def runtime_api() -> Iterator[RuntimeAPIStub]:
 
 @pytest.fixture
 def start_runtime(runtime_api: RuntimeAPIStub) -> Iterator[object]:
-    """Start ``python -m runtime HANDLER`` with cwd = task root against the stub."""
+    """Start ``python -m runtime HANDLER`` (or *command* HANDLER) with cwd = task root against
+    the stub."""
     started: list[RuntimeProcess] = []
 
     def start(
-        handler: str, task_root: Path = HANDLERS, argv: bool = True, **env: str
+        handler: str,
+        task_root: Path = HANDLERS,
+        argv: bool = True,
+        command: Sequence[str] = (sys.executable, "-m", "runtime"),
+        **env: str,
     ) -> RuntimeProcess:
         full_env = runtime_env(runtime_api, task_root, **env)
         if not argv:
             full_env["_HANDLER"] = handler
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime", *([handler] if argv else [])],
+            [*command, *([handler] if argv else [])],
             cwd=task_root,
             env=full_env,
             stdout=subprocess.PIPE,

@@ -15,7 +15,8 @@ import pytest
 from runtime.config import Config
 from runtime.context import LambdaContext
 from runtime.errors import error_body
-from runtime.logs import LambdaLogHandler, RuntimeLog, install, text_line
+from runtime.loghandlers import LambdaLogHandler
+from runtime.logs import RuntimeLog, install, text_line
 
 REQUEST_ID = "0b4b5d2f-9a3e-4c5e-8f43-1c2d3e4f5a6b"
 LINE = re.compile(

@@ -24,10 +24,9 @@ import structlog
 from runtime.config import Config
 from runtime.context import LambdaContext
 from runtime.errors import error_body
+from runtime.loghandlers import FunctionLogHandler, LambdaLogHandler
 from runtime.logs import (
     FrameOutput,
-    FunctionLogHandler,
-    LambdaLogHandler,
     RuntimeLog,
     StreamOutput,
     Writer,

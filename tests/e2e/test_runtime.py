@@ -574,3 +574,66 @@ def test_unknown_log_settings_are_reported_not_silently_ignored(
     output = proc.stop()
     assert "AWS_LAMBDA_LOG_LEVEL='LOUD' is not a log level" in output
     assert "AWS_LAMBDA_LOG_FORMAT='xml' is not Text or JSON; using Text" in output
+
+
+# --- cold start -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [(sys.executable, "-m", "runtime"), (str(Path(sys.executable).with_name("lambda-runtime")),)],
+    ids=["python -m runtime", "lambda-runtime"],
+)
+def test_a_minimal_function_runs_without_logging_inspect_or_threading(
+    runtime_api: Any, start_runtime: Any, command: tuple[str, ...]
+) -> None:
+    # What a cold start leaves out is what makes it faster than awslambdaric's (make bench).
+    runtime_api.push("{}")
+    start_runtime("lean.loaded", command=command)
+    post = runtime_api.wait_post()
+    assert (post.kind, json.loads(post.body)) == ("response", [])
+
+
+def test_logging_first_imported_during_an_invoke_writes_lambda_lines(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    rid = runtime_api.push("{}")
+    proc = start_runtime("lean.log_late")
+    post = runtime_api.wait_post()
+    assert json.loads(post.body) == ["LambdaLogHandler"]
+    output = proc.stop()
+    assert re.search(
+        rf"^\[WARNING\]\t\d{{4}}-\d\d-\d\dT[\d:.]+Z\t{rid}\timported during the invoke$",
+        output,
+        re.MULTILINE,
+    ), output
+
+
+def test_dataclasses_and_signatures_work_after_a_lean_init(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    post, _ = run_one(runtime_api, start_runtime, "lean.inspect_late", {})
+    assert json.loads(post.body) == {
+        "doc": "Point(x: 'int', y: 'int' = 0)",
+        "signature": "(event: 'Any', context: 'Any') -> 'Any'",
+    }
+
+
+def test_a_logging_py_in_the_task_root_does_not_replace_the_standard_library(
+    runtime_api: Any, start_runtime: Any, tmp_path: Path
+) -> None:
+    # With awslambdaric, logging is imported before the task root is on sys.path; importing it
+    # later must not change which module that is.
+    (tmp_path / "logging.py").write_text("raise RuntimeError('the user logging.py was imported')\n")
+    (tmp_path / "app.py").write_text(
+        "import logging\n"
+        "def handler(event, context):\n"
+        "    logging.getLogger().warning('stdlib logging')\n"
+        "    return logging.__file__\n"
+    )
+    rid = runtime_api.push("{}")
+    proc = start_runtime("app.handler", task_root=tmp_path)
+    post = runtime_api.wait_post()
+    assert post.kind == "response", post.body
+    assert json.loads(post.body) != str(tmp_path / "logging.py")
+    assert f"\t{rid}\tstdlib logging" in proc.stop()
