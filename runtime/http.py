@@ -153,7 +153,16 @@ class ResponseReader:
     even when it raised.
     """
 
-    __slots__ = ("_buf", "_eof", "_max_header", "_recv_into", "_tmp", "keep_alive", "started")
+    __slots__ = (
+        "_buf",
+        "_eof",
+        "_last_head",
+        "_max_header",
+        "_recv_into",
+        "_tmp",
+        "keep_alive",
+        "started",
+    )
 
     def __init__(
         self, recv_into: Callable[[memoryview], int], *, max_header_bytes: int = 65536
@@ -164,6 +173,11 @@ class ResponseReader:
         self._tmp = memoryview(bytearray(_READ_SIZE))
         # Once the stream has ended, never ask recv_into again (a closed peer stays closed).
         self._eof = False
+        # Per method, the last final response head and its parse: the Runtime API answers every
+        # post with the same head byte for byte, so it is checked and parsed once instead of on
+        # every invoke (about 3 us of the runtime's ~50 us of CPU per invoke). Same bytes, same
+        # parse: nothing is trusted that was not checked.
+        self._last_head: dict[str, tuple[bytes, tuple[int, str, dict[str, str], bool]]] = {}
         self.keep_alive = True
         self.started = False
 
@@ -194,12 +208,18 @@ class ResponseReader:
                 self._fill()
             end = buf.find(b"\r\n\r\n")
             if 0 <= end <= self._max_header - 4:
-                head = buf[:end]
+                head = bytes(buf[:end])
                 del buf[: end + 4]
             else:
-                head = self._read_block("response header block")
+                head = bytes(self._read_block("response header block"))
+            last = self._last_head.get(method)
+            if last is not None and last[0] == head:
+                status, reason, headers, http11 = last[1]
+                headers = headers.copy()
+                break
             status, reason, headers, http11 = _parse_head(head)
             if status >= 200:
+                self._last_head[method] = (head, (status, reason, headers.copy(), http11))
                 break
             if status == 101:
                 raise ProtocolError("unexpected 101 Switching Protocols (no upgrade was requested)")

@@ -281,3 +281,28 @@ def test_two_responses_back_to_back_are_not_misframed(
         assert "before the response started" in str(exc)
     else:
         raise AssertionError("a third response appeared out of nowhere")
+
+
+# --- (4) repeated heads ---------------------------------------------------------------------
+
+
+@settings(VALID, max_examples=150)
+@given(
+    data=st.data(),
+    order=st.lists(st.integers(0, 2), min_size=2, max_size=8),
+    method=st.sampled_from(["GET", "POST"]),
+)
+def test_a_head_seen_before_is_read_exactly_as_the_first_time(
+    data: st.DataObject, order: list[int], method: str
+) -> None:
+    # The reader reuses its parse of a head it has just seen byte for byte (the Runtime API's
+    # 202): a repeat must give the same response, and what a caller does with one response's
+    # headers must not leak into the next.
+    kinds = [data.draw(responses(method)) for _ in range(3)]
+    stream = b"".join(kinds[i].raw for i in order)
+    reader = ResponseReader(Pieces(stream, data.draw(cuts_for(stream))))
+    for i in order:
+        response = reader.read_response(method)
+        assert_matches(response, kinds[i])
+        response.headers["x-mutated-by-caller"] = "yes"
+    assert reader.buffered == 0
