@@ -558,6 +558,7 @@ class Connection:
     __slots__ = (
         "_bare_heads",
         "_connect_timeout",
+        "_field_lines",
         "_host",
         "_host_header",
         "_port",
@@ -574,6 +575,9 @@ class Connection:
         # Heads of requests without headers or body (the runtime's GET /next): built and
         # checked once, then reused on every call of the hot path.
         self._bare_heads: dict[tuple[str, str], bytes] = {}
+        # Header lists checked and encoded before (the runtime's Content-Type on every
+        # /response): the same list is not checked again.
+        self._field_lines: dict[tuple[tuple[str, str], ...], str] = {}
         self._sock: _socket.socket | None = None
         self._reader: ResponseReader | None = None
         # Responses completed on the current socket: a stale-connection retry is only
@@ -625,7 +629,15 @@ class Connection:
     def _head(
         self, method: str, target: str, headers: Sequence[tuple[str, str]], framing: str
     ) -> bytes:
-        fields = _encode_fields(headers, "header") if headers else ""
+        if headers:
+            key = tuple(headers)
+            fields = self._field_lines.get(key)
+            if fields is None:
+                fields = _encode_fields(headers, "header")
+                if len(self._field_lines) < 64:  # a bound: error types and causes vary
+                    self._field_lines[key] = fields
+        else:
+            fields = ""
         head = _encode(
             f"{method} {target} HTTP/1.1\r\nHost: {self._host_header}\r\n{fields}{framing}\r\n",
             "request head",
