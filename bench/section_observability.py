@@ -47,6 +47,16 @@ HANDLER_FILES = {
 def echo(event, context):
     return event
 """,
+    "text_log.py": """
+import logging
+
+log = logging.getLogger("bench")
+log.setLevel(logging.INFO)
+
+
+def handler(event, context):
+    return event
+""",
     "ours_log.py": """
 import logging
 
@@ -194,6 +204,11 @@ def _setups(endpoint: str) -> list[tuple[str, Setup, Setup]]:
             Setup("awslambdaric", "awslambdaric", "plain.echo"),
         ),
         (
+            "text-logging",
+            Setup("ours-text-logging", "runtime", "text_log.handler"),
+            Setup("awslambdaric-logging", "awslambdaric", "text_log.handler"),
+        ),
+        (
             "json",
             Setup("ours-json", "runtime", "ours_log.handler", json_env),
             Setup("awslambdaric+powertools", "awslambdaric", "powertools_log.handler", json_env),
@@ -305,7 +320,7 @@ def _measure(
 
     cpu: dict[str, CaseResult] = {}
     for name, ours, theirs in pairs:
-        if name == "text":
+        if name.startswith("text"):
             continue  # per-invoke CPU of the bare runtimes is the "runtime" section's
         sides = [runtimes[ours.label], runtimes[theirs.label]]
         per_invoke_s = []
@@ -347,7 +362,9 @@ def _report(
     def wall_us(label: str) -> float:
         return statistics.median(cpu[label].wall_median_ns) / 1000
 
-    (_, text_ours, text_theirs), (_, json_ours, json_theirs), (_, otel_ours, otel_theirs) = pairs
+    text, text_logging, json, otel = pairs
+    (_, text_ours, text_theirs), (_, json_ours, json_theirs) = text, json
+    (_, otel_ours, otel_theirs), (_, logging_ours, logging_theirs) = otel, text_logging
     rows = [
         Row(
             "init, Text logs vs bare",
@@ -355,6 +372,12 @@ def _report(
             init_ms(text_ours.label),
             init_ms(text_theirs.label),
             1.0,
+        ),
+        Row(
+            "init, Text logs, handler imports logging",
+            "ms",
+            init_ms(logging_ours.label),
+            init_ms(logging_theirs.label),
         ),
         Row(
             "init, JSON logs vs Powertools Logger",
