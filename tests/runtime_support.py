@@ -103,6 +103,9 @@ class RuntimeAPIStub:
 def make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The head and the body are two writes: with Nagle on, the body waits for the
+        # runtime's delayed ACK of the head (40 ms per response).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass
