@@ -27,6 +27,7 @@ from runtime.handler import load_handler, setup_sys_path
 from runtime.layers import InitInfo, compose
 from runtime.logs import RuntimeLog, install
 from runtime.marshal import decode_event, encode_result
+from runtime.traceid import TraceIdVariable
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False
@@ -157,6 +158,7 @@ class Invoker:
         self._after_invoke = [layer.after_invoke for layer in layers]
         self._memory = str(config.memory_limit_in_mb)
         self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._trace_id = TraceIdVariable()
 
     def loop(self) -> NoReturn:
         next_invocation = self._client.next_invocation
@@ -166,10 +168,7 @@ class Invoker:
 
     def handle(self, invocation: Invocation) -> None:
         config = self._config
-        if invocation.trace_id:
-            os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
-        else:
-            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        self._trace_id.set(invocation.trace_id)
         context = LambdaContext(
             aws_request_id=invocation.request_id,
             deadline_ms=invocation.deadline_ms,

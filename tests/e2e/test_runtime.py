@@ -637,3 +637,27 @@ def test_a_logging_py_in_the_task_root_does_not_replace_the_standard_library(
     assert post.kind == "response", post.body
     assert json.loads(post.body) != str(tmp_path / "logging.py")
     assert f"\t{rid}\tstdlib logging" in proc.stop()
+
+
+def test_trace_header_variable_stays_right_across_a_long_lived_environment(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    # Past runtime.traceid.WARM_UP invokes the variable lives in a buffer of the runtime's own
+    # (so that glibc's setenv() does not keep every header): what Python code and subprocesses
+    # see must not change.
+    def trace(i: int) -> str:
+        return f"Root=1-5759e988-bd862e3fe1be46a994272793;Parent={i:016x};Sampled=1"
+
+    checks = {0, 1, 998, 999, 1000, 1001, 1002, 1003, 1100}
+    expected: list[list[str | None]] = []
+    for i in range(1101):
+        with_trace = i % 100 != 3  # now and then an invoke without one
+        runtime_api.push(
+            json.dumps({"subprocess": i in checks}),
+            headers={"Lambda-Runtime-Trace-Id": trace(i)} if with_trace else {},
+        )
+        value = trace(i) if with_trace else None
+        expected.append([value, value or "UNSET"] if i in checks else [value])
+    start_runtime("lean.trace_env")
+    seen = [json.loads(runtime_api.wait_post().body) for _ in expected]
+    assert seen == expected

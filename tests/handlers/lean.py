@@ -42,3 +42,16 @@ def inspect_late(event: Any, context: Any) -> Any:
         y: int = 0
 
     return {"doc": Point.__doc__, "signature": str(inspect.signature(loaded))}
+
+
+def trace_env(event: Any, context: Any) -> Any:
+    """_X_AMZN_TRACE_ID as Python code sees it and, when asked, as a subprocess inherits it."""
+    import os
+
+    seen = [os.environ.get("_X_AMZN_TRACE_ID")]
+    if event.get("subprocess"):
+        import subprocess
+
+        script = 'printf %s "${_X_AMZN_TRACE_ID-UNSET}"'
+        seen.append(subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout)
+    return seen

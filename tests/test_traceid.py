@@ -1,0 +1,124 @@
+"""runtime.traceid: _X_AMZN_TRACE_ID is what Python code and subprocesses see, and setting it on
+every invoke does not grow the process's memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+
+from runtime import traceid
+from runtime.traceid import NAME, TraceIdVariable
+
+TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+@pytest.fixture(autouse=True)
+def restore_variable() -> Iterator[None]:
+    before = os.environ.get(NAME)
+    yield
+    if before is None:
+        os.environ.pop(NAME, None)
+    else:
+        os.environ[NAME] = before
+
+
+def seen_by_a_subprocess() -> str | None:
+    """The variable as a child process inherits it from the C environment."""
+    out = subprocess.run(
+        ["sh", "-c", f'if [ -n "${{{NAME}+set}}" ]; then printf %s "${NAME}"; else echo UNSET; fi'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return None if out == "UNSET\n" else out
+
+
+def both() -> tuple[str | None, str | None]:
+    return os.environ.get(NAME), seen_by_a_subprocess()
+
+
+@pytest.mark.parametrize("warm_up", [10_000, 1], ids=["through os.environ", "own buffer"])
+def test_set_and_removed_for_python_code_and_subprocesses(
+    monkeypatch: pytest.MonkeyPatch, warm_up: int
+) -> None:
+    monkeypatch.setattr(traceid, "WARM_UP", warm_up)
+    variable = TraceIdVariable()
+    variable.set(TRACE)
+    assert both() == (TRACE, TRACE)
+    variable.set(None)
+    assert both() == (None, None)
+    variable.set(TRACE + ";n=2")
+    assert both() == (TRACE + ";n=2", TRACE + ";n=2")
+
+
+def test_own_buffer_grows_for_a_long_header_and_shrinks_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(traceid, "WARM_UP", 1)
+    variable = TraceIdVariable()
+    variable.set(TRACE)
+    long = TRACE + ";Lineage=" + "a1b2c3d4:0|" * 200
+    variable.set(long)
+    assert both() == (long, long)
+    variable.set(TRACE)
+    assert both() == (TRACE, TRACE)
+    variable.set("Root=1-ü")  # non-ASCII, as os.environ would encode it
+    assert both() == ("Root=1-ü", "Root=1-ü")
+
+
+def test_a_value_user_code_set_in_between_is_replaced_by_the_next_invoke(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(traceid, "WARM_UP", 1)
+    variable = TraceIdVariable()
+    variable.set(TRACE)
+    os.environ[NAME] = "set by user code"
+    variable.set(TRACE + ";n=2")
+    assert both() == (TRACE + ";n=2", TRACE + ";n=2")
+    os.environ[NAME] = "set by user code"
+    variable.set(None)
+    assert both() == (None, None)
+
+
+GROWTH = """
+import os, sys
+sys.path.insert(0, {repo!r})
+from runtime import traceid
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0])
+
+def growth(set_value, n=40_000):
+    for i in range(2_000):
+        set_value(f"Root=1-5759e988-bd862e3fe1be46a994272793;Parent={{i:016x}};Sampled=1")
+    before = rss_kib()
+    for i in range(n):
+        set_value(f"Root=1-5759e988-bd862e3fe1be46a994272793;Parent={{i + 10**6:016x}};Sampled=1")
+    return rss_kib() - before
+
+def plain(value):
+    os.environ[traceid.NAME] = value
+
+variable = traceid.TraceIdVariable()  # past WARM_UP after the first 2,000
+print(growth(plain), growth(variable.set))
+"""
+
+
+def test_memory_stays_flat_over_many_unique_trace_headers() -> None:
+    repo = os.path.dirname(os.path.dirname(traceid.__file__))
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(GROWTH.format(repo=repo))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    plain_kib, ours_kib = map(int, out.split())
+    if plain_kib < 2048:
+        pytest.skip(f"this C library's setenv() does not keep old values ({plain_kib} KiB)")
+    assert ours_kib < 256, f"{ours_kib} KiB over 40,000 invokes (setenv(): {plain_kib} KiB)"
