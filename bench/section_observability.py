@@ -183,7 +183,7 @@ class Receiver:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("observability section")
     g.add_argument(
-        "--obs-cold-starts", type=int, default=10, help="cold starts per runtime and setup"
+        "--obs-cold-starts", type=int, default=25, help="cold starts per runtime and setup"
     )
     g.add_argument("--obs-rounds", type=int, default=5, help="measured batches per runtime")
     g.add_argument(

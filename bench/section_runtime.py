@@ -319,9 +319,29 @@ def _report(
         ),
         Row("peak RSS (VmHWM)", "MiB", rss_kib[a] / 1024, rss_kib[b] / 1024, 1.0),
     ]
+    # Each round measures both runtimes back to back, so this ratio sees the same background
+    # load on both sides; a check on the ratio of medians in the table.
+    paired = {
+        case: round(
+            statistics.median(
+                x / y
+                for x, y in zip(
+                    results[a][case].cpu_ns_per_invoke,
+                    results[b][case].cpu_ns_per_invoke,
+                    strict=True,
+                )
+            ),
+            4,
+        )
+        for case in results[a]
+    }
     print()
     print(render(rows, b))
     print()
+    print(
+        "  CPU/invoke ratio of each round (both runtimes back to back), median over rounds: "
+        + ", ".join(f"{case} {ratio:.2f}x" for case, ratio in paired.items())
+    )
     print(f"  runtime section took {elapsed_s:.0f} s; runtime logs in out/bench-logs/")
     return {
         "runtimes": {s.label: f"python -m {s.module}" for s in specs},
@@ -345,22 +365,7 @@ def _report(
             for lab in (a, b)
         },
         "invoke": sm,
-        # Each round measures both runtimes back to back, so this ratio sees the same
-        # background load on both sides; a check on the ratio of medians in the table.
-        "cpu_ratio_median_of_rounds": {
-            case: round(
-                statistics.median(
-                    x / y
-                    for x, y in zip(
-                        results[a][case].cpu_ns_per_invoke,
-                        results[b][case].cpu_ns_per_invoke,
-                        strict=True,
-                    )
-                ),
-                4,
-            )
-            for case in results[a]
-        },
+        "cpu_ratio_median_of_rounds": paired,
         "peak_rss_kib": rss_kib,
         "elapsed_s": round(elapsed_s, 1),
     }
