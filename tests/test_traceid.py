@@ -38,8 +38,10 @@ def seen_by_a_subprocess() -> str | None:
     return None if out == "UNSET\n" else out
 
 
-def both() -> tuple[str | None, str | None]:
-    return os.environ.get(NAME), seen_by_a_subprocess()
+def set_and_check(variable: TraceIdVariable, value: str | None) -> None:
+    """Set *value* for an invoke: Python code and a subprocess must both see exactly it."""
+    variable.set(value)
+    assert (os.environ.get(NAME), seen_by_a_subprocess()) == (value, value)
 
 
 @pytest.mark.parametrize("warm_up", [10_000, 1], ids=["through os.environ", "own buffer"])
@@ -48,12 +50,8 @@ def test_set_and_removed_for_python_code_and_subprocesses(
 ) -> None:
     monkeypatch.setattr(traceid, "WARM_UP", warm_up)
     variable = TraceIdVariable()
-    variable.set(TRACE)
-    assert both() == (TRACE, TRACE)
-    variable.set(None)
-    assert both() == (None, None)
-    variable.set(TRACE + ";n=2")
-    assert both() == (TRACE + ";n=2", TRACE + ";n=2")
+    for value in (TRACE, None, TRACE + ";n=2"):
+        set_and_check(variable, value)
 
 
 def test_own_buffer_grows_for_a_long_header_and_shrinks_back(
@@ -61,14 +59,10 @@ def test_own_buffer_grows_for_a_long_header_and_shrinks_back(
 ) -> None:
     monkeypatch.setattr(traceid, "WARM_UP", 1)
     variable = TraceIdVariable()
-    variable.set(TRACE)
     long = TRACE + ";Lineage=" + "a1b2c3d4:0|" * 200
-    variable.set(long)
-    assert both() == (long, long)
-    variable.set(TRACE)
-    assert both() == (TRACE, TRACE)
-    variable.set("Root=1-ü")  # non-ASCII, as os.environ would encode it
-    assert both() == ("Root=1-ü", "Root=1-ü")
+    # Non-ASCII last: encoded as os.environ would encode it.
+    for value in (TRACE, long, TRACE, "Root=1-ü"):
+        set_and_check(variable, value)
 
 
 def test_a_value_user_code_set_in_between_is_replaced_by_the_next_invoke(
@@ -77,12 +71,9 @@ def test_a_value_user_code_set_in_between_is_replaced_by_the_next_invoke(
     monkeypatch.setattr(traceid, "WARM_UP", 1)
     variable = TraceIdVariable()
     variable.set(TRACE)
-    os.environ[NAME] = "set by user code"
-    variable.set(TRACE + ";n=2")
-    assert both() == (TRACE + ";n=2", TRACE + ";n=2")
-    os.environ[NAME] = "set by user code"
-    variable.set(None)
-    assert both() == (None, None)
+    for value in (TRACE + ";n=2", None):
+        os.environ[NAME] = "set by user code"
+        set_and_check(variable, value)
 
 
 GROWTH = """
