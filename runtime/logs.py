@@ -17,9 +17,12 @@ timestamps, and a multi-line record keeps its line breaks (a frame is one event)
 records go to stdout. ``print()`` output is never touched: it reaches stdout unchanged,
 line-buffered.
 
-Duplicate lines: only the runtime's handler writes root-logger records to the function log. A
-handler that writes to stdout or stderr and is added to the root logger next to it is not
-added (one warning says so); see :class:`_RootHandlers`.
+Stdlib ``logging`` is not imported here: its handler (:mod:`runtime.loghandlers`) is attached
+from inside the first ``import logging`` of user code or a library, so a function that never
+logs through it does not load it. Duplicate lines: only the runtime's handler writes
+root-logger records to the function log. A handler that writes to stdout or stderr and is
+added to the root logger next to it is not added (one warning says so); see
+:class:`runtime.loghandlers._RootHandlers`.
 """
 
 from __future__ import annotations
