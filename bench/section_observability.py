@@ -362,9 +362,8 @@ def _report(
     def wall_us(label: str) -> float:
         return statistics.median(cpu[label].wall_median_ns) / 1000
 
-    text, text_logging, json, otel = pairs
-    (_, text_ours, text_theirs), (_, json_ours, json_theirs) = text, json
-    (_, otel_ours, otel_theirs), (_, logging_ours, logging_theirs) = otel, text_logging
+    (_, text_ours, text_theirs), (_, logging_ours, logging_theirs) = pairs[0], pairs[1]
+    (_, json_ours, json_theirs), (_, otel_ours, otel_theirs) = pairs[2], pairs[3]
     rows = [
         Row(
             "init, Text logs vs bare",
