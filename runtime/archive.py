@@ -157,6 +157,11 @@ def _plan(zf: zipfile.ZipFile, root: Path) -> list[_Planned]:
                 raise UnsafeArchiveError(
                     f"archive entry {info.filename!r} is a symlink with an empty or invalid target"
                 )
+            if kinds.get(parts) == "dir":
+                # Checked here, not when writing: the folder would already be on disk by then.
+                raise UnsafeArchiveError(
+                    f"archive entry {info.filename!r} appears both as a folder and as a symlink"
+                )
             plan.append(_Planned(info, parts, "link", target))
             links[parts] = target
             kinds[parts] = "link"

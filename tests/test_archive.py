@@ -171,6 +171,18 @@ def test_hostile_names_are_rejected_and_named(
     assert tree(outside) == ["victim"]
 
 
+@pytest.mark.parametrize("names", [("b/", "b"), ("b//./", "b//.//")], ids=["plain", "non-normal"])
+def test_a_folder_and_a_symlink_of_the_same_name_are_rejected_before_writing(
+    tmp_path: Path, dest: Path, names: tuple[str, str]
+) -> None:
+    # Found by the hypothesis test below: the folder used to be created before the symlink
+    # entry was refused.
+    archive = craft(tmp_path / "both.zip", [dir_entry(names[0]), link_entry(names[1], "a")])
+    with pytest.raises(UnsafeArchiveError, match="both as a folder and as a symlink"):
+        safe_extract_zip(archive, dest)
+    assert tree(dest) == []
+
+
 @pytest.mark.parametrize(
     ("entries", "offender"),
     [
