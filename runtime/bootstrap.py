@@ -21,7 +21,13 @@ import orjson
 from runtime import shutdown
 from runtime.api import Invocation, RuntimeAPIFatal, RuntimeClient
 from runtime.config import Config, ConfigError, runtime_api_address
-from runtime.context import ClientContext, CognitoIdentity, LambdaContext, current_context
+from runtime.context import (
+    ClientContext,
+    CognitoIdentity,
+    LambdaContext,
+    enter_invoke,
+    leave_invoke,
+)
 from runtime.errors import LambdaError, encode_error, error_body, error_type_of, xray_cause
 from runtime.handler import load_handler, setup_sys_path
 from runtime.layers import InitInfo, compose
@@ -181,7 +187,7 @@ class Invoker:
             tenant_id=invocation.tenant_id,
             xray_trace_id=invocation.trace_id,
         )
-        token = current_context.set(context)
+        token = enter_invoke(context)
         try:
             try:
                 _fill_context_headers(context, invocation)
@@ -194,7 +200,7 @@ class Invoker:
         finally:
             for after_invoke in self._after_invoke:
                 after_invoke()
-            current_context.reset(token)
+            leave_invoke(token)
 
     def _call_handler(self, event: Any, context: LambdaContext) -> Any:
         result = self._handler(event, context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False
@@ -138,3 +138,38 @@ class LambdaContext:
 # The context of the invoke being handled, for code that has no context argument at hand
 # (log records, helpers deep in user code). Unset outside an invoke.
 current_context: ContextVar[LambdaContext | None] = ContextVar("lambda_context", default=None)
+
+
+class _InProgress:
+    """The invoke the runtime is handling, for threads the handler starts.
+
+    A new thread starts with an empty context (Python copies no context variables into it), yet
+    its log records belong to the invoke that started it, and awslambdaric gives them its
+    request id. The runtime handles one invoke at a time, so that invoke is well defined: it is
+    the one fallback next to the context variable, set and cleared with it.
+    """
+
+    __slots__ = ("context",)
+
+    def __init__(self) -> None:
+        self.context: LambdaContext | None = None
+
+
+_in_progress = _InProgress()
+
+
+def enter_invoke(context: LambdaContext) -> Token[LambdaContext | None]:
+    _in_progress.context = context
+    return current_context.set(context)
+
+
+def leave_invoke(token: Token[LambdaContext | None]) -> None:
+    current_context.reset(token)
+    _in_progress.context = None
+
+
+def invoke_context() -> LambdaContext | None:
+    """The context of the invoke this code runs for: its task's or thread's own, else (a thread
+    the handler started) the invoke in progress; None during init and between invokes."""
+    context = current_context.get()
+    return context if context is not None else _in_progress.context

@@ -33,7 +33,7 @@ import sys
 import time
 
 from runtime.config import Config
-from runtime.context import current_context
+from runtime.context import invoke_context
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False
@@ -63,7 +63,7 @@ def level_number(name: str) -> int:
 
 
 def _request_id() -> str:
-    ctx = current_context.get()
+    ctx = invoke_context()
     return ctx.aws_request_id if ctx is not None else ""
 
 

@@ -29,7 +29,7 @@ import contextlib
 import math
 import sys
 
-from runtime.context import current_context
+from runtime.context import invoke_context
 from runtime.observability import InvokeState, current_invoke, to_json
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
@@ -187,7 +187,7 @@ class EmfWriter:
                     definition["StorageResolution"] = 1
                 definitions.append(definition)
                 values[name] = metric.values[0] if len(metric.values) == 1 else metric.values
-        ctx = current_context.get()
+        ctx = invoke_context()
         if ctx is not None:
             values["requestId"] = ctx.aws_request_id
         if custom is not None:

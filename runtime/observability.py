@@ -42,7 +42,7 @@ from types import TracebackType
 import orjson
 
 from runtime.config import ConfigError
-from runtime.context import current_context
+from runtime.context import invoke_context
 from runtime.loghandlers import FunctionLogHandler
 from runtime.logs import (
     TRACE,
@@ -176,7 +176,7 @@ def _json_head(levelno: int, created: float, message: Any, logger: str | None) -
     }
     if logger is not None:
         out["logger"] = logger
-    ctx = current_context.get()
+    ctx = invoke_context()
     if ctx is None:
         out["requestId"] = ""
     else:

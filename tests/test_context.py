@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 from typing import Any
 
@@ -14,6 +16,9 @@ from runtime.context import (
     CognitoIdentity,
     LambdaContext,
     current_context,
+    enter_invoke,
+    invoke_context,
+    leave_invoke,
 )
 
 REQUEST_ID = "8f507cfc-example-4697-b07a-ac58fc914c95"
@@ -209,3 +214,29 @@ def test_has_every_public_attribute_of_awslambdarics_context() -> None:
     assert ours.client_context is not None
     assert _public(theirs.client_context) <= _public(ours.client_context)
     assert _public(theirs.client_context.client) <= _public(ours.client_context.client)
+
+
+def test_threads_the_handler_starts_see_the_invoke_in_progress() -> None:
+    # A new thread has an empty context; its log records still belong to the invoke.
+    def from_a_thread() -> LambdaContext | None:
+        seen: list[LambdaContext | None] = []
+        thread = threading.Thread(target=lambda: seen.append(invoke_context()))
+        thread.start()
+        thread.join(5)
+        return seen[0]
+
+    assert from_a_thread() is None  # init: no invoke yet
+    ctx = make_context()
+    token = enter_invoke(ctx)
+    try:
+        assert invoke_context() is ctx
+        assert from_a_thread() is ctx
+        # A context of its own (an async task's, say) still wins over the fallback.
+        other = make_context(aws_request_id="other")
+        copied = contextvars.copy_context()
+        copied.run(current_context.set, other)
+        assert copied.run(invoke_context) is other
+    finally:
+        leave_invoke(token)
+    assert invoke_context() is None
+    assert from_a_thread() is None  # between invokes

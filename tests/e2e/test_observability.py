@@ -133,6 +133,25 @@ def test_json_logs_from_stdlib_with_print_unchanged(
     assert "printed line" in lines
 
 
+@pytest.mark.parametrize("log_format", ["Text", "JSON"])
+def test_records_from_a_thread_the_handler_starts_carry_the_request_id(
+    runtime_api: RuntimeAPIStub, start: Any, log_format: str
+) -> None:
+    proc = start("obs.logs_from_a_thread", AWS_LAMBDA_LOG_FORMAT=log_format)
+    request_id, post = invoke(runtime_api, headers={"Lambda-Runtime-Trace-Id": XRAY})
+    assert post.kind == "response"
+    lines = [line for line in output_lines(proc) if "from a worker thread" in line]
+    if log_format == "JSON":
+        [record] = json_lines(lines)
+        assert (record["requestId"], record["xrayTraceId"]) == (
+            request_id,
+            "1-5759e988-bd862e3fe1be46a994272793",
+        )
+    else:
+        [line] = lines
+        assert line.split("\t")[2] == request_id
+
+
 def test_json_level_filter(runtime_api: RuntimeAPIStub, start: Any) -> None:
     proc = start("obs.stdlib_records", AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="ERROR")
     invoke(runtime_api)

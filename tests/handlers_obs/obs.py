@@ -62,3 +62,13 @@ def adds_root_handler(event: Any, context: Any) -> str:
 
 def fail(event: Any, context: Any) -> None:
     raise ValueError("something went wrong")
+
+
+def logs_from_a_thread(event: Any, context: Any) -> str:
+    """Records from a thread the handler starts (a pool worker, say), which has no context."""
+    import threading
+
+    worker = threading.Thread(target=lambda: log.warning("from a worker thread"))
+    worker.start()
+    worker.join(10)
+    return "ok"
