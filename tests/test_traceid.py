@@ -54,26 +54,29 @@ def test_set_and_removed_for_python_code_and_subprocesses(
         set_and_check(variable, value)
 
 
-def test_own_buffer_grows_for_a_long_header_and_shrinks_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def past_warm_up(monkeypatch: pytest.MonkeyPatch) -> TraceIdVariable:
+    """A variable that switches to its own buffer on its first invoke."""
     monkeypatch.setattr(traceid, "WARM_UP", 1)
-    variable = TraceIdVariable()
+    return TraceIdVariable()
+
+
+def test_own_buffer_grows_for_a_long_header_and_shrinks_back(
+    past_warm_up: TraceIdVariable,
+) -> None:
     long = TRACE + ";Lineage=" + "a1b2c3d4:0|" * 200
     # Non-ASCII last: encoded as os.environ would encode it.
     for value in (TRACE, long, TRACE, "Root=1-ü"):
-        set_and_check(variable, value)
+        set_and_check(past_warm_up, value)
 
 
 def test_a_value_user_code_set_in_between_is_replaced_by_the_next_invoke(
-    monkeypatch: pytest.MonkeyPatch,
+    past_warm_up: TraceIdVariable,
 ) -> None:
-    monkeypatch.setattr(traceid, "WARM_UP", 1)
-    variable = TraceIdVariable()
-    variable.set(TRACE)
+    past_warm_up.set(TRACE)
     for value in (TRACE + ";n=2", None):
         os.environ[NAME] = "set by user code"
-        set_and_check(variable, value)
+        set_and_check(past_warm_up, value)
 
 
 GROWTH = """
