@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import queue
+import select
+import socket
 import subprocess
 import time
 import uuid
@@ -125,13 +127,31 @@ def make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
             stub.next_calls += 1
             while True:
                 try:
-                    event = stub.events.get(timeout=0.2)
-                    break
+                    event = stub.events.get(timeout=0.05)
                 except queue.Empty:
-                    if getattr(self.server, "_stopping", False):
+                    if getattr(self.server, "_stopping", False) or self._client_gone():
                         self.close_connection = True
                         return
+                    continue
+                if self._client_gone():
+                    # A runtime killed while parked in /next must not take the event meant for
+                    # the next one: put it back in front.
+                    with stub.events.mutex:
+                        stub.events.queue.appendleft(event)
+                        stub.events.not_empty.notify()
+                    self.close_connection = True
+                    return
+                break
             self._reply(200, event.body, event.headers)
+
+        def _client_gone(self) -> bool:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            try:
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                return True
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
