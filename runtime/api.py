@@ -79,13 +79,21 @@ class RuntimeClient:
         return Invocation(response.headers, response.body)
 
     def post_response(
-        self, invocation: Invocation, body: bytes | bytearray | memoryview, content_type: str
+        self,
+        invocation: Invocation,
+        body: bytes | bytearray | memoryview,
+        content_type: str,
+        *,
+        then_next: bool = False,
     ) -> None:
+        """Post the result. With ``then_next``, ``GET /next`` goes out in the same send, right
+        behind the post (the next :meth:`next_invocation` reads its answer): for a runtime with
+        nothing to do between invokes, one round trip and two context switches fewer."""
         headers = [("Content-Type", content_type)]
         if invocation.invocation_id:
             headers.append((INVOCATION_ID_HEADER, invocation.invocation_id))
         target = f"{_BASE}/invocation/{invocation.request_id}/response"
-        self._post(target, headers, body)
+        self._post(target, headers, body, then=("GET", _NEXT) if then_next else None)
 
     def post_error(
         self, invocation: Invocation, error_type: str, body: bytes, xray_cause: bytes | None
@@ -123,9 +131,10 @@ class RuntimeClient:
         target: str,
         headers: list[tuple[str, str]] | tuple[()],
         body: bytes | bytearray | memoryview,
+        then: tuple[str, str] | None = None,
     ) -> Response:
         try:
-            response = self._conn.request(method, target, headers, body)
+            response = self._conn.request(method, target, headers, body, then=then)
         except RequestError:
             raise
         except HTTPError as exc:
@@ -137,10 +146,14 @@ class RuntimeClient:
         return response
 
     def _post(
-        self, target: str, headers: list[tuple[str, str]], body: bytes | bytearray | memoryview
+        self,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes | bytearray | memoryview,
+        then: tuple[str, str] | None = None,
     ) -> None:
         try:
-            response = self._call("POST", target, headers, body)
+            response = self._call("POST", target, headers, body, then)
         except RequestError as exc:
             # Nothing was sent and the connection is intact: this post cannot be made (e.g. a
             # request id that is not a valid URL path), but the environment is fine.

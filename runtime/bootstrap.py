@@ -196,7 +196,10 @@ class Invoker:
             except BaseException as exc:
                 self._report(invocation, exc)
             else:
-                self._client.post_response(invocation, body, content_type)
+                # With nothing to run between invokes, /next goes out with the response.
+                self._client.post_response(
+                    invocation, body, content_type, then_next=not self._after_invoke
+                )
         finally:
             for after_invoke in self._after_invoke:
                 after_invoke()

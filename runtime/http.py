@@ -20,6 +20,12 @@ Design notes (the why):
 * Stale keep-alive: if a connection that already served a response turns out to be closed
   before any byte of the next response arrived, the request is sent once more on a new
   connection. Once a response byte has arrived nothing is ever resent.
+* Pipelining (``request(..., then=(method, target))``): a bare request can ride in the same
+  send behind another; the runtime sends ``GET /next`` behind its ``/response`` post when
+  nothing has to run between invokes. That saves a round trip: the server answers both at
+  once, and the runtime blocks (and is woken) once per invoke instead of twice. Responses
+  come back in order (RFC 9112 9.3.2), so the pipelined answer is simply the next one; it is
+  resent on a new connection only when the connection ends before any byte of it.
 
 Exceptions raised while iterating the ``chunks`` of :meth:`Connection.request_chunked`: the
 request is still terminated properly (zero-size chunk plus the fields returned by
@@ -561,6 +567,7 @@ class Connection:
         "_field_lines",
         "_host",
         "_host_header",
+        "_pending",
         "_port",
         "_reader",
         "_served",
@@ -583,6 +590,8 @@ class Connection:
         # Responses completed on the current socket: a stale-connection retry is only
         # legitimate on a socket that has been used before.
         self._served = 0
+        # A bare request sent pipelined behind the last one (``then=``), response not read yet.
+        self._pending: tuple[str, str] | None = None
 
     def __enter__(self) -> Connection:
         return self
@@ -595,6 +604,7 @@ class Connection:
         self._sock = None
         self._reader = None
         self._served = 0
+        self._pending = None
         if sock is not None:
             sock.close()
 
@@ -661,8 +671,20 @@ class Connection:
         target: str,
         headers: Sequence[tuple[str, str]] = (),
         body: bytes | bytearray | memoryview = b"",
+        *,
+        then: tuple[str, str] | None = None,
     ) -> Response:
-        """Send a request with a Content-Length body (if any) and return the final response."""
+        """Send a request with a Content-Length body (if any) and return the final response.
+
+        With ``then`` (a method and a target), that request, without headers or body, goes out
+        in the same send right behind this one (HTTP/1.1 pipelining), and its response is left
+        for the next call for exactly that method and target, which then sends nothing. If the
+        connection ends first, that next call sends it again on a new connection.
+        """
+        if self._pending is not None:
+            if self._pending == (method, target) and not headers and not body:
+                return self._read_pending(method, target)
+            self.close()  # another request first: the pending answer is abandoned with its socket
         data, length = _byte_view(body)
         if length or method in _BODY_METHODS:
             head = self._head(method, target, headers, f"Content-Length: {length}\r\n")
@@ -670,6 +692,9 @@ class Connection:
             head = self._head(method, target, headers, "")
         else:
             head = self._bare_heads.get((method, target)) or self._bare_head(method, target)
+        second = b""
+        if then is not None:
+            second = self._bare_heads.get(then) or self._bare_head(*then)
         sock = self._sock
         reader = self._reader
         if sock is None or reader is None or reader.buffered:
@@ -682,9 +707,9 @@ class Connection:
                 send_failed = False
                 try:
                     if length <= _SMALL_BODY:
-                        sock.sendall(head + data if length else head)
+                        sock.sendall(head + data + second if length or second else head)
                     else:
-                        _sendv(sock, (head, data))
+                        _sendv(sock, (head, data, second) if second else (head, data))
                 except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
                     # The peer may have answered and closed (e.g. an early 413); read it.
                     send_failed = True
@@ -702,6 +727,30 @@ class Connection:
             self.close()
             raise
         if send_failed or not reader.keep_alive:
+            self.close()  # a pipelined request goes with it: its caller will send it again
+        else:
+            self._served += 1
+            self._pending = then
+        return response
+
+    def _read_pending(self, method: str, target: str) -> Response:
+        """The response to the request sent pipelined behind the previous one."""
+        self._pending = None
+        reader = self._reader
+        assert reader is not None
+        try:
+            response = reader.read_response(method)
+        except (ConnectionClosed, OSError) as exc:
+            if not reader.started:
+                # Closed before any byte of the answer, as a stale keep-alive connection can
+                # be: the request may never have been read. Send it again, on a new connection.
+                self.close()
+                return self.request(method, target)
+            raise self._closed(method, target, exc) from exc
+        except BaseException:
+            self.close()
+            raise
+        if not reader.keep_alive:
             self.close()
         else:
             self._served += 1

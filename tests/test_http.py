@@ -602,6 +602,73 @@ def test_unsolicited_bytes_after_a_response_are_not_taken_as_the_next_one(
     assert [len(c.requests) for c in p.conns] == [1, 1]
 
 
+# --- a request pipelined behind another (then=) ------------------------------------------
+
+
+def test_pipelined_request_goes_out_before_the_first_answer(peer: Callable[..., Peer]) -> None:
+    # The peer reads both requests before answering either: without pipelining this would wait
+    # until the timeout.
+    answers = resp(202, b"ok") + resp(200, b'{"n":2}', ("Lambda-Runtime-Aws-Request-Id: r2",))
+    p = peer([REQ, REQ, send(answers)])
+    conn = Connection("127.0.0.1", p.port)
+    first = conn.request(
+        "POST", "/x/response", [("Content-Type", "a/b")], b"[1]", then=("GET", NEXT)
+    )
+    second = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (first.status, first.body) == (202, b"ok")
+    assert (second.status, second.body) == (200, b'{"n":2}')
+    assert second.headers["lambda-runtime-aws-request-id"] == "r2"
+    assert len(p.conns) == 1
+    assert [(r.method, r.target, r.body) for r in p.conns[0].requests] == [
+        ("POST", "/x/response", b"[1]"),
+        ("GET", NEXT, b""),
+    ]
+    assert p.conns[0].extra == b"", "the GET was not sent a second time"
+
+
+@pytest.mark.parametrize(
+    "first_answer",
+    [
+        [send(resp(202, b"ok")), CLOSE],
+        [send(resp(202, b"ok", ("Connection: close",))), CLOSE],
+    ],
+    ids=["closed-before-the-second-answer", "connection-close-on-the-first"],
+)
+def test_pipelined_request_is_sent_again_when_its_answer_cannot_come(
+    peer: Callable[..., Peer], first_answer: list[Step]
+) -> None:
+    p = peer([REQ, REQ, *first_answer], [REQ, send(resp(200, b"event"))])
+    conn = Connection("127.0.0.1", p.port)
+    first = conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
+    assert p.conns[0].done.wait(TIMEOUT)
+    second = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (first.status, second.body) == (202, b"event")
+    assert [r.method for r in p.conns[1].requests] == ["GET"]
+
+
+def test_no_resend_after_part_of_the_pipelined_answer(peer: Callable[..., Peer]) -> None:
+    p = peer([REQ, REQ, send(resp(202) + b"HTTP/1.1 200 OK\r\nContent-Le"), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
+    with pytest.raises(ConnectionClosed):
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert len(p.conns) == 1
+
+
+def test_another_request_first_abandons_the_pipelined_one(peer: Callable[..., Peer]) -> None:
+    p = peer([REQ, REQ, send(resp(202))], [REQ, send(resp(202, b"other"))])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
+    other = conn.request("POST", "/y/error", (), b"{}")
+    finish(conn, p)
+    # Its answer could only be read after the GET's, which may take forever (a long poll).
+    assert other.body == b"other"
+    assert [r.target for r in p.conns[1].requests] == ["/y/error"]
+
+
 # --- chunked requests (response streaming) ----------------------------------------------
 
 STREAM_HEADERS = [

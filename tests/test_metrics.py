@@ -97,7 +97,11 @@ class RecordingClient:
         self.events = events
         self.kinds: list[str] = []
 
-    def post_response(self, invocation: Invocation, body: Any, content_type: str) -> None:
+    def post_response(
+        self, invocation: Invocation, body: Any, content_type: str, *, then_next: bool = False
+    ) -> None:
+        # With after-invoke work (these layers), /next must wait for it: never sent with the post.
+        assert not then_next, "GET /next pipelined although work runs after the post"
         self.kinds.append("response")
         self.events.append("posted")
 

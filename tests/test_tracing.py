@@ -70,7 +70,11 @@ class RecordingClient:
         self.timeline = timeline
         self.posts: list[tuple[str, bytes]] = []
 
-    def post_response(self, invocation: Invocation, body: Any, content_type: str) -> None:
+    def post_response(
+        self, invocation: Invocation, body: Any, content_type: str, *, then_next: bool = False
+    ) -> None:
+        # With after-invoke work (these layers), /next must wait for it: never sent with the post.
+        assert not then_next, "GET /next pipelined although work runs after the post"
         self.posts.append(("response", bytes(body)))
         self.timeline.append("posted")
 

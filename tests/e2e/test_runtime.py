@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from runtime_support import HANDLERS, runtime_env
 
 XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 
@@ -661,3 +664,71 @@ def test_trace_header_variable_stays_right_across_a_long_lived_environment(
     start_runtime("lean.trace_env")
     seen = [json.loads(runtime_api.wait_post().body) for _ in expected]
     assert seen == expected
+
+
+# --- pipelining -------------------------------------------------------------------------------
+
+
+class _At:
+    def __init__(self, port: int) -> None:
+        self.address = f"127.0.0.1:{port}"
+
+
+def _read_until(conn: socket.socket, buf: bytearray, marker: bytes) -> bytes:
+    while marker not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise EOFError(bytes(buf))
+        buf += chunk
+    end = buf.index(marker) + len(marker)
+    out = bytes(buf[:end])
+    del buf[:end]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("env", "pipelined"),
+    [({}, True), ({"LAMBDA_RUNTIME_LOG_BUFFER": "debug"}, False)],
+    ids=["nothing-runs-after-the-post", "debug-buffer-flushes-after-the-post"],
+)
+def test_next_rides_with_the_response_only_when_nothing_runs_in_between(
+    env: dict[str, str], pipelined: bool
+) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(15)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "basic.echo"],
+        cwd=HANDLERS,
+        env=runtime_env(_At(server.getsockname()[1]), HANDLERS, **env),  # type: ignore[arg-type]
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        conn, _ = server.accept()
+        conn.settimeout(15)
+        buf = bytearray()
+        assert _read_until(conn, buf, b"\r\n\r\n").startswith(b"GET /2018-06-01/runtime/")
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: r1\r\n"
+            b"Lambda-Runtime-Deadline-Ms: 9999999999999\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 7\r\n\r\n{\"a\":1}"
+        )
+        head = _read_until(conn, buf, b"\r\n\r\n")
+        assert head.startswith(b"POST /2018-06-01/runtime/invocation/r1/response ")
+        length = int(re.search(rb"Content-Length: (\d+)", head, re.IGNORECASE)[1])  # type: ignore[index]
+        while len(buf) < length:
+            buf += conn.recv(65536)
+        assert bytes(buf[:length]) == b'{"a":1}'
+        del buf[:length]
+        # The post is not answered yet: does the next GET come anyway?
+        conn.settimeout(1.0)
+        try:
+            arrived = _read_until(conn, buf, b"\r\n\r\n")
+        except TimeoutError:
+            arrived = b""
+        assert arrived.startswith(b"GET /2018-06-01/runtime/invocation/next ") == pipelined
+        conn.close()
+    finally:
+        proc.kill()
+        proc.wait(10)
+        server.close()
