@@ -10,16 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from runtime import protocol as p
 from runtime.http import Connection, HTTPError, RequestError, Response
-
-_BASE = "/2018-06-01/runtime"
-_NEXT = _BASE + "/invocation/next"
-_INIT_ERROR = _BASE + "/init/error"
-_EXTENSION_REGISTER = "/2020-01-01/extension/register"
-
-ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
-XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
-INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
 
 
 class RuntimeAPIFatal(Exception):
@@ -46,17 +38,17 @@ class Invocation:
     def __init__(self, headers: dict[str, str], body: bytes) -> None:
         self.headers = headers
         self.body = body
-        self.request_id = headers.get("lambda-runtime-aws-request-id", "")
+        self.request_id = headers.get(p.REQUEST_ID_KEY, "")
         try:
-            self.deadline_ms = int(headers.get("lambda-runtime-deadline-ms", "0"))
+            self.deadline_ms = int(headers.get(p.DEADLINE_KEY, "0"))
         except ValueError:
             self.deadline_ms = 0
-        self.function_arn = headers.get("lambda-runtime-invoked-function-arn", "")
-        self.trace_id = headers.get("lambda-runtime-trace-id")
-        self.client_context = headers.get("lambda-runtime-client-context")
-        self.cognito_identity = headers.get("lambda-runtime-cognito-identity")
-        self.tenant_id = headers.get("lambda-runtime-aws-tenant-id")
-        self.invocation_id = headers.get("lambda-runtime-invocation-id")
+        self.function_arn = headers.get(p.FUNCTION_ARN_KEY, "")
+        self.trace_id = headers.get(p.TRACE_ID_KEY)
+        self.client_context = headers.get(p.CLIENT_CONTEXT_KEY)
+        self.cognito_identity = headers.get(p.COGNITO_IDENTITY_KEY)
+        self.tenant_id = headers.get(p.TENANT_ID_KEY)
+        self.invocation_id = headers.get(p.INVOCATION_ID_KEY)
         self.content_type = headers.get("content-type")
 
 
@@ -67,13 +59,13 @@ class RuntimeClient:
         self._warn = warn
 
     def next_invocation(self) -> Invocation:
-        response = self._call("GET", _NEXT, (), b"")
-        if response.status != 200:
+        response = self._call("GET", p.NEXT_PATH, (), b"")
+        if response.status != p.STATUS_OK:
             # Without an event there is nothing to answer; looping would only spin.
             raise RuntimeAPIFatal(
                 f"/invocation/next answered {response.status}: {_excerpt(response.body)}"
             )
-        request_id = response.headers.get("lambda-runtime-aws-request-id")
+        request_id = response.headers.get(p.REQUEST_ID_KEY)
         if not request_id:
             raise RuntimeAPIFatal("/invocation/next answered without Lambda-Runtime-Aws-Request-Id")
         return Invocation(response.headers, response.body)
@@ -91,36 +83,36 @@ class RuntimeClient:
         nothing to do between invokes, one round trip and two context switches fewer."""
         headers = [("Content-Type", content_type)]
         if invocation.invocation_id:
-            headers.append((INVOCATION_ID_HEADER, invocation.invocation_id))
-        target = f"{_BASE}/invocation/{invocation.request_id}/response"
-        self._post(target, headers, body, then=("GET", _NEXT) if then_next else None)
+            headers.append((p.INVOCATION_ID_HEADER, invocation.invocation_id))
+        target = p.response_path(invocation.request_id)
+        self._post(target, headers, body, then=("GET", p.NEXT_PATH) if then_next else None)
 
     def post_error(
         self, invocation: Invocation, error_type: str, body: bytes, xray_cause: bytes | None
     ) -> None:
         headers = _error_headers(error_type, xray_cause)
         if invocation.invocation_id:
-            headers.append((INVOCATION_ID_HEADER, invocation.invocation_id))
-        target = f"{_BASE}/invocation/{invocation.request_id}/error"
+            headers.append((p.INVOCATION_ID_HEADER, invocation.invocation_id))
+        target = p.error_path(invocation.request_id)
         self._post(target, headers, body)
 
     def post_init_error(self, error_type: str, body: bytes, xray_cause: bytes | None) -> None:
         headers = _error_headers(error_type, xray_cause)
-        self._post(_INIT_ERROR, headers, body)
+        self._post(p.INIT_ERROR_PATH, headers, body)
 
     def register_extension(self, name: str) -> str:
         """Register an internal extension with no events, so Lambda sends SIGTERM at shutdown."""
         response = self._call(
             "POST",
-            _EXTENSION_REGISTER,
-            [("Lambda-Extension-Name", name), ("Content-Type", "application/json")],
+            p.EXTENSION_REGISTER_PATH,
+            [(p.EXTENSION_NAME_HEADER, name), ("Content-Type", "application/json")],
             b'{"events":[]}',
         )
-        if response.status != 200:
+        if response.status != p.STATUS_OK:
             raise RuntimeAPIFatal(
                 f"extension registration answered {response.status}: {_excerpt(response.body)}"
             )
-        return response.headers.get("lambda-extension-identifier", "")
+        return response.headers.get(p.EXTENSION_ID_HEADER.lower(), "")
 
     def close(self) -> None:
         self._conn.close()
@@ -139,7 +131,7 @@ class RuntimeClient:
             raise
         except HTTPError as exc:
             raise RuntimeAPIFatal(f"Runtime API at {self._address} failed: {exc}") from exc
-        if response.status == 500:
+        if response.status == p.STATUS_FATAL:
             raise RuntimeAPIFatal(
                 f"{method} {target} answered 500 (container error): {_excerpt(response.body)}"
             )
@@ -160,11 +152,11 @@ class RuntimeClient:
             self._warn(f"could not post to {target!r}: {exc}")
             return
         status = response.status
-        if status == 202:
+        if status == p.STATUS_ACCEPTED:
             return
-        if status == 410:
+        if status == p.STATUS_GONE:
             self._warn(f"{target} answered 410: the invoke had already timed out; result dropped")
-        elif status == 413:
+        elif status == p.STATUS_TOO_LARGE:
             self._warn(f"{target} answered 413: the payload is over Lambda's limit and was refused")
         else:
             self._warn(f"{target} answered unexpected status {status}: {_excerpt(response.body)}")
@@ -173,9 +165,9 @@ class RuntimeClient:
 def _error_headers(error_type: str, xray_cause: bytes | None) -> list[tuple[str, str]]:
     # An exception class may be named anything; the header must stay one printable token.
     header_type = "".join(c for c in error_type if " " < c <= "~") or "Runtime.Unknown"
-    headers = [("Content-Type", "application/json"), (ERROR_TYPE_HEADER, header_type)]
+    headers = [("Content-Type", "application/json"), (p.ERROR_TYPE_HEADER, header_type)]
     if xray_cause is not None:
-        headers.append((XRAY_CAUSE_HEADER, xray_cause.decode()))
+        headers.append((p.XRAY_CAUSE_HEADER, xray_cause.decode()))
     return headers
 
 

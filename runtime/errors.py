@@ -23,6 +23,8 @@ from types import TracebackType
 
 import orjson
 
+from runtime.protocol import XRAY_CAUSE_LIMIT
+
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,7 +36,6 @@ _IMPORTLIB_DIR = os.path.dirname(os.path.abspath(importlib.__file__))
 _NOT_USER_DIRS = (_RUNTIME_DIR + os.sep, _IMPORTLIB_DIR + os.sep)
 _MAX_DEPTH = 8
 _MAX_GROUP_MEMBERS = 32
-XRAY_CAUSE_LIMIT = 64 * 1024
 # Python 3.10 has no exception groups; there the attribute is simply absent.
 _BASE_EXCEPTION_GROUP: type[BaseException] | None = getattr(builtins, "BaseExceptionGroup", None)
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import orjson
 
 from runtime.errors import LambdaError
+from runtime.protocol import MAX_RESPONSE_BYTES
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-# Lambda's "6 MB" is 6 MiB plus a small allowance (see the facts file).
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
 
 JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/octet-stream"

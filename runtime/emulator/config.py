@@ -11,11 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Lambda's limits (6 MiB plus the ~100 byte allowance Lambda accepts on top).
-MAX_SYNC_PAYLOAD = 6 * 1024 * 1024 + 100
-MAX_EVENT_PAYLOAD = 1024 * 1024
-# Streamed responses may be much larger than buffered ones.
-MAX_STREAMED_RESPONSE = 200 * 1024 * 1024
+from runtime.protocol import MAX_EVENT_PAYLOAD, MAX_STREAMED_RESPONSE, MAX_SYNC_PAYLOAD
+
+__all__ = ["MAX_EVENT_PAYLOAD", "MAX_STREAMED_RESPONSE", "MAX_SYNC_PAYLOAD"]
 
 DEFAULT_ACCOUNT = "123456789012"
 
