@@ -8,7 +8,7 @@ from runtime.shutdown import on_shutdown
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from runtime.metrics import add_metric, add_property
+    from runtime.observability.metrics import add_metric, add_property
 
 __version__ = "0.1.0"
 
@@ -24,7 +24,10 @@ __all__ = [
 ]
 
 # Imported on first use, so `import runtime` stays cheap for functions that do not use them.
-_LAZY = {"add_metric": "runtime.metrics", "add_property": "runtime.metrics"}
+_LAZY = {
+    "add_metric": "runtime.observability.metrics",
+    "add_property": "runtime.observability.metrics",
+}
 
 
 def __getattr__(name: str) -> object:

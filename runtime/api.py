@@ -8,8 +8,10 @@ other unexpected status is logged with its body and the loop goes on.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
+from runtime import __version__
 from runtime import protocol as p
 from runtime.http import Connection, HTTPError, RequestError, Response
 
@@ -52,9 +54,17 @@ class Invocation:
         self.content_type = headers.get("content-type")
 
 
+def user_agent() -> str:
+    """``lambda-runtime/<version> python/<major.minor>``, as the official clients identify
+    themselves to the Runtime API (and our OTLP exporter to a collector)."""
+    major, minor = sys.version_info[:2]
+    return f"lambda-runtime/{__version__} python/{major}.{minor}"
+
+
 class RuntimeClient:
     def __init__(self, host: str, port: int, warn: Callable[[str], None]) -> None:
-        self._conn = Connection(host, port)
+        # Built once: the connection puts it into every request head it caches.
+        self._conn = Connection(host, port, user_agent=user_agent())
         self._address = f"{host}:{port}"
         self._warn = warn
 

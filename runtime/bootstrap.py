@@ -1,5 +1,8 @@
 """The runtime's lifecycle, top to bottom: init, the invoke loop, shutdown.
 
+This is the one place that wires the optional parts (the observability package) in: the core
+modules never import them, and they never import this module.
+
 Init reads the configuration, routes logs, puts the task root and layers on ``sys.path``, imports
 the handler (reporting a failure to ``/init/error``) and, when the user registered shutdown hooks,
 registers an internal extension so Lambda sends SIGTERM. The loop then takes one event at a time
@@ -18,7 +21,7 @@ from types import FrameType
 
 import orjson
 
-from runtime import shutdown
+from runtime import logs, shutdown
 from runtime.api import Invocation, RuntimeAPIFatal, RuntimeClient
 from runtime.config import Config, ConfigError, runtime_api_address
 from runtime.context import (
@@ -31,7 +34,6 @@ from runtime.context import (
 from runtime.errors import LambdaError, encode_error, error_body, error_type_of, xray_cause
 from runtime.handler import load_handler, setup_sys_path
 from runtime.layers import InitInfo, compose
-from runtime.logs import RuntimeLog, install
 from runtime.marshal import decode_event, encode_result
 from runtime.traceid import TraceIdVariable
 
@@ -39,10 +41,12 @@ from runtime.traceid import TraceIdVariable
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from types import ModuleType
     from typing import Any, NoReturn
 
     from runtime.handler import Handler
     from runtime.layers import Call, Layer
+    from runtime.logs import RuntimeLog
 
 EXTENSION_NAME = "lambda-runtime"
 CONFIG_ERROR_TYPE = "Runtime.InvalidConfiguration"
@@ -63,7 +67,7 @@ def main(argv: Sequence[str] | None = None, started_ns: int | None = None) -> No
         sys.stderr.write(f"lambda-runtime: {exc}\n")
         _report_config_error(exc)
         sys.exit(2)
-    log = install(config)
+    log = install_logs(config)
     client = RuntimeClient(config.runtime_api_host, config.runtime_api_port, log.warning)
     try:
         handler, init_info = init(config, client, log, started_ns)
@@ -133,13 +137,47 @@ def init(
     return handler, InitInfo(started_ns, loaded_ns, loaded_ns - import_started_ns)
 
 
+def install_logs(config: Config) -> RuntimeLog:
+    """Route stdlib logging (and structlog, once imported) to the function log; returns the
+    runtime's own log. ``print()`` output stays on stdout, line-buffered.
+
+    The Text format with nothing else switched on is the core's (:mod:`runtime.logs`); the
+    JSON format, the DEBUG buffer, and anything that must see failed invokes are the
+    observability package's.
+    """
+    output, level, as_json = logs.prepare(config)
+    if as_json or config.observability.enabled:
+        from runtime.observability import log_routing
+
+        routing = log_routing(config, output, level, as_json)
+    else:
+        routing = logs.text_routing(output, level)
+
+    def route_logging(module: ModuleType) -> None:
+        from runtime.loghandlers import attach, default_handler
+
+        handler = routing.handler or default_handler(routing.writer)
+        attach(handler, routing.runtime_log.warning, routing.lowest)
+
+    def route_structlog(module: ModuleType) -> None:
+        from runtime.observability.structlog_bridge import configure_structlog
+
+        configure_structlog(module, routing.writer, json=routing.as_json, min_level=routing.lowest)
+
+    logs.when_imported("logging", route_logging, pin=True)
+    logs.when_imported("structlog", route_structlog)
+    logs.warn_bad_settings(config, routing.runtime_log)
+    return routing.runtime_log
+
+
 def build_layers(config: Config, init_info: InitInfo) -> list[Layer]:
     """The layers this configuration asks for; each is imported only when it is used."""
-    if not config.observability.enabled and "structlog" not in sys.modules:
+    structlog_loaded = "structlog" in sys.modules
+    if not config.observability.enabled and not structlog_loaded:
         return []
     from runtime.observability import build_layers as observability_layers
 
-    return observability_layers(config, init_info)
+    return observability_layers(config, init_info, structlog_loaded)
 
 
 # --- the invoke loop --------------------------------------------------------------------------

@@ -11,6 +11,10 @@ DEFAULT_LOG_BUFFER_SIZE = 1000
 # Exporters the runtime knows how to build without an entry-point scan (which costs a full
 # walk of the installed distributions at cold start).
 TRACE_EXPORTERS = ("otlp", "console")
+DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
+OTLP_TRACES_PATH = "/v1/traces"
+DEFAULT_OTLP_TIMEOUT_MS = 2000
+DEFAULT_SPAN_QUEUE = 2048
 
 
 class ConfigError(Exception):
@@ -45,11 +49,144 @@ class _Frozen:
         return f"{type(self).__name__}({fields})"
 
 
+class TracingConfig(_Frozen):
+    """The OpenTelemetry settings (the standard ``OTEL_*`` variables), read once, here only.
+
+    - ``exporters``: trace exporters to build; empty means tracing is off and OpenTelemetry is
+      never imported.
+    - ``protocol``: ``http/protobuf`` (the built-in exporter) or ``grpc``.
+    - ``endpoint``: where spans go: for http/protobuf the full URL of the traces signal
+      (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` as given, else ``OTEL_EXPORTER_OTLP_ENDPOINT``
+      with ``/v1/traces`` appended to its path); for grpc the address as given ("" = default).
+    - ``headers``: extra request headers (``*_HEADERS``), as ``(name, value)`` pairs.
+    - ``compression``: ``gzip`` or "".
+    - ``certificate``: a CA bundle for https endpoints, or "".
+    - ``timeout_ms``: the export time budget after each invoke.
+    - ``max_queue``: spans kept while the collector is unreachable.
+    - ``service_name`` and ``resource_attributes``: what the user says about the resource.
+    """
+
+    __slots__ = (
+        "certificate",
+        "compression",
+        "endpoint",
+        "exporters",
+        "headers",
+        "max_queue",
+        "protocol",
+        "resource_attributes",
+        "service_name",
+        "timeout_ms",
+    )
+
+    exporters: tuple[str, ...]
+    protocol: str
+    endpoint: str
+    headers: tuple[tuple[str, str], ...]
+    compression: str
+    certificate: str
+    timeout_ms: int
+    max_queue: int
+    service_name: str
+    resource_attributes: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        *,
+        exporters: tuple[str, ...] = (),
+        protocol: str = "http/protobuf",
+        endpoint: str = DEFAULT_OTLP_ENDPOINT + OTLP_TRACES_PATH,
+        headers: tuple[tuple[str, str], ...] = (),
+        compression: str = "",
+        certificate: str = "",
+        timeout_ms: int = DEFAULT_OTLP_TIMEOUT_MS,
+        max_queue: int = DEFAULT_SPAN_QUEUE,
+        service_name: str = "",
+        resource_attributes: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "exporters", exporters)
+        set_(self, "protocol", protocol)
+        set_(self, "endpoint", endpoint)
+        set_(self, "headers", headers)
+        set_(self, "compression", compression)
+        set_(self, "certificate", certificate)
+        set_(self, "timeout_ms", timeout_ms)
+        set_(self, "max_queue", max_queue)
+        set_(self, "service_name", service_name)
+        set_(self, "resource_attributes", resource_attributes)
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> TracingConfig:
+        exporters = _trace_exporters(env)
+        if not exporters:
+            return TRACING_OFF
+        _require(
+            "opentelemetry.sdk",
+            "tracing (OTEL_* variables) needs opentelemetry-sdk, which is not installed: build "
+            "the layer with `lambda-runtime package --with otel` or `pip install "
+            "lambda-runtime[otel]`, or unset the OTEL_* variables",
+        )
+        timeout_ms = _positive(
+            env, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT",
+            default=DEFAULT_OTLP_TIMEOUT_MS,
+        )  # fmt: skip
+        max_queue = _positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", default=DEFAULT_SPAN_QUEUE)
+        service_name = env.get("OTEL_SERVICE_NAME", "").strip()
+        attributes = tuple(parse_key_values(env.get("OTEL_RESOURCE_ATTRIBUTES", "")).items())
+        if "otlp" not in exporters:
+            return cls(
+                exporters=exporters,
+                timeout_ms=timeout_ms,
+                max_queue=max_queue,
+                service_name=service_name,
+                resource_attributes=attributes,
+            )
+        protocol = (
+            _env_first(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        )
+        if protocol not in ("http/protobuf", "grpc"):
+            raise ConfigError(
+                f"OTLP protocol {protocol!r} (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or "
+                "OTEL_EXPORTER_OTLP_PROTOCOL) is not supported; use http/protobuf or grpc"
+            )
+        if protocol == "grpc":
+            _require(
+                "opentelemetry.exporter.otlp.proto.grpc",
+                "OTLP over grpc needs the opentelemetry-exporter-otlp-proto-grpc package; "
+                "install it, or use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+            )
+        compression = ""
+        for name in ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"):
+            value = env.get(name, "").strip().lower()
+            if value not in ("", "none", "gzip"):
+                raise ConfigError(f"{name}={value!r} is not supported; use gzip or none")
+            compression = compression or value
+        headers = _env_first(env, "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+        return cls(
+            protocol=protocol,
+            endpoint=_otlp_endpoint(env, protocol),
+            headers=tuple(parse_key_values(headers).items()),
+            compression="gzip" if compression == "gzip" else "",
+            certificate=_env_first(
+                env, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"
+            ),
+            exporters=exporters,
+            timeout_ms=timeout_ms,
+            max_queue=max_queue,
+            service_name=service_name,
+            resource_attributes=attributes,
+        )
+
+
+TRACING_OFF = TracingConfig()
+
+
 class ObservabilityConfig(_Frozen):
     """What the observability variables switch on (issue 4); the defaults mean "all off".
 
-    - ``trace_exporters``: trace exporters named by the standard OTEL_* variables; empty means
-      tracing is off and OpenTelemetry is never imported.
+    - ``tracing``: the OpenTelemetry settings (:class:`TracingConfig`).
     - ``metrics``: ``"emf"`` for one CloudWatch Embedded Metric Format line per invoke, or "".
     - ``metrics_namespace``: the CloudWatch namespace of those metrics.
     - ``log_buffer``: ``"debug"`` or ``"trace"``: records below the log level, down to that
@@ -64,10 +201,10 @@ class ObservabilityConfig(_Frozen):
         "metrics",
         "metrics_namespace",
         "region",
-        "trace_exporters",
+        "tracing",
     )
 
-    trace_exporters: tuple[str, ...]
+    tracing: TracingConfig
     metrics: str
     metrics_namespace: str
     log_buffer: str
@@ -77,7 +214,7 @@ class ObservabilityConfig(_Frozen):
     def __init__(
         self,
         *,
-        trace_exporters: tuple[str, ...] = (),
+        tracing: TracingConfig = TRACING_OFF,
         metrics: str = "",
         metrics_namespace: str = DEFAULT_METRICS_NAMESPACE,
         log_buffer: str = "",
@@ -85,7 +222,7 @@ class ObservabilityConfig(_Frozen):
         region: str = "",
     ) -> None:
         set_ = object.__setattr__
-        set_(self, "trace_exporters", trace_exporters)
+        set_(self, "tracing", tracing)
         set_(self, "metrics", metrics)
         set_(self, "metrics_namespace", metrics_namespace)
         set_(self, "log_buffer", log_buffer)
@@ -95,7 +232,7 @@ class ObservabilityConfig(_Frozen):
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> ObservabilityConfig:
         return cls(
-            trace_exporters=_trace_exporters(env),
+            tracing=TracingConfig.from_environ(env),
             metrics=_metrics_mode(env),
             metrics_namespace=_metrics_namespace(env),
             log_buffer=_log_buffer(env),
@@ -104,10 +241,14 @@ class ObservabilityConfig(_Frozen):
         )
 
     @property
+    def trace_exporters(self) -> tuple[str, ...]:
+        """The trace exporters to build; empty when tracing is off."""
+        return self.tracing.exporters
+
+    @property
     def enabled(self) -> bool:
         """Whether anything beyond the default Text/JSON logs is switched on."""
-        return bool(self.trace_exporters or self.metrics or self.log_buffer)
-
+        return bool(self.tracing.exporters or self.metrics or self.log_buffer)
 
 
 OBSERVABILITY_OFF = ObservabilityConfig()
@@ -258,50 +399,113 @@ def _trace_exporters(env: Mapping[str, str]) -> tuple[str, ...]:
                 f"OTEL_TRACES_EXPORTER={named!r}: exporter {name!r} is not supported by "
                 f"lambda-runtime; use {' or '.join(TRACE_EXPORTERS)} (or none)"
             )
-    if "otlp" in exporters:
-        protocol = (
-            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        ).strip()
-        if protocol not in ("http/protobuf", "grpc"):
-            raise ConfigError(
-                f"OTLP protocol {protocol!r} (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or "
-                "OTEL_EXPORTER_OTLP_PROTOCOL) is not supported; use http/protobuf or grpc"
-            )
-        _check_otlp(env, protocol)
     return exporters
 
 
-def _check_otlp(env: Mapping[str, str], protocol: str) -> None:
-    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
-        url = env.get(name, "").strip()
-        if url and not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{name}={url!r} must be an http:// or https:// URL")
-    for name in ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"):
-        value = env.get(name, "").strip().lower()
-        if value not in ("", "none", "gzip"):
-            raise ConfigError(f"{name}={value!r} is not supported; use gzip or none")
-    for name in (
-        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-        "OTEL_BSP_MAX_QUEUE_SIZE",
-    ):
+def _env_first(env: Mapping[str, str], *names: str) -> str:
+    """The first of *names* that is set to something other than blanks (signal-specific
+    variables come first, as the OpenTelemetry specification orders them)."""
+    for name in names:
         value = env.get(name, "").strip()
-        if value and (not value.isdigit() or int(value) <= 0):
-            raise ConfigError(f"{name}={value!r} must be a positive whole number")
-    if protocol == "grpc":
-        import importlib.util
+        if value:
+            return value
+    return ""
 
-        try:
-            found = importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc")
-        except ImportError:
-            found = None
-        if found is None:
-            raise ConfigError(
-                "OTLP over grpc needs the opentelemetry-exporter-otlp-proto-grpc package; "
-                "install it, or use OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
-            )
+
+def _positive(env: Mapping[str, str], *names: str, default: int) -> int:
+    for name in names:
+        value = env.get(name, "").strip()
+        if value:
+            if not value.isdigit() or int(value) <= 0:
+                raise ConfigError(f"{name}={value!r} must be a positive whole number")
+            return int(value)
+    return default
+
+
+def _require(module: str, message: str) -> None:
+    """ConfigError(message) unless *module* can be imported; nothing is imported but its
+    parent packages."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module)
+    except ImportError:  # a parent package is missing
+        found = None
+    if found is None:
+        raise ConfigError(message)
+
+
+def parse_key_values(raw: str) -> dict[str, str]:
+    """``k1=v1,k2=v2`` with percent-encoded values (OTEL_RESOURCE_ATTRIBUTES, *_HEADERS)."""
+    from urllib.parse import unquote
+
+    out: dict[str, str] = {}
+    for item in raw.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            out[unquote(key.strip())] = unquote(value.strip())
+    return out
+
+
+def _otlp_endpoint(env: Mapping[str, str], protocol: str) -> str:
+    traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    for name, url in (
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", base),
+    ):
+        if url and not _is_http_url(url):
+            raise ConfigError(f"{name}={redact_url(url)!r} must be an http:// or https:// URL")
+    if protocol == "grpc":
+        return traces or base
+    if traces:
+        return traces  # the signal's own variable is used as given (OTel specification)
+    return with_path_suffix(base or DEFAULT_OTLP_ENDPOINT, OTLP_TRACES_PATH)
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and (
+            parts.port is None or parts.port > 0
+        )
+    except ValueError:  # e.g. a port that is not a number, an unclosed [IPv6 bracket
+        return False
+
+
+def with_path_suffix(url: str, suffix: str) -> str:
+    """*url* with *suffix* appended to its path; a query string stays at the end."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix))
+
+
+def redact_url(url: str) -> str:
+    """*url* as it may be shown in a log line or an error: user:password, query values and
+    the fragment replaced by ``***``; scheme, host, port, path and query keys stay."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "<a URL that cannot be parsed>"
+    netloc, path = parts.netloc, parts.path
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    elif not netloc and "@" in path.partition("/")[0]:
+        # No "//": a "user:password@host" that urlsplit took for a path.
+        head = path.partition("/")[0]
+        path = "***@" + head.rpartition("@")[2] + path[len(head) :]
+    query = "&".join(
+        f"{pair.partition('=')[0]}=***" if "=" in pair else "***"
+        for pair in parts.query.split("&")
+        if pair
+    )
+    fragment = "***" if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, path, query, fragment))
 
 
 def _metrics_mode(env: Mapping[str, str]) -> str:

@@ -562,6 +562,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_agent_line",
         "_bare_heads",
         "_connect_timeout",
         "_field_lines",
@@ -574,8 +575,12 @@ class Connection:
         "_sock",
     )
 
-    def __init__(self, host: str, port: int, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, host: str, port: int, *, connect_timeout: float = 5.0, user_agent: str = ""
+    ) -> None:
         self._host = host
+        # Part of every request head, so cached heads and field lines include it at no cost.
+        self._agent_line = f"User-Agent: {user_agent}\r\n" if user_agent else ""
         self._port = port
         self._connect_timeout = connect_timeout
         self._host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -649,11 +654,14 @@ class Connection:
         else:
             fields = ""
         head = _encode(
-            f"{method} {target} HTTP/1.1\r\nHost: {self._host_header}\r\n{fields}{framing}\r\n",
+            f"{method} {target} HTTP/1.1\r\nHost: {self._host_header}\r\n"
+            f"{self._agent_line}{fields}{framing}\r\n",
             "request head",
         )
-        # CRLFs: request line, Host, each header, the framing line if any, the blank line.
-        if head.translate(None, _FIELD_OK) != b"\r\n" * (len(headers) + (4 if framing else 3)):
+        # CRLFs: request line, Host, User-Agent if any, each header, the framing line if any,
+        # the blank line.
+        lines = len(headers) + (4 if framing else 3) + (1 if self._agent_line else 0)
+        if head.translate(None, _FIELD_OK) != b"\r\n" * lines:
             _check_head(head, headers, "header")
         if " " in target or " " in method or not method or not target:
             raise RequestError(f"invalid method {method!r} or target {target!r}")

@@ -1,7 +1,8 @@
 """Stdlib :mod:`logging` into the function log: the root logger's handler and its formatter.
 
-Imported only once ``logging`` is: :func:`runtime.logs.install` attaches the handler from the
-moment user code (or a library it imports) first imports ``logging``, so a function that never
+Imported only once ``logging`` is: the lifecycle (:func:`runtime.bootstrap.install_logs`)
+attaches the handler from the moment user code (or a library it imports) first imports
+``logging``, so a function that never
 logs through it does not pay for importing it (``logging`` with ``threading``, ``traceback``,
 ``string`` and ``weakref`` is several milliseconds of a cold start).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from runtime.logs import Writer, framed_text_line, text_line
+from runtime.logs import StreamOutput, Writer, framed_text_line, text_line
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False
@@ -75,6 +76,15 @@ class FunctionLogHandler(logging.Handler):
             self.writer.emit(self.render(record), record.levelno, record.created)
         except Exception:
             self.handleError(record)
+
+
+def default_handler(writer: Writer) -> logging.Handler:
+    """The Text format's handler; on a stream (the default), the leanest one (the level is
+    applied by :func:`attach`)."""
+    output = writer.output
+    if isinstance(output, StreamOutput):
+        return LambdaLogHandler(output.stream)
+    return FunctionLogHandler(writer)
 
 
 # --- duplicate handlers ---------------------------------------------------------------------

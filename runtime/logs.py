@@ -8,7 +8,9 @@ record as one event::
 
 The JSON format (``AWS_LAMBDA_LOG_FORMAT=JSON``), structlog's routing and the per-invoke DEBUG
 buffer live in :mod:`runtime.observability`, imported only when one of them is used: this
-module is the default path and is kept small, because every cold start loads it.
+module is the default path and is kept small, because every cold start loads it. It never
+imports that package: the lifecycle (:func:`runtime.bootstrap.install_logs`) picks the
+:class:`LogRouting` (this module's Text one, or the package's) and installs it.
 
 Where records go: when Lambda passes ``_LAMBDA_TELEMETRY_LOG_FD``, each record is one telemetry
 frame on that descriptor (big-endian u32 type, u32 length, u64 timestamp in microseconds, then
@@ -18,7 +20,8 @@ records go to stdout. ``print()`` output is never touched: it reaches stdout unc
 line-buffered.
 
 Stdlib ``logging`` is not imported here: its handler (:mod:`runtime.loghandlers`) is attached
-from inside the first ``import logging`` of user code or a library, so a function that never
+(by the lifecycle, through :func:`when_imported`) from inside the first ``import logging`` of
+user code or a library, so a function that never
 logs through it does not load it. Duplicate lines: only the runtime's handler writes
 root-logger records to the function log. A handler that writes to stdout or stderr and is
 added to the root logger next to it is not added (one warning says so); see
@@ -57,9 +60,22 @@ _LEVELS = {
 }
 
 
+_NAMES = ((CRITICAL, "CRITICAL"), (ERROR, "ERROR"), (WARNING, "WARNING"), (INFO, "INFO"))
+
+
 def level_number(name: str) -> int:
     """A Lambda or Python level name (any case) as a stdlib level number; unknown: INFO."""
     return _LEVELS.get(name.strip().upper(), INFO)
+
+
+def level_name(levelno: int) -> str:
+    """The name a record of this level shows in the JSON format: Python's (WARNING, CRITICAL),
+    as awslambdaric writes it; a custom level takes the name of the standard level below it,
+    and anything below DEBUG is Lambda's TRACE."""
+    for number, name in _NAMES:
+        if levelno >= number:
+            return name
+    return "DEBUG" if levelno >= DEBUG else "TRACE"
 
 
 def _request_id() -> str:
@@ -67,21 +83,22 @@ def _request_id() -> str:
     return ctx.aws_request_id if ctx is not None else ""
 
 
-def _timestamp(created: float) -> str:
+def timestamp(created: float) -> str:
+    """ISO 8601 UTC with milliseconds, as Lambda's log lines show a record's time."""
     whole = int(created)
     millis = int((created - whole) * 1000)
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{millis:03d}Z"
 
 
 def text_line(level: str, message: str, created: float | None = None) -> str:
-    stamp = _timestamp(time.time() if created is None else created)
+    stamp = timestamp(time.time() if created is None else created)
     body = message.replace("\r\n", "\r").replace("\n", "\r")
     return f"[{level}]\t{stamp}\t{_request_id()}\t{body}\n"
 
 
 def framed_text_line(level: str, message: str, created: float) -> str:
     # A frame is one event whatever it holds, so the record keeps its real line breaks.
-    return f"[{level}]\t{_timestamp(created)}\t{_request_id()}\t{message}\n"
+    return f"[{level}]\t{timestamp(created)}\t{_request_id()}\t{message}\n"
 
 
 # --- outputs --------------------------------------------------------------------------------
@@ -260,7 +277,7 @@ class _ThenConfigure:
         return getattr(self._loader, name)
 
 
-def _when_imported(name: str, then: Callable[[ModuleType], None], *, pin: bool = False) -> None:
+def when_imported(name: str, then: Callable[[ModuleType], None], *, pin: bool = False) -> None:
     """Run ``then(module)`` now if *name* is imported, else right after it is."""
     sys.meta_path[:] = [
         f for f in sys.meta_path if not (isinstance(f, _ConfigureOnImport) and f.name == name)
@@ -291,11 +308,9 @@ def _telemetry_output(text: bool) -> FrameOutput | None:
     return FrameOutput(fd, text=text)
 
 
-def install(config: Config) -> RuntimeLog:
-    """Route stdlib logging (and structlog, once imported) to the function log.
-
-    ``print()`` output stays on stdout, line-buffered. Returns the runtime's own log.
-    """
+def prepare(config: Config) -> tuple[Output, int, bool]:
+    """Make stdout line-buffered and pick the output, the log level (0: none set) and whether
+    the format is JSON."""
     stdout = sys.stdout
     # A pipe makes stdout block-buffered: print() output would show up late, out of order with
     # log records, or never if the process is killed. Lambda users expect it line by line.
@@ -308,49 +323,46 @@ def install(config: Config) -> RuntimeLog:
     if as_json and not level:
         level = INFO  # Lambda's default application log level for the JSON format
     output: Output = _telemetry_output(text=not as_json) or StreamOutput(stdout)
+    return output, level, as_json
 
-    writer: Writer
-    make_handler: Callable[[], logging.Handler]
-    if as_json or config.observability.enabled:
-        from runtime import observability
 
-        writer, handler, runtime_log = observability.log_setup(config, output, level, as_json)
+class LogRouting:
+    """How the function log is written: the writer every record goes through, the runtime's
+    own log, the format, and the root logger's handler (None: the core's Text handler for this
+    writer, built only once ``logging`` is imported)."""
 
-        def make_handler() -> logging.Handler:
-            return handler
+    __slots__ = ("as_json", "handler", "runtime_log", "writer")
 
-    else:
-        writer = Writer(output, level)
-        runtime_log = RuntimeLog(stdout, writer=writer)
+    def __init__(
+        self,
+        writer: Writer,
+        runtime_log: RuntimeLog,
+        as_json: bool = False,
+        handler: logging.Handler | None = None,
+    ) -> None:
+        self.writer = writer
+        self.runtime_log = runtime_log
+        self.as_json = as_json
+        self.handler = handler
 
-        def make_handler() -> logging.Handler:
-            from runtime.loghandlers import FunctionLogHandler, LambdaLogHandler
+    @property
+    def lowest(self) -> int:
+        """The lowest level a record may need (the log level, or the DEBUG buffer's); 0: none."""
+        return self.writer.buffer_from or self.writer.threshold
 
-            # The default path (Text on stdout) keeps the leanest handler.
-            return FunctionLogHandler(writer) if output.framed else LambdaLogHandler(stdout)
 
-    lowest = writer.buffer_from or writer.threshold
+def text_routing(output: Output, level: int) -> LogRouting:
+    """The default: the Text format, no buffer."""
+    writer = Writer(output, level)
+    return LogRouting(writer, RuntimeLog(sys.stdout, writer=writer))
 
-    def route_logging(module: ModuleType) -> None:
-        from runtime.loghandlers import attach
 
-        attach(make_handler(), runtime_log.warning, lowest)
-
-    def route_structlog(module: ModuleType) -> None:
-        from runtime.observability import configure_structlog
-
-        configure_structlog(module, writer, json=as_json, min_level=lowest)
-
-    _when_imported("logging", route_logging, pin=True)
-    _when_imported("structlog", route_structlog)
+def warn_bad_settings(config: Config, log: RuntimeLog) -> None:
     # Lambda's console refuses such values; set by hand (or locally) they must not pass silently.
     if config.log_level and config.log_level.strip().upper() not in _LEVELS:
-        runtime_log.warning(
+        log.warning(
             f"AWS_LAMBDA_LOG_LEVEL={config.log_level!r} is not a log level "
             f"(TRACE, DEBUG, INFO, WARN, ERROR, FATAL); using INFO"
         )
     if config.log_format.strip().upper() not in ("TEXT", "JSON"):
-        runtime_log.warning(
-            f"AWS_LAMBDA_LOG_FORMAT={config.log_format!r} is not Text or JSON; using Text"
-        )
-    return runtime_log
+        log.warning(f"AWS_LAMBDA_LOG_FORMAT={config.log_format!r} is not Text or JSON; using Text")

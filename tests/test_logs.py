@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from runtime.bootstrap import install_logs
 from runtime.config import Config
 from runtime.context import LambdaContext
 from runtime.errors import error_body
 from runtime.loghandlers import LambdaLogHandler
-from runtime.logs import RuntimeLog, install, text_line
+from runtime.logs import RuntimeLog, text_line
 
 REQUEST_ID = "0b4b5d2f-9a3e-4c5e-8f43-1c2d3e4f5a6b"
 LINE = re.compile(
@@ -206,7 +207,7 @@ class PrivateStdio:
     def install(self, config: Config) -> None:
         self._monkeypatch.setattr(sys, "stdout", self.stdout)
         self._monkeypatch.setattr(sys, "stderr", self.stderr)
-        install(config)
+        install_logs(config)
 
     def unflushed(self) -> bytes:
         return self._raw.getvalue()

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from observability.obs_support import Collector, validate_emf
 from runtime_support import RuntimeAPIStub, runtime_env
-from test_metrics import validate_emf
-from test_tracing import Collector
 
 HANDLERS_OBS = Path(__file__).resolve().parent.parent / "handlers_obs"
 XRAY_ROOT = "5759e988bd862e3fe1be46a994272793"
@@ -59,13 +58,8 @@ def invoke(api: RuntimeAPIStub, body: Any = None, **push: Any) -> tuple[str, Any
 # --- what gets imported --------------------------------------------------------------------------
 
 
-NOTHING: dict[str, list[str]] = {
-    "structlog": [],
-    "opentelemetry": [],
-    "runtime.observability": [],
-    "runtime.tracing": [],
-    "runtime.metrics": [],
-}
+NOTHING: dict[str, list[str]] = {"structlog": [], "opentelemetry": [], "runtime.observability": []}
+PACKAGE = "runtime.observability"
 
 
 @pytest.mark.parametrize(
@@ -75,14 +69,19 @@ NOTHING: dict[str, list[str]] = {
         ({"AWS_LAMBDA_LOG_LEVEL": "DEBUG"}, NOTHING),
         (
             {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "DEBUG"},
-            {**NOTHING, "runtime.observability": ["runtime.observability"]},
+            {**NOTHING, PACKAGE: [PACKAGE, f"{PACKAGE}.jsonlog", f"{PACKAGE}.state"]},
         ),
         (
             {"LAMBDA_RUNTIME_METRICS": "emf"},
             {
                 **NOTHING,
-                "runtime.observability": ["runtime.observability"],
-                "runtime.metrics": ["runtime.metrics"],
+                PACKAGE: [
+                    PACKAGE,
+                    f"{PACKAGE}.jsonlog",
+                    f"{PACKAGE}.layer",
+                    f"{PACKAGE}.metrics",
+                    f"{PACKAGE}.state",
+                ],
             },
         ),
     ],
@@ -102,7 +101,7 @@ def test_tracing_configured_by_otel_variables_loads_opentelemetry(
     _, post = invoke(runtime_api)
     loaded = json.loads(post.body)
     assert "opentelemetry.sdk.trace" in loaded["opentelemetry"]
-    assert loaded["runtime.tracing"] == ["runtime.tracing"]
+    assert {f"{PACKAGE}.tracing", f"{PACKAGE}.otlp"} <= set(loaded[PACKAGE])
     assert loaded["structlog"] == []
     assert "opentelemetry.exporter.otlp.proto.http" not in loaded["opentelemetry"]
 
@@ -121,10 +120,10 @@ def test_json_logs_from_stdlib_with_print_unchanged(
     assert [(r["level"], r["message"]) for r in records] == [
         ("DEBUG", "debug record"),
         ("INFO", "order 7 accepted"),
-        ("WARN", "stock low\nsecond line"),
+        ("WARNING", "stock low\nsecond line"),
         ("ERROR", "from the root logger: ünïcödé 💡"),
         ("ERROR", "lookup failed"),
-        ("FATAL", "on fire"),
+        ("CRITICAL", "on fire"),
     ]
     assert {r["requestId"] for r in records} == {request_id}
     assert {r["xrayTraceId"] for r in records} == {"1-5759e988-bd862e3fe1be46a994272793"}
@@ -155,7 +154,7 @@ def test_records_from_a_thread_the_handler_starts_carry_the_request_id(
 def test_json_level_filter(runtime_api: RuntimeAPIStub, start: Any) -> None:
     proc = start("obs.stdlib_records", AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="ERROR")
     invoke(runtime_api)
-    assert [r["level"] for r in json_lines(output_lines(proc))] == ["ERROR", "ERROR", "FATAL"]
+    assert [r["level"] for r in json_lines(output_lines(proc))] == ["ERROR", "ERROR", "CRITICAL"]
 
 
 def test_unhandled_error_is_one_structured_json_record(

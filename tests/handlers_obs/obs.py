@@ -15,13 +15,7 @@ def echo(event: Any, context: Any) -> Any:
 
 def loaded_modules(event: Any, context: Any) -> dict[str, list[str]]:
     """Which observability libraries the process has imported by the time it is invoked."""
-    prefixes = (
-        "structlog",
-        "opentelemetry",
-        "runtime.observability",
-        "runtime.tracing",
-        "runtime.metrics",
-    )
+    prefixes = ("structlog", "opentelemetry", "runtime.observability")
     return {p: sorted(m for m in sys.modules if m == p or m.startswith(p + ".")) for p in prefixes}
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import structlog
 
+from runtime.bootstrap import install_logs
 from runtime.config import Config
 from runtime.context import LambdaContext
 from runtime.errors import error_body
@@ -30,9 +31,10 @@ from runtime.logs import (
     RuntimeLog,
     StreamOutput,
     Writer,
-    install,
 )
-from runtime.observability import InvokeState, configure_structlog, current_invoke, json_record
+from runtime.observability.jsonlog import json_record
+from runtime.observability.state import InvokeState, current_invoke
+from runtime.observability.structlog_bridge import configure_structlog
 
 REQUEST_ID = "0b4b5d2f-9a3e-4c5e-8f43-1c2d3e4f5a6b"
 XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -134,13 +136,13 @@ def test_text_ignores_extra_fields_like_the_managed_runtime(in_invoke: LambdaCon
         (5, "TRACE"),
         (logging.DEBUG, "DEBUG"),
         (logging.INFO, "INFO"),
-        (logging.WARNING, "WARN"),
+        (logging.WARNING, "WARNING"),
         (logging.ERROR, "ERROR"),
-        (logging.CRITICAL, "FATAL"),
-        (25, "INFO"),  # a custom level falls to the Lambda level below it
+        (logging.CRITICAL, "CRITICAL"),
+        (25, "INFO"),  # a custom level falls to the standard level below it
     ],
 )
-def test_json_levels_use_lambdas_names(level: int, name: str) -> None:
+def test_json_levels_use_pythons_names_as_awslambdaric_does(level: int, name: str) -> None:
     assert json_of(record(level, "order %s placed", 7)) == [
         ("timestamp", STAMP),
         ("level", name),
@@ -294,7 +296,7 @@ def test_structlog_json_bound_keys_become_fields(
     stamp = fields[0][1]
     assert time.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ") and len(stamp) == 24
     assert fields[1:] == [
-        ("level", "WARN"),
+        ("level", "WARNING"),
         ("message", "placed: ünïcödé\nline two"),
         ("logger", "app.struct"),
         ("requestId", REQUEST_ID),
@@ -311,11 +313,11 @@ def test_structlog_json_bound_keys_become_fields(
     [
         ("debug", "DEBUG"),
         ("info", "INFO"),
-        ("warning", "WARN"),
-        ("warn", "WARN"),
+        ("warning", "WARNING"),
+        ("warn", "WARNING"),
         ("error", "ERROR"),
-        ("critical", "FATAL"),
-        ("fatal", "FATAL"),
+        ("critical", "CRITICAL"),
+        ("fatal", "CRITICAL"),
         ("msg", "INFO"),
     ],
 )
@@ -502,7 +504,7 @@ class PrivateStdio:
         config = Config.from_environ(
             ["app.handler"], {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:1", **env}
         )
-        return install(config)
+        return install_logs(config)
 
     def lines(self) -> list[str]:
         self.stdout.flush()
@@ -531,7 +533,7 @@ def test_json_install_routes_stdlib_and_the_runtimes_lines(
     first, second, third = stdio.lines()
     assert json.loads(first)["k"] == 1
     assert {k: v for k, v in json.loads(second).items() if k != "timestamp"} == {
-        "level": "WARN",
+        "level": "WARNING",
         "message": "410 from the Runtime API",
         "logger": "lambda_runtime",
         "requestId": REQUEST_ID,

@@ -14,11 +14,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from obs_support import Collector
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -28,13 +27,12 @@ from runtime.bootstrap import Invoker
 from runtime.config import Config, ConfigError
 from runtime.layers import InitInfo
 from runtime.logs import RuntimeLog
-from runtime.observability import Observability
-from runtime.tracing import (
-    OtlpHttpExporter,
+from runtime.observability.layer import Observability
+from runtime.observability.otlp import OtlpHttpExporter, encode_spans
+from runtime.observability.tracing import (
     PendingSpans,
     Tracing,
     XRayIdGenerator,
-    encode_spans,
     lambda_resource,
     parent_of,
     trigger_of,
@@ -107,7 +105,7 @@ class Harness:
         self.timeline: list[str] = []
         self.exporter = Recorder(self.timeline)
         self.provider = TracerProvider(
-            resource=lambda_resource(make_config(), {}),
+            resource=lambda_resource(make_config()),
             id_generator=XRayIdGenerator(),
             shutdown_on_exit=False,
         )
@@ -376,58 +374,6 @@ def test_bad_tracing_configuration_is_a_clear_error(env: dict[str, str], message
 # --- OTLP/HTTP against a real server ------------------------------------------------------------
 
 
-class Collector:
-    """An OTLP/HTTP receiver on 127.0.0.1 that decodes what it gets with the official protos."""
-
-    def __init__(self, status: int = 200, delay: float = 0.0, port: int = 0) -> None:
-        self.requests: list[tuple[dict[str, str], ExportTraceServiceRequest]] = []
-        self.status = status
-        self.delay = delay
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    import gzip
-
-                    body = gzip.decompress(body)
-                message = ExportTraceServiceRequest()
-                message.ParseFromString(body)
-                outer.requests.append((dict(self.headers.items()), message))
-                time.sleep(outer.delay)
-                self.send_response(outer.status)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-
-    def spans(self) -> list[Any]:
-        return [
-            span
-            for _, message in self.requests
-            for rs in message.resource_spans
-            for ss in rs.scope_spans
-            for span in ss.spans
-        ]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def collector() -> Iterator[Collector]:
     c = Collector()
@@ -594,13 +540,3 @@ def test_the_queue_is_bounded() -> None:
 
 def test_encode_spans_of_an_empty_batch_is_an_empty_request() -> None:
     assert encode_spans([]) == b""
-
-
-def test_exporter_never_shows_credentials_from_the_endpoint_url() -> None:
-
-
-    exporter = OtlpHttpExporter("http://user:pw-secret@127.0.0.1:4318/v1/traces")
-    assert exporter.endpoint == "http://127.0.0.1:4318/v1/traces"
-    with pytest.raises(ValueError) as caught:
-        OtlpHttpExporter("ftp://user:pw-secret@127.0.0.1/v1/traces")
-    assert "pw-secret" not in str(caught.value)

@@ -30,7 +30,8 @@ import math
 import sys
 
 from runtime.context import invoke_context
-from runtime.observability import InvokeState, current_invoke, to_json
+from runtime.observability.jsonlog import to_json
+from runtime.observability.state import InvokeState, current_invoke
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False

@@ -13,6 +13,7 @@ import uuid
 from typing import Any, cast
 
 import pytest
+from obs_support import validate_emf
 
 from runtime import add_metric, add_property
 from runtime.api import Invocation
@@ -20,52 +21,9 @@ from runtime.bootstrap import Invoker
 from runtime.config import Config, ConfigError
 from runtime.layers import InitInfo
 from runtime.logs import StreamOutput, Writer
-from runtime.metrics import MAX_CUSTOM_METRICS, UNITS, EmfWriter
-from runtime.observability import Observability, ObservedRuntimeLog
-
-NAMESPACE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/#: ")
-
-
-def validate_emf(line: str) -> dict[str, Any]:
-    """Every rule of the EMF specification that a single line can break; returns the document."""
-    assert line.endswith("\n") and line.count("\n") == 1, "one log line"
-    doc = json.loads(line)
-    assert isinstance(doc, dict)
-    aws = doc["_aws"]
-    assert isinstance(aws, dict)
-    assert isinstance(aws["Timestamp"], int) and aws["Timestamp"] >= 0
-    directives = aws["CloudWatchMetrics"]
-    assert isinstance(directives, list) and directives
-    for directive in directives:
-        namespace = directive["Namespace"]
-        assert isinstance(namespace, str) and 1 <= len(namespace) <= 255
-        assert set(namespace) <= NAMESPACE_CHARS and namespace.strip()
-        dimension_sets = directive["Dimensions"]
-        assert isinstance(dimension_sets, list)
-        for dimension_set in dimension_sets:
-            assert isinstance(dimension_set, list) and 1 <= len(dimension_set) <= 30
-            for name in dimension_set:
-                value = doc[name]  # a dimension must be a top-level member...
-                assert isinstance(value, str) and 1 <= len(value) <= 1024  # ...holding a string
-        metrics = directive["Metrics"]
-        assert isinstance(metrics, list) and 1 <= len(metrics) <= 100
-        names = [m["Name"] for m in metrics]
-        assert len(names) == len(set(names))
-        for metric in metrics:
-            assert set(metric) <= {"Name", "Unit", "StorageResolution"}
-            name = metric["Name"]
-            assert isinstance(name, str) and 1 <= len(name) <= 255
-            if "Unit" in metric:
-                assert metric["Unit"] in UNITS
-            if "StorageResolution" in metric:
-                assert metric["StorageResolution"] in (1, 60)
-            value = doc[name]
-            values = value if isinstance(value, list) else [value]
-            assert 1 <= len(values) <= 100
-            for v in values:
-                assert isinstance(v, (int, float)) and not isinstance(v, bool)
-                assert math.isfinite(v)
-    return dict(doc)
+from runtime.observability.jsonlog import ObservedRuntimeLog
+from runtime.observability.layer import Observability
+from runtime.observability.metrics import MAX_CUSTOM_METRICS, EmfWriter
 
 
 def make_config(**env: str) -> Config:
