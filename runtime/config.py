@@ -492,20 +492,19 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url.strip())
     except ValueError:
         return "<a URL that cannot be parsed>"
-    netloc, path = parts.netloc, parts.path
+    netloc = parts.netloc
+    if not netloc and "@" in url.partition("/")[0]:
+        # No "//": a "user:password@host" that urlsplit took for a scheme and a path.
+        return redact_url("//" + url.strip())[2:]
     if "@" in netloc:
         netloc = "***@" + netloc.rpartition("@")[2]
-    elif not netloc and "@" in path.partition("/")[0]:
-        # No "//": a "user:password@host" that urlsplit took for a path.
-        head = path.partition("/")[0]
-        path = "***@" + head.rpartition("@")[2] + path[len(head) :]
     query = "&".join(
         f"{pair.partition('=')[0]}=***" if "=" in pair else "***"
         for pair in parts.query.split("&")
         if pair
     )
     fragment = "***" if parts.fragment else ""
-    return urlunsplit((parts.scheme, netloc, path, query, fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 def _metrics_mode(env: Mapping[str, str]) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.config import Config, ConfigError
+from runtime.config import Config, ConfigError, TracingConfig, redact_url
 
 API = {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}
 
@@ -142,3 +142,76 @@ def test_runtime_api_given_as_url_is_a_config_error(address: str) -> None:
     with pytest.raises(ConfigError) as info:
         Config.from_environ(["app.handler"], {"AWS_LAMBDA_RUNTIME_API": address})
     assert "AWS_LAMBDA_RUNTIME_API" in str(info.value)
+
+
+# --- OpenTelemetry settings and URLs shown ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://collector:4318/v1/traces", "http://collector:4318/v1/traces"),
+        ("https://user:pw-secret@collector/v1/traces", "https://***@collector/v1/traces"),
+        (
+            "ftp://user:password@host/x?api_key=k-secret&region=eu",
+            "ftp://***@host/x?api_key=***&region=***",
+        ),
+        ("http://host/x?token-secret#frag-secret", "http://host/x?***#***"),
+        ("user:pw-secret@host:4318/v1", "***@host:4318/v1"),
+        ("http://[::1/x?k=secret", "<a URL that cannot be parsed>"),
+    ],
+)
+def test_redact_url_hides_credentials_and_query_values(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+OTLP = {**API, "OTEL_TRACES_EXPORTER": "otlp"}
+
+
+def tracing(**env: str) -> TracingConfig:
+    return Config.from_environ([], {**OTLP, **env}).observability.tracing
+
+
+def test_otel_settings_are_read_into_the_config() -> None:
+    settings = tracing(
+        OTEL_EXPORTER_OTLP_ENDPOINT="https://collector:4318/",
+        OTEL_EXPORTER_OTLP_HEADERS="x-api-key=a%20b,tenant=t1",
+        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION="gzip",
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT="500",
+        OTEL_EXPORTER_OTLP_TIMEOUT="9000",
+        OTEL_BSP_MAX_QUEUE_SIZE="10",
+        OTEL_SERVICE_NAME="orders",
+        OTEL_RESOURCE_ATTRIBUTES="team=payments,tier=gold",
+    )
+    assert settings.exporters == ("otlp",)
+    assert settings.endpoint == "https://collector:4318/v1/traces"
+    assert settings.headers == (("x-api-key", "a b"), ("tenant", "t1"))
+    assert (settings.compression, settings.timeout_ms, settings.max_queue) == ("gzip", 500, 10)
+    assert settings.service_name == "orders"
+    assert settings.resource_attributes == (("team", "payments"), ("tier", "gold"))
+    assert tracing().endpoint == "http://localhost:4318/v1/traces"
+
+
+def test_a_query_string_stays_at_the_end_of_the_traces_url() -> None:
+    settings = tracing(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318/otlp?api_key=k")
+    assert settings.endpoint == "http://collector:4318/otlp/v1/traces?api_key=k"
+    # The signal's own variable is used as given.
+    given = "http://collector:4318/custom?api_key=k"
+    assert tracing(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=given).endpoint == given
+
+
+@pytest.mark.parametrize(
+    "name", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+)
+def test_an_invalid_endpoint_is_reported_without_its_credentials(name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        tracing(**{name: "ftp://user:password@host/x?api_key=k-secret"})
+    message = str(caught.value)
+    assert f"{name}='ftp://***@host/x?api_key=***' must be an http:// or https:// URL" in message
+    assert "password" not in message and "k-secret" not in message
+
+
+def test_tracing_is_off_without_otel_variables() -> None:
+    config = Config.from_environ([], API)
+    assert config.observability.tracing.exporters == ()
+    assert not config.observability.enabled

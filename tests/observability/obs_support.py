@@ -65,6 +65,7 @@ class Collector:
 
     def __init__(self, status: int = 200, delay: float = 0.0, port: int = 0) -> None:
         self.requests: list[tuple[dict[str, str], ExportTraceServiceRequest]] = []
+        self.paths: list[str] = []  # the request target of each request, query included
         self.status = status
         self.delay = delay
         outer = self
@@ -84,6 +85,7 @@ class Collector:
                 message = ExportTraceServiceRequest()
                 message.ParseFromString(body)
                 outer.requests.append((dict(self.headers.items()), message))
+                outer.paths.append(self.path)
                 time.sleep(outer.delay)
                 self.send_response(outer.status)
                 self.send_header("Content-Type", "application/x-protobuf")

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -540,3 +541,68 @@ def test_the_queue_is_bounded() -> None:
 
 def test_encode_spans_of_an_empty_batch_is_an_empty_request() -> None:
     assert encode_spans([]) == b""
+
+
+# --- without the OpenTelemetry SDK -------------------------------------------------------------
+
+# Runs the runtime as `python -m runtime` does, with every opentelemetry import failing as it
+# does where the package is not installed (the lean layer, `pip install lambda-runtime`).
+WITHOUT_OTEL = """
+import runpy, sys
+
+del sys.path[0]  # -c puts the working directory first, -m its own path: init adds the task root
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
+runpy.run_module("runtime", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_tracing_without_the_sdk_is_an_init_error_naming_what_to_add(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    proc = start_runtime(
+        "basic.echo",
+        command=(sys.executable, "-c", WITHOUT_OTEL),
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318",
+    )
+    post = runtime_api.wait_post()
+    assert post.kind == "init_error"
+    assert post.header("Lambda-Runtime-Function-Error-Type") == "Runtime.InvalidConfiguration"
+    message = json.loads(post.body)["errorMessage"]
+    assert "needs opentelemetry-sdk" in message
+    assert "lambda-runtime package --with otel" in message
+    assert "pip install lambda-runtime[otel]" in message
+    assert proc.wait_exit() == 2
+    assert "needs opentelemetry-sdk" in proc.stop()
+
+
+def test_without_the_sdk_and_without_otel_variables_the_function_runs(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    runtime_api.push('{"n": 1}')
+    proc = start_runtime("basic.echo", command=(sys.executable, "-c", WITHOUT_OTEL))
+    post = runtime_api.wait_post()
+    assert (post.kind, json.loads(post.body)) == ("response", {"n": 1})
+    proc.stop()
+
+
+def test_an_invalid_endpoint_never_reaches_the_log_or_the_caller_with_its_credentials(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    proc = start_runtime(
+        "basic.echo", OTEL_EXPORTER_OTLP_ENDPOINT="ftp://user:password@host/x?api_key=k-secret"
+    )
+    post = runtime_api.wait_post()
+    assert post.kind == "init_error"
+    assert "ftp://***@host/x?api_key=***" in json.loads(post.body)["errorMessage"]
+    assert proc.wait_exit() == 2
+    output = proc.stop()
+    assert "ftp://***@host/x?api_key=***" in output
+    for secret in ("password", "k-secret"):
+        assert secret not in output and secret.encode() not in post.body
