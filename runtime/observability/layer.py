@@ -39,7 +39,16 @@ class Observability:
         self._tracing = tracing
         self._emf = emf
         self._buffer_size = buffer_size
-        self._restore_structlog = restore_structlog
+        self._snapshot_structlog: Callable[[], dict[str, Any]] | None = None
+        self._restore_structlog: Callable[[dict[str, Any]], None] | None = None
+        if restore_structlog:
+            from runtime.observability.structlog_bridge import (
+                restore_contextvars,
+                snapshot_contextvars,
+            )
+
+            self._snapshot_structlog = snapshot_contextvars
+            self._restore_structlog = restore_contextvars
         # Provisioned concurrency initialises long before the first invoke: that invoke does
         # not wait for init, so it is not a cold start for the caller.
         self._next_is_cold = cold_start
@@ -51,11 +60,7 @@ class Observability:
             from runtime.observability.metrics import MetricSet
 
             metric_set = MetricSet
-        snapshot_structlog: Callable[[], dict[str, Any]] | None = None
-        if self._restore_structlog:
-            from runtime.observability.structlog_bridge import snapshot_contextvars
-
-            snapshot_structlog = snapshot_contextvars
+        snapshot_structlog = self._snapshot_structlog
 
         def observed(event: Any, context: LambdaContext) -> Any:
             state = InvokeState(self._next_is_cold, self._buffer_size)
@@ -87,10 +92,8 @@ class Observability:
         try:
             if self._emf is not None:
                 self._emf.emit(state)
-            if state.structlog_snapshot is not None:
-                from runtime.observability.structlog_bridge import restore_contextvars
-
-                restore_contextvars(state.structlog_snapshot)
+            if state.structlog_snapshot is not None and self._restore_structlog is not None:
+                self._restore_structlog(state.structlog_snapshot)
         except Exception as exc:
             sys.stderr.write(f"lambda-runtime: after-invoke step failed: {exc!r}\n")
         finally:
