@@ -15,6 +15,17 @@ DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
 OTLP_TRACES_PATH = "/v1/traces"
 DEFAULT_OTLP_TIMEOUT_MS = 2000
 DEFAULT_SPAN_QUEUE = 2048
+# OTEL_TRACES_SAMPLER values (the OpenTelemetry SDK's built-in samplers); the default follows
+# the caller's sampling decision, and samples roots.
+TRACE_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+DEFAULT_TRACE_SAMPLER = "parentbased_always_on"
 
 
 class ConfigError(Exception):
@@ -64,6 +75,8 @@ class TracingConfig(_Frozen):
     - ``timeout_ms``: the export time budget after each invoke.
     - ``max_queue``: spans kept while the collector is unreachable.
     - ``service_name`` and ``resource_attributes``: what the user says about the resource.
+    - ``sampler`` and ``sampler_arg``: ``OTEL_TRACES_SAMPLER`` (one of :data:`TRACE_SAMPLERS`)
+      and the ratio of the ``*traceidratio`` samplers (``OTEL_TRACES_SAMPLER_ARG``).
     """
 
     __slots__ = (
@@ -75,6 +88,8 @@ class TracingConfig(_Frozen):
         "max_queue",
         "protocol",
         "resource_attributes",
+        "sampler",
+        "sampler_arg",
         "service_name",
         "timeout_ms",
     )
@@ -89,6 +104,8 @@ class TracingConfig(_Frozen):
     max_queue: int
     service_name: str
     resource_attributes: tuple[tuple[str, str], ...]
+    sampler: str
+    sampler_arg: float
 
     def __init__(
         self,
@@ -103,6 +120,8 @@ class TracingConfig(_Frozen):
         max_queue: int = DEFAULT_SPAN_QUEUE,
         service_name: str = "",
         resource_attributes: tuple[tuple[str, str], ...] = (),
+        sampler: str = DEFAULT_TRACE_SAMPLER,
+        sampler_arg: float = 1.0,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "exporters", exporters)
@@ -115,6 +134,8 @@ class TracingConfig(_Frozen):
         set_(self, "max_queue", max_queue)
         set_(self, "service_name", service_name)
         set_(self, "resource_attributes", resource_attributes)
+        set_(self, "sampler", sampler)
+        set_(self, "sampler_arg", sampler_arg)
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> TracingConfig:
@@ -134,6 +155,7 @@ class TracingConfig(_Frozen):
         max_queue = _positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", default=DEFAULT_SPAN_QUEUE)
         service_name = env.get("OTEL_SERVICE_NAME", "").strip()
         attributes = tuple(parse_key_values(env.get("OTEL_RESOURCE_ATTRIBUTES", "")).items())
+        sampler, sampler_arg = _sampler(env)
         if "otlp" not in exporters:
             return cls(
                 exporters=exporters,
@@ -141,6 +163,8 @@ class TracingConfig(_Frozen):
                 max_queue=max_queue,
                 service_name=service_name,
                 resource_attributes=attributes,
+                sampler=sampler,
+                sampler_arg=sampler_arg,
             )
         protocol = (
             _env_first(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -177,6 +201,8 @@ class TracingConfig(_Frozen):
             max_queue=max_queue,
             service_name=service_name,
             resource_attributes=attributes,
+            sampler=sampler,
+            sampler_arg=sampler_arg,
         )
 
 
@@ -400,6 +426,24 @@ def _trace_exporters(env: Mapping[str, str]) -> tuple[str, ...]:
                 f"lambda-runtime; use {' or '.join(TRACE_EXPORTERS)} (or none)"
             )
     return exporters
+
+
+def _sampler(env: Mapping[str, str]) -> tuple[str, float]:
+    name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or DEFAULT_TRACE_SAMPLER
+    if name not in TRACE_SAMPLERS:
+        raise ConfigError(
+            f"OTEL_TRACES_SAMPLER={name!r} is not supported; use one of {', '.join(TRACE_SAMPLERS)}"
+        )
+    raw = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if not raw or not name.endswith("traceidratio"):
+        return name, 1.0
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG={raw!r} must be a ratio from 0 to 1")
+    return name, ratio
 
 
 def _env_first(env: Mapping[str, str], *names: str) -> str:

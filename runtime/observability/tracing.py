@@ -9,8 +9,9 @@ never imported.
   ``faas.coldstart``, ``cloud.resource_id``, ``cloud.account.id``, ``aws.lambda.invoked_arn``,
   and the HTTP request attributes for API Gateway / function URL / ALB events).
 - Its parent: the ``Lambda-Runtime-Trace-Id`` X-Ray header when it says ``Sampled=1``; else a
-  W3C ``traceparent`` in the event's HTTP headers; else the span is a root (sampled by
-  ``OTEL_TRACES_SAMPLER``, default always on) linked to the unsampled X-Ray trace if any.
+  W3C ``traceparent`` in the event's HTTP headers; else the span is a root linked to the
+  unsampled X-Ray trace if any. ``OTEL_TRACES_SAMPLER`` (default ``parentbased_always_on``)
+  decides which spans are recorded.
 - On the cold invoke, an ``init`` span (child of the invoke span) covers runtime init, with
   an ``import`` span for the handler module's import.
 - The provider is installed as OpenTelemetry's global one, so ``trace.get_tracer(__name__)``
@@ -39,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.sdk.version import __version__ as SDK_VERSION
 from opentelemetry.trace import (
     Link,
@@ -100,6 +102,23 @@ def lambda_resource(config: Config) -> Resource:
         attributes["service.name"] = config.function_name or "unknown_service"
     # Built directly: Resource.create() would scan every installed distribution's entry points.
     return Resource(attributes)
+
+
+def sampler_for(settings: TracingConfig) -> Sampler:
+    """The sampler ``OTEL_TRACES_SAMPLER`` names, from the config (the SDK's own reading of
+    the environment is never used, so a bad value is an init error, not a silent default)."""
+    name, ratio = settings.sampler, settings.sampler_arg
+    if name == "traceidratio":
+        return sampling.TraceIdRatioBased(ratio)
+    if name == "parentbased_traceidratio":
+        return sampling.ParentBasedTraceIdRatio(ratio)
+    static = {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "parentbased_always_on": sampling.ParentBased(sampling.ALWAYS_ON),
+        "parentbased_always_off": sampling.ParentBased(sampling.ALWAYS_OFF),
+    }
+    return static[name]
 
 
 # --- ids and parents --------------------------------------------------------------------------
@@ -313,6 +332,7 @@ class Tracing:
         exporters = [exporter_for(name, settings) for name in settings.exporters]
         pending = PendingSpans(exporters, budget_s=budget_s, max_queue=settings.max_queue)
         provider = TracerProvider(
+            sampler=sampler_for(settings),
             resource=lambda_resource(config),
             id_generator=XRayIdGenerator(),
             shutdown_on_exit=False,

@@ -36,6 +36,7 @@ from runtime.observability.tracing import (
     XRayIdGenerator,
     lambda_resource,
     parent_of,
+    sampler_for,
     trigger_of,
 )
 
@@ -606,3 +607,38 @@ def test_an_invalid_endpoint_never_reaches_the_log_or_the_caller_with_its_creden
     assert "ftp://***@host/x?api_key=***" in output
     for secret in ("password", "k-secret"):
         assert secret not in output and secret.encode() not in post.body
+
+
+# --- sampling ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "sampled"),
+    [
+        ({}, True),
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, False),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}, False),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"}, True),
+    ],
+)
+def test_the_sampler_comes_from_the_config(env: dict[str, str], sampled: bool) -> None:
+    provider = TracerProvider(sampler=sampler_for(make_config(**env).observability.tracing))
+    span = provider.get_tracer("t").start_span("root")
+    assert span.get_span_context().trace_flags.sampled is sampled
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER='sometimes' is not supported"),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
+            "must be a ratio from 0 to 1",
+        ),
+    ],
+)
+def test_a_bad_sampler_is_an_init_error_not_a_silent_default(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_config(**env)
