@@ -1,6 +1,7 @@
-"""Golden tests of every log format case: Text and JSON, stdlib logging and structlog, each
-level, exceptions, extra fields, multi-line, unicode; telemetry frames decoded from a pipe;
-level filtering, the duplicate-handler rule and the per-invoke DEBUG buffer.
+"""Golden tests of every log format case: Text and JSON from stdlib logging, each level,
+exceptions, extra fields, multi-line, unicode; telemetry frames decoded from a pipe; level
+filtering, the duplicate-handler rule and the per-invoke DEBUG buffer (structlog's cases are in
+test_structlog_bridge.py).
 
 JSON lines are parsed back and compared whole, key order included.
 """
@@ -13,13 +14,13 @@ import json
 import logging
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from obs_support import REQUEST_ID
 
 from runtime.bootstrap import install_logs
 from runtime.config import Config
@@ -29,23 +30,14 @@ from runtime.loghandlers import FunctionLogHandler, LambdaLogHandler
 from runtime.logs import (
     FrameOutput,
     RuntimeLog,
-    StreamOutput,
     Writer,
 )
 from runtime.observability.jsonlog import json_record
 from runtime.observability.state import InvokeState, current_invoke
-from runtime.observability.structlog_bridge import configure_structlog
 
-REQUEST_ID = "0b4b5d2f-9a3e-4c5e-8f43-1c2d3e4f5a6b"
-XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 CREATED = 1_767_225_599.25  # 2025-12-31T23:59:59.250Z
 STAMP = "2025-12-31T23:59:59.250Z"
 HERE = __file__
-
-
-@pytest.fixture
-def in_invoke(enter_invoke: Callable[..., LambdaContext]) -> LambdaContext:
-    return enter_invoke(aws_request_id=REQUEST_ID, tenant_id="tenant-7", xray_trace_id=XRAY)
 
 
 def record(
@@ -243,159 +235,6 @@ def test_json_stack_info_is_a_field() -> None:
     rec = record(logging.WARNING, "where")
     rec.stack_info = "Stack (most recent call last):\n  File x"
     assert dict(json_of(rec))["stackInfo"] == "Stack (most recent call last):\n  File x"
-
-
-# --- structlog ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def struct_log() -> Iterator[io.StringIO]:
-    """structlog routed to a private stream the way the runtime routes it, then reset."""
-    stream = io.StringIO()
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    yield stream
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-
-
-def route(stream: io.StringIO, *, json_format: bool, level: int = logging.DEBUG) -> None:
-    """As the runtime routes structlog with AWS_LAMBDA_LOG_LEVEL=DEBUG unless told otherwise."""
-    writer = Writer(StreamOutput(stream), level)
-    assert configure_structlog(structlog, writer, json=json_format, min_level=level)
-
-
-def test_structlog_without_a_configured_level_follows_the_root_logger(
-    struct_log: io.StringIO, in_invoke: LambdaContext
-) -> None:
-    # As stdlib records do: Python's WARNING by default, or what user code sets on the root.
-    route(struct_log, json_format=False, level=0)
-    root = logging.getLogger()
-    saved = root.level
-    try:
-        root.setLevel(logging.WARNING)
-        structlog.get_logger().info("hidden")
-        structlog.get_logger().warning("shown")
-        root.setLevel(logging.INFO)
-        structlog.get_logger().info("now shown")
-    finally:
-        root.setLevel(saved)
-    lines = struct_log.getvalue().splitlines()
-    assert [line.split("\t")[3] for line in lines] == ["shown", "now shown"]
-
-
-def test_structlog_json_bound_keys_become_fields(
-    struct_log: io.StringIO, in_invoke: LambdaContext
-) -> None:
-    route(struct_log, json_format=True)
-    structlog.contextvars.bind_contextvars(order="o-1")
-    log = structlog.get_logger("app.struct").bind(user="ana")
-    log.warning("placed: ünïcödé\nline two", count=3)
-    (line,) = struct_log.getvalue().splitlines()
-    fields = list(json.loads(line).items())
-    stamp = fields[0][1]
-    assert time.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ") and len(stamp) == 24
-    assert fields[1:] == [
-        ("level", "WARNING"),
-        ("message", "placed: ünïcödé\nline two"),
-        ("logger", "app.struct"),
-        ("requestId", REQUEST_ID),
-        ("xrayTraceId", "1-5759e988-bd862e3fe1be46a994272793"),
-        ("tenantId", "tenant-7"),
-        ("user", "ana"),
-        ("count", 3),
-        ("order", "o-1"),
-    ]
-
-
-@pytest.mark.parametrize(
-    ("method", "level"),
-    [
-        ("debug", "DEBUG"),
-        ("info", "INFO"),
-        ("warning", "WARNING"),
-        ("warn", "WARNING"),
-        ("error", "ERROR"),
-        ("critical", "CRITICAL"),
-        ("fatal", "CRITICAL"),
-        ("msg", "INFO"),
-    ],
-)
-def test_structlog_json_levels(struct_log: io.StringIO, method: str, level: str) -> None:
-    route(struct_log, json_format=True)
-    getattr(structlog.get_logger(), method)("event")
-    assert json.loads(struct_log.getvalue())["level"] == level
-
-
-def test_structlog_json_exception_has_the_same_fields_as_stdlib(struct_log: io.StringIO) -> None:
-    route(struct_log, json_format=True)
-    log = structlog.get_logger()
-    try:
-        dict[str, int]()["missing"]
-    except KeyError:
-        log.exception("lookup failed", order="o-1")
-    fields = json.loads(struct_log.getvalue())
-    assert list(fields)[-5:] == ["order", "errorType", "errorMessage", "stackTrace", "location"]
-    assert (fields["level"], fields["errorType"], fields["errorMessage"]) == (
-        "ERROR",
-        "KeyError",
-        "'missing'",
-    )
-    assert fields["location"].startswith(f"{HERE}:test_structlog_json_exception_has_the_same")
-    assert "logger" not in fields  # unnamed logger
-
-
-def test_structlog_text_puts_bound_keys_after_the_message(
-    struct_log: io.StringIO, in_invoke: LambdaContext
-) -> None:
-    route(struct_log, json_format=False)
-    log = structlog.get_logger()
-    log.info("placed", user="ana", note="two words", n=3)
-    log.warning("multi\nline")
-    first, second = (line + "\n" for line in struct_log.getvalue().split("\n")[:-1])
-    prefix = f"\t{REQUEST_ID}\t"
-    assert first.startswith("[INFO]\t") and second.startswith("[WARNING]\t")
-    assert first.endswith(f'{prefix}placed user=ana note="two words" n=3\n')
-    assert second.endswith(f"{prefix}multi\rline\n")
-
-
-def test_structlog_text_exception_is_one_line(struct_log: io.StringIO) -> None:
-    route(struct_log, json_format=False)
-    try:
-        raise ValueError("bad")
-    except ValueError:
-        structlog.get_logger().exception("failed")
-    line = struct_log.getvalue()
-    assert line.count("\n") == 1
-    assert line.startswith("[ERROR]\t")
-    assert "\t\tfailed\rTraceback (most recent call last):\r" in line
-    assert line.endswith("\rValueError: bad\n")
-
-
-def test_structlog_honours_the_log_level(struct_log: io.StringIO) -> None:
-    route(struct_log, json_format=True, level=logging.WARNING)
-    log = structlog.get_logger()
-    log.info("hidden")
-    log.warning("shown")
-    assert [json.loads(line)["message"] for line in struct_log.getvalue().splitlines()] == ["shown"]
-
-
-def test_a_structlog_configuration_of_the_users_wins(struct_log: io.StringIO) -> None:
-    structlog.configure(processors=[structlog.processors.KeyValueRenderer()])
-    writer = Writer(StreamOutput(struct_log))
-    assert configure_structlog(structlog, writer, json=True, min_level=0) is False
-
-
-def test_stdlib_and_structlog_produce_the_same_json_line(
-    struct_log: io.StringIO, in_invoke: LambdaContext
-) -> None:
-    route(struct_log, json_format=True)
-    structlog.get_logger("app.orders").info("placed", orderId="o-1")
-    from_structlog = json.loads(struct_log.getvalue())
-    from_stdlib = json.loads(json_record(record(logging.INFO, "placed", orderId="o-1")))
-    from_structlog.pop("timestamp")
-    from_stdlib.pop("timestamp")
-    assert list(from_structlog.items()) == list(from_stdlib.items())
 
 
 # --- telemetry frames -----------------------------------------------------------------------------
