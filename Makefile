@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup tools run test lint bench clean
+.PHONY: setup tools run test lint bench clean docs docs-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,19 @@ run: setup
 	$(BIN)/lambda-runtime invoke app.handler --task-root examples/hello --event '{"name": "world"}'
 
 
-test: setup tools
+# The docs' build tools, in the same .venv (tests/test_docs.py runs the strict build).
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): docs/requirements.txt $(STAMP)
+	$(BIN)/pip install --quiet -r docs/requirements.txt
+	touch $(DOCS_STAMP)
+
+docs-tools: $(DOCS_STAMP)
+
+# The site goes to site/ (gitignored); --strict turns a broken link or anchor into an error.
+docs: docs-tools
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+test: setup tools docs-tools
 	$(BIN)/pytest -q
 
 lint: setup
@@ -35,4 +47,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out site .pytest_cache .mypy_cache .ruff_cache
