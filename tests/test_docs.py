@@ -114,10 +114,22 @@ def _require_mkdocs() -> None:
     pytest.skip(message)
 
 
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)]
+)
+def test_a_missing_mkdocs_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    with pytest.raises(outcome):
+        _require_mkdocs()
+
+
 def test_site_builds_strictly_without_warnings(tmp_path: Path) -> None:
     _require_mkdocs()
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+        [sys.executable, "-m", "mkdocs", "build", "--strict",
          "--config-file", str(REPO / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
