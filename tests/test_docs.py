@@ -347,7 +347,10 @@ def _serve(command: str, ready: str, ports: tuple[int, ...]) -> tuple[subprocess
         if not line:
             break
         banner += line
-    assert ready in banner, banner
+    if ready not in banner:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"{command!r} did not print {ready!r} within 30 s:\n{banner}")
     return proc, banner
 
 
