@@ -163,6 +163,31 @@ def test_every_relative_link_points_to_an_existing_file(page: Path) -> None:
     assert not missing, f"{page.relative_to(REPO)} links to missing files: {missing}"
 
 
+def _anchors(page: Path) -> set[str]:
+    """The heading anchors MkDocs gives a page (Python-Markdown's toc slugs)."""
+    from markdown.extensions.toc import slugify  # type: ignore[import-untyped]
+
+    anchors: set[str] = set()
+    for line in _prose_lines(page.read_text(encoding="utf-8").replace("`", "")):
+        match = re.match(r"^#{1,6}\s+(.*?)\s*#*$", line)
+        if match:
+            anchors.add(slugify(match.group(1), "-"))
+    return anchors
+
+
+@pytest.mark.parametrize("page", [README, REPO / "CHANGELOG.md"], ids=lambda p: p.name)
+def test_links_from_outside_the_site_name_existing_headings(page: Path) -> None:
+    # MkDocs checks the anchors of links between docs pages; these two pages are not in it.
+    _require_mkdocs()
+    wrong = [
+        target
+        for target, path in _relative_targets(page)
+        if "#" in target and path.suffix == ".md" and path.is_file()
+        and target.split("#", 1)[1] not in _anchors(path)
+    ]
+    assert not wrong, f"{page.name} links to headings that do not exist: {wrong}"
+
+
 def test_the_link_check_sees_links_and_ignores_code(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
