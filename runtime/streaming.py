@@ -68,6 +68,8 @@ _PLAIN_TYPES = frozenset(
     (dict, list, str, bytes, bytearray, memoryview, int, float, bool, tuple, type(None))
 )
 _CHUNK_TYPES = (bytes, bytearray, memoryview)
+# "No item (yet)": None is a value a handler may yield by mistake, and must be told about.
+_END = object()
 
 
 class HttpResponse:
@@ -310,9 +312,9 @@ def _body(
 ) -> Iterator[Chunk]:
     """The chunks to post, counted in ``sent[0]``, with the limit enforced before sending."""
     total = start
-    item: object = first
+    item: object = first if first is not None else _END
     while True:
-        if item is not None:
+        if item is not _END:
             chunk = item if type(item) is bytes else normalize_chunk(item)
             size = chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
             if total + size > limit:
@@ -355,7 +357,7 @@ def post_stream(
     try:
         item = source.next()
     except StopIteration:
-        item = None
+        item = _END
     except BaseException:
         source.close()
         raise
@@ -364,7 +366,7 @@ def post_stream(
         prelude = encode_prelude(item)
     elif isinstance(item, StreamResponse):
         content_type = item.content_type
-    elif item is not None:
+    elif item is not _END:
         try:
             first = normalize_chunk(item)
         except TypeError:

@@ -238,6 +238,8 @@ def test_error_before_the_first_chunk_propagates_and_sends_nothing(
         post_stream(conn, RID, produce())
     with pytest.raises(TypeError, match="yielded int"):
         post_stream(conn, RID, iter([1, b"x"]))
+    with pytest.raises(TypeError, match="yielded NoneType"):
+        post_stream(conn, RID, iter([None]))
     # Nothing went out: the connection carries the caller's next request as usual.
     assert conn.request("GET", NEXT).body == b"next"
     finish(conn, server)
@@ -297,7 +299,7 @@ def test_bad_chunk_mid_stream_is_a_trailer_error(peer: Callable[..., Peer]) -> N
     def produce() -> Iterator[object]:
         try:
             yield b"ok"
-            yield 42
+            yield None
             yield b"never"
         finally:
             closed.append(True)
@@ -305,7 +307,8 @@ def test_bad_chunk_mid_stream_is_a_trailer_error(peer: Callable[..., Peer]) -> N
     outcome = post_stream(conn, RID, produce())
     finish(conn, server)
     assert isinstance(outcome.error, TypeError)
-    assert "yielded int" in str(outcome.error)
+    assert "yielded NoneType" in str(outcome.error)
+    assert server.conns[0].requests[0].body == b"ok"
     assert dict(server.conns[0].requests[0].trailers)[p.ERROR_TYPE_HEADER] == "TypeError"
     assert closed == [True], "the generator's finally ran"
 
@@ -430,3 +433,16 @@ def test_large_chunks_are_sent_whole(peer: Callable[..., Peer]) -> None:
     finish(conn, server)
     assert outcome.bytes_sent == 3 * len(chunk)
     assert server.conns[0].requests[0].body == chunk * 3
+
+
+def test_stream_after_a_pipelined_request_does_not_take_its_answer(
+    peer: Callable[..., Peer],
+) -> None:
+    # The GET /next stays unanswered, as a long poll does.
+    server = peer([REQ, REQ, send(resp(202))], [REQ, send(resp(202, b"stream"))])
+    conn = Connection("127.0.0.1", server.port)
+    conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
+    outcome = post_stream(conn, RID, iter([b"chunk"]))
+    finish(conn, server)
+    assert outcome.response is not None and outcome.response.body == b"stream"
+    assert server.conns[1].requests[0].body == b"chunk"
