@@ -260,18 +260,33 @@ def _default_describe(exc: BaseException) -> tuple[str, bytes]:
     return str(body["errorType"]), encode_error(body)
 
 
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
 class _Source:
     """Pulls items from a sync or async iterator, one at a time, on demand."""
 
-    __slots__ = ("_async", "_iterator", "_loop")
+    __slots__ = ("_async", "_context", "_iterator", "_loop")
 
     def __init__(self, stream: object, loop: asyncio.AbstractEventLoop | None) -> None:
         kind = type(stream)
+        self._context: Any = None
         if hasattr(kind, "__anext__"):
             if loop is None:
                 raise ValueError("an async stream needs the event loop to run it on")
             self._async = True
             self._iterator: Any = stream
+            import sys
+
+            if sys.version_info >= (3, 11):
+                import contextvars
+
+                # Every step runs as its own task, and a task works on a copy of the context:
+                # without one shared context, a ContextVar set in the generator (a span, a
+                # logging field) would be gone after its next yield. A sync generator simply
+                # runs in the caller's context; this gives an async one the same continuity.
+                self._context = contextvars.copy_context()
         elif hasattr(kind, "__next__"):
             self._async = False
             self._iterator = stream
@@ -279,12 +294,17 @@ class _Source:
             raise TypeError(f"{kind.__name__} is not an iterator of chunks")
         self._loop = loop
 
+    def _run(self, awaitable: Any) -> Any:
+        loop: Any = self._loop
+        if self._context is None:
+            return loop.run_until_complete(awaitable)
+        return loop.run_until_complete(loop.create_task(_await(awaitable), context=self._context))
+
     def next(self) -> object:
         """The next item; raises StopIteration at the end (for async streams too)."""
         if self._async:
-            assert self._loop is not None
             try:
-                return self._loop.run_until_complete(self._iterator.__anext__())
+                return self._run(self._iterator.__anext__())
             except StopAsyncIteration:
                 raise StopIteration from None
         return next(self._iterator)
@@ -296,8 +316,7 @@ class _Source:
             if self._async:
                 aclose = getattr(iterator, "aclose", None)
                 if aclose is not None:
-                    assert self._loop is not None
-                    self._loop.run_until_complete(aclose())
+                    self._run(aclose())
             else:
                 close = getattr(iterator, "close", None)
                 if close is not None:

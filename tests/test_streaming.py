@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import functools
 import io
 import json
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -446,3 +448,28 @@ def test_stream_after_a_pipelined_request_does_not_take_its_answer(
     finish(conn, server)
     assert outcome.response is not None and outcome.response.body == b"stream"
     assert server.conns[1].requests[0].body == b"chunk"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tasks take a context from 3.11 on")
+def test_async_generator_keeps_its_context_across_yields(peer: Callable[..., Peer]) -> None:
+    server = peer([REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", server.port)
+    loop = asyncio.new_event_loop()
+    request_id = contextvars.ContextVar("request_id", default="none")
+    span = contextvars.ContextVar("span", default="none")
+    request_id.set("rid-from-the-invoke")
+
+    async def produce() -> AsyncIterator[str]:
+        span.set("opened-in-the-generator")
+        yield request_id.get() + ","
+        await asyncio.sleep(0)
+        yield span.get()
+
+    try:
+        outcome = post_stream(conn, RID, produce(), loop=loop)
+    finally:
+        loop.close()
+    finish(conn, server)
+    assert outcome.problem is None
+    assert server.conns[0].requests[0].body == b"rid-from-the-invoke,opened-in-the-generator"
+    assert span.get() == "none", "the generator's context does not leak into the caller's"
