@@ -163,10 +163,12 @@ class StreamTooLarge(Exception):
 
 
 class StreamOutcome:
-    """How a stream that was started ended. ``error`` is the exception reported in the trailers
-    (the handler's, an invalid chunk, :class:`StreamTooLarge`), ``response`` the Runtime API's
-    answer (``None`` if the connection closed first), ``problem`` a sentence for the log when
-    the post was not accepted (413, closed mid-stream, another status); ``None`` when it was."""
+    """How a stream that was started ended. ``bytes_sent``: body bytes handed to the socket
+    (prelude included). ``error``: the exception reported in the trailers (the handler's, an
+    invalid chunk, :class:`StreamTooLarge`; also ``SystemExit``/``KeyboardInterrupt``, which the
+    caller may want to re-raise). ``response``: the Runtime API's answer (``None`` if the
+    connection closed first). ``problem``: a sentence for the log when the post was not
+    accepted (413, 410, closed mid-stream, another status); ``None`` when it was."""
 
     __slots__ = ("bytes_sent", "error", "problem", "response")
 
@@ -181,6 +183,11 @@ class StreamOutcome:
         self.error = error
         self.response = response
         self.problem = problem
+
+    @property
+    def fatal(self) -> bool:
+        """The Runtime API answered 500: as after a buffered post, the runtime must exit."""
+        return self.response is not None and self.response.status == p.STATUS_FATAL
 
     def __repr__(self) -> str:
         status = self.response.status if self.response is not None else None
@@ -418,7 +425,17 @@ def post_stream(
             return []
         nonlocal error
         error = exc
-        error_type, body = describe(exc)
+        try:
+            error_type, body = describe(exc)
+        except Exception as failure:
+            # The stream must still end properly; a describer's bug is no reason to cut it.
+            error_type = type(exc).__name__
+            body = orjson.dumps(
+                {
+                    "errorMessage": f"{exc!s:.1000} (describing it failed: {failure!r:.200})",
+                    "errorType": error_type,
+                }
+            )
         if isinstance(exc, StreamTooLarge):
             error_type = exc.error_type
         header_type = "".join(c for c in error_type if " " < c <= "~") or "Runtime.Unknown"
@@ -434,7 +451,6 @@ def post_stream(
         response = aborted.response
         error = aborted.error
     except ConnectionClosed as exc:
-        source.close()
         return StreamOutcome(
             sent[0], error, None, f"the connection closed before the stream was answered: {exc}"
         )

@@ -473,3 +473,35 @@ def test_async_generator_keeps_its_context_across_yields(peer: Callable[..., Pee
     assert outcome.problem is None
     assert server.conns[0].requests[0].body == b"rid-from-the-invoke,opened-in-the-generator"
     assert span.get() == "none", "the generator's context does not leak into the caller's"
+
+
+def test_a_failing_error_describer_still_ends_the_stream_with_trailers(
+    peer: Callable[..., Peer],
+) -> None:
+    server = peer([REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", server.port)
+
+    def produce() -> Iterator[bytes]:
+        yield b"x"
+        raise ValueError("original")
+
+    def describe(exc: BaseException) -> tuple[str, bytes]:
+        raise RuntimeError("describer bug")
+
+    outcome = post_stream(conn, RID, produce(), describe_error=describe)
+    finish(conn, server)
+    assert isinstance(outcome.error, ValueError)
+    trailers = dict(server.conns[0].requests[0].trailers)
+    assert trailers[p.ERROR_TYPE_HEADER] == "ValueError"
+    body = json.loads(base64.b64decode(trailers[p.ERROR_BODY_TRAILER]))
+    assert body["errorType"] == "ValueError"
+    assert "original" in body["errorMessage"] and "describer bug" in body["errorMessage"]
+
+
+def test_500_answer_is_fatal(peer: Callable[..., Peer]) -> None:
+    server = peer([REQ, send(resp(500, b"container error"))])
+    conn = Connection("127.0.0.1", server.port)
+    outcome = post_stream(conn, RID, iter([b"x"]))
+    finish(conn, server)
+    assert outcome.fatal
+    assert outcome.problem is not None and "500" in outcome.problem
