@@ -291,9 +291,15 @@ def test_extension_registers_and_parks_until_reset(server: Server, client: Clien
 
 def test_reset_drops_the_old_runtime_and_its_connections(server: Server, client: Client) -> None:
     park(server, client)
+    idle = Client(server.port)  # a second connection that is between requests
+    idle.send(post(protocol.EXTENSION_REGISTER_PATH, b"{}"))
+    assert idle.read_response()[0] == 200
     server.reset()
-    # The old runtime's parked /next is closed, not served by a later batch.
+    # The old runtime's parked /next is closed, not served by a later batch, and so is its
+    # connection that was waiting for a request.
     assert client.closed_by_server()
+    assert idle.closed_by_server()
+    idle.close()
     fresh = Client(server.port)
     try:
         stats = park(server, fresh)

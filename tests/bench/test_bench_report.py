@@ -16,6 +16,8 @@ def test_ratio_and_target_for_lower_is_better() -> None:
 
 def test_higher_is_better_target_is_a_minimum() -> None:
     assert Row("rps", "1/s", 5000.0, 2500.0, target=2.0, higher_is_better=True).met is True
+    assert Row("rps", "1/s", 5000.0, 2500.0, target=2.0, higher_is_better=True).met is True
+    assert Row("rps", "1/s", 4875.0, 2500.0, target=2.0, higher_is_better=True).met is False
     assert Row("rps", "1/s", 4000.0, 2500.0, target=2.0, higher_is_better=True).met is False
 
 
