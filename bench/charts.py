@@ -58,6 +58,10 @@ class Pair:
     theirs_label: str = "theirs"
     target: float | None = None
     higher_is_better: bool = False
+    # An absolute figure to compare both bars with (e.g. AWS RIE's throughput), drawn as a
+    # dashed line across the pair.
+    reference: float | None = None
+    reference_label: str = ""
 
     @property
     def ratio(self) -> float:
@@ -106,11 +110,7 @@ def paired_bars(title: str, pairs: Sequence[Pair], note: str = "") -> str:
     """One group per pair: its metric and unit, a bar per side, the ratio on the right."""
     if not pairs:
         raise ValueError("paired_bars needs at least one pair")
-    parts = [_text(10, 22, title, size=15, weight="bold")]
-    y = 34.0
-    if note:
-        parts.append(_text(10, y + 8, note, size=11, fill="#555"))
-        y += 16
+    parts, y = _heading(title, note)
     for pair in pairs:
         if (
             pair.ours < 0
@@ -134,7 +134,8 @@ def paired_bars(title: str, pairs: Sequence[Pair], note: str = "") -> str:
             )
         )
         y += 18
-        scale = max(pair.ours, pair.theirs) or 1.0
+        scale = max(pair.ours, pair.theirs, pair.reference or 0.0) or 1.0
+        top = y
         for label, value, colour in (
             (pair.ours_label, pair.ours, OURS_COLOUR),
             (pair.theirs_label, pair.theirs, THEIRS_COLOUR),
@@ -147,7 +148,28 @@ def paired_bars(title: str, pairs: Sequence[Pair], note: str = "") -> str:
             )
             parts.append(_text(_LABEL_W + width + 6, y + 13, f"{fmt_number(value)} {pair.unit}"))
             y += _ROW_H
+        if pair.reference is not None:
+            x = _LABEL_W + _BAR_W * pair.reference / scale
+            parts.append(
+                f'<line class="reference" data-value="{pair.reference:g}" x1="{x:.2f}" '
+                f'x2="{x:.2f}" y1="{top - 2:.1f}" y2="{y + 2:.1f}" stroke="#c53030" '
+                f'stroke-width="1.5" stroke-dasharray="4 3"/>'
+            )
+            label = f"{pair.reference_label} {fmt_number(pair.reference)}".strip()
+            parts.append(_text(x, y + 13, label, size=11, anchor="middle", fill="#c53030"))
+            y += 16
     return _document(y + 14, title, parts)
+
+
+def _heading(title: str, note: str) -> tuple[list[str], float]:
+    """The title and the note under it (one line per newline); returns the parts and the y
+    where the chart's body starts."""
+    parts = [_text(10, 22, title, size=15, weight="bold")]
+    y = 34.0
+    for line in note.splitlines():
+        parts.append(_text(10, y + 8, line, size=11, fill="#555"))
+        y += 16
+    return parts, y
 
 
 def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
@@ -179,11 +201,7 @@ def strip_chart(
     def x_of(v: float) -> float:
         return _LABEL_W + (v - lo) / (hi - lo) * (_BAR_W + 120)
 
-    parts = [_text(10, 22, title, size=15, weight="bold")]
-    y = 34.0
-    if note:
-        parts.append(_text(10, y + 8, note, size=11, fill="#555"))
-        y += 16
+    parts, y = _heading(title, note)
     y += 14
     row_h = 44
     colours = [OURS_COLOUR, THEIRS_COLOUR]
@@ -292,25 +310,26 @@ def _emulator_chart(section: Mapping[str, Any]) -> dict[str, str]:
         return {}
     theirs = next(lab for lab in runtimes if lab != "ours")
     targets = section.get("targets", {})
+    rie = section.get("rie_reference_rps")
     pairs = [
         Pair(
-            f"invokes/s at {conns} connection{'s' if conns > 1 else ''}",
+            f"{conns} connection{'s' if conns > 1 else ''}",
             "invokes/s",
             float(runtimes["ours"][key]["rps"]),
             float(runtimes[theirs][key]["rps"]),
             ours_label="emulator + ours",
             theirs_label=f"emulator + {theirs}",
             higher_is_better=True,
+            reference=targets.get(f"{key}_rps_min"),
+            reference_label="target" if targets.get(f"{key}_rps_min") else "",
         )
         for key, conns in (("c1", 1), ("c8", 8))
     ]
-    rie = section.get("rie_reference_rps")
-    note = "each pair drawn to its own scale"
+    note = "each pair drawn to its own scale; ratio: ours/awslambdaric behind the same emulator"
     if rie:
         note += (
-            f"; AWS RIE on this machine: {rie[0]:,}-{rie[1]:,} invokes/s at 1 connection;"
-            f" target >= {targets.get('c1_rps_min', rie[1]):,} (1) and "
-            f">= {targets.get('c8_rps_min', 2 * rie[1]):,} (8)"
+            f"\nAWS RIE on this machine (issue 3): {rie[0]:,}-{rie[1]:,} invokes/s at 1 "
+            "connection, no concurrent invokes; the dashed targets are set from it"
         )
     return {
         "bench-emulator-throughput.svg": paired_bars(

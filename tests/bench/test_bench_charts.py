@@ -104,6 +104,23 @@ def test_each_pair_has_its_own_scale_and_missed_targets_are_said() -> None:
     assert "ours/theirs 3.00x (target >=4x, missed); higher is better" in words
 
 
+def test_a_reference_line_is_drawn_on_the_pairs_scale() -> None:
+    pair = charts.Pair(
+        "1 connection", "invokes/s", 2000.0, 1000.0, reference=4000.0, reference_label="RIE"
+    )
+    root = parse(charts.paired_bars("t", [pair], note="first line\nsecond line"))
+    ((_, ours_w), (_, theirs_w)) = bars(root)
+    (line,) = [x for x in root.iter(f"{SVG}line") if x.attrib.get("class") == "reference"]
+    x0 = float(
+        next(r for r in root.iter(f"{SVG}rect") if r.attrib.get("class") == "bar").attrib["x"]
+    )
+    # The reference is the largest figure, so it spans the full width and the bars scale to it.
+    assert float(line.attrib["x1"]) - x0 == pytest.approx(2 * ours_w) == pytest.approx(4 * theirs_w)
+    words = texts(root)
+    assert "RIE 4,000" in words
+    assert "first line" in words and "second line" in words
+
+
 def test_text_is_escaped_into_well_formed_svg() -> None:
     svg = charts.paired_bars("a <b> & c", [charts.Pair("x < y & z", "ms", 1.0, 2.0)])
     root = parse(svg)  # would raise on a raw '<' or '&'
@@ -174,6 +191,9 @@ def test_charts_from_results_draws_every_comparison() -> None:
     assert [v for v, _ in bars(emu)] == [3000.0, 1500.0, 6000.0, 2000.0]
     assert "ours/theirs 2.00x; higher is better" in texts(emu)
     assert "emulator + awslambdaric" in texts(emu)
+    refs = [float(x.attrib["data-value"]) for x in emu.iter(f"{SVG}line")]
+    assert refs == [2500.0, 5000.0]
+    assert any(t.startswith("AWS RIE on this machine (issue 3): 1,700-2,500") for t in texts(emu))
     obs = parse(drawn["bench-observability.svg"])
     assert "ours/theirs 1.12x (target <=0.8x, missed); lower is better" in texts(obs)
 
