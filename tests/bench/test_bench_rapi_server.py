@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.rapi_server import DEADLINE_AHEAD_MS, FUNCTION_ARN, BatchStats
+from bench.rapi_server import DEADLINE_AHEAD_MS, FUNCTION_ARN, MAX_HEADER_BYTES, BatchStats
 from bench.runtimes import Server
 from runtime import protocol
 
@@ -308,3 +308,28 @@ def test_reset_drops_the_old_runtime_and_its_connections(server: Server, client:
         assert fresh.read_response()[2] == SMALL
     finally:
         fresh.close()
+
+
+def test_oversized_head_and_truncated_body_are_fatal(server: Server) -> None:
+    big = Client(server.port)
+    big.send(b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * (MAX_HEADER_BYTES + 10))
+    msg = message(server)
+    assert msg[0] == "fatal" and "request head too large" in msg[1]
+    big.close()
+    cut = Client(server.port)
+    cut.send(post(protocol.INIT_ERROR_PATH, b"x" * 100)[:-40])
+    cut.sock.shutdown(socket.SHUT_WR)
+    msg = message(server)
+    assert msg[0] == "fatal" and "after 60 of 100 body bytes" in msg[1]
+    cut.close()
+
+
+def test_connection_close_is_honoured(server: Server, client: Client) -> None:
+    client.send(
+        post(protocol.EXTENSION_REGISTER_PATH, b"{}").replace(
+            b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n"
+        )
+    )
+    assert client.read_response()[0] == 200
+    assert client.closed_by_server()
+    no_message(server)
