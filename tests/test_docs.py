@@ -253,6 +253,9 @@ COMMANDS: dict[str, str] = {
     "--parameter-overrides ImageUri=… PythonLayerArn=…": "not run: needs AWS",
     "aws cloudformation describe-stacks --stack-name lambda-runtime-hello --query "
     "'Stacks[0].Outputs'": "not run: needs AWS",
+    "python -m bench --charts-from bench/results/latest.json": RUN_HERE,
+    "python -m bench --charts-from out/bench.json --charts-dir /tmp/img":
+        "tests/bench/test_bench_charts.py (--charts-from with --charts-dir, as a real process)",
     "aws lambda invoke --function-name ZIP_OR_IMAGE_FUNCTION_NAME --cli-binary-format "
     "raw-in-base64-out --payload '{\"name\": \"AWS\"}' /dev/stdout": "not run: needs AWS",
 }
@@ -325,6 +328,16 @@ def test_make_run_prints_the_hello_answer() -> None:
     assert status == 0, err
     # make echoes the command first; the answer is the last line.
     assert json.loads(out.splitlines()[-1])["message"] == "Hello, world!"
+
+
+def test_charts_redrawn_as_documented_match_the_committed_ones() -> None:
+    """The committed charts are the ones the committed results draw: redrawing them in place, as
+    the performance page shows, leaves docs/img/ unchanged."""
+    before = {p.name: p.read_bytes() for p in (REPO / "docs" / "img").glob("*.svg")}
+    status, _, err = _run("python -m bench --charts-from bench/results/latest.json")
+    assert status == 0, err
+    after = {p.name: p.read_bytes() for p in (REPO / "docs" / "img").glob("*.svg")}
+    assert before and after == before
 
 
 def test_invoke_hello_as_documented() -> None:
