@@ -417,10 +417,10 @@ class Emulator:
             sched = self._core.scheduler
             assert sched is not None
             return {
-                "environments": len(sched.envs),
+                "environments": len(sched.lifecycle.envs),
                 "busy": sched.in_flight,
-                "started": sched.started,
-                "processes": len(sched.processes),
+                "started": sched.lifecycle.started,
+                "processes": len(sched.lifecycle.processes),
             }
 
         result: dict[str, int] = self._call(collect)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .reports import Report
 
 if TYPE_CHECKING:
-    from .environments import Environment
+    from .environment import Environment
 
 REQUEST_RESPONSE = "RequestResponse"
 EVENT = "Event"

@@ -33,7 +33,7 @@ from .server import Headers, HttpConnection, Request
 
 if TYPE_CHECKING:
     from .config import EmulatorConfig
-    from .environments import Scheduler
+    from .scheduler import Scheduler
 
 _FUNCTIONS = b"/2015-03-31/functions/"
 _INVOCATIONS = b"/invocations"
