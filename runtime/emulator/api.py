@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 import httpx
 import orjson
 
+from runtime import protocol
+
 from .app import EmulatorCore, new_event_loop
 from .config import EmulatorConfig, split_command
 from .invocation import Invocation
@@ -124,7 +126,7 @@ class InvokeResult:
     @property
     def log_tail(self) -> str | None:
         """The ``X-Amz-Log-Result`` header decoded, when the invoke asked for ``Tail``."""
-        value = self.headers.get("x-amz-log-result")
+        value = self.headers.get(protocol.LOG_RESULT_HEADER.lower())
         return base64.b64decode(value).decode("utf-8", "replace") if value else None
 
     def raise_for_error(self) -> InvokeResult:
@@ -290,7 +292,7 @@ class Emulator:
 
     @property
     def invoke_path(self) -> str:
-        return f"/2015-03-31/functions/{self.config.function_name}/invocations"
+        return protocol.invoke_path(self.config.function_name)
 
     @property
     def runtime_api(self) -> str:
@@ -320,16 +322,25 @@ class Emulator:
     ) -> InvokeResult:
         """A RequestResponse invoke. ``event`` is JSON-encoded; ``payload`` sends raw bytes."""
         response = self._post(
-            event, payload, "RequestResponse", tail, client_context, trace_id, tenant_id, headers
+            event,
+            payload,
+            protocol.INVOCATION_TYPE_REQUEST_RESPONSE,
+            tail,
+            client_context,
+            trace_id,
+            tenant_id,
+            headers,
         )
         return self._result(response)
 
     def invoke_event(self, event: Any = None, *, payload: bytes | None = None) -> str:
         """An Event (asynchronous) invoke; returns its request id for :meth:`wait_event`."""
-        response = self._post(event, payload, "Event", False, None, None, None, None)
+        response = self._post(
+            event, payload, protocol.INVOCATION_TYPE_EVENT, False, None, None, None, None
+        )
         if response.status_code != 202:
             raise RuntimeError(f"Event invoke refused: {response.status_code} {response.text}")
-        return response.headers["x-amzn-requestid"]
+        return response.headers[protocol.AMZN_REQUEST_ID_HEADER]
 
     def wait_event(self, request_id: str, timeout: float = 30.0) -> InvokeResult:
         """Wait until an Event invoke is over (retries included) and return its last attempt."""
@@ -381,30 +392,30 @@ class Emulator:
         if self._client is None:
             raise RuntimeError("the emulator is not started (use start() or a with block)")
         body = payload if payload is not None else orjson.dumps(event if event is not None else {})
-        headers = {"X-Amz-Invocation-Type": kind}
+        headers = {protocol.INVOCATION_TYPE_HEADER: kind}
         if tail:
-            headers["X-Amz-Log-Type"] = "Tail"
+            headers[protocol.LOG_TYPE_HEADER] = protocol.LOG_TYPE_TAIL
         if client_context is not None:
-            headers["X-Amz-Client-Context"] = base64.b64encode(
+            headers[protocol.INVOKE_CLIENT_CONTEXT_HEADER] = base64.b64encode(
                 orjson.dumps(dict(client_context))
             ).decode()
         if trace_id is not None:
-            headers["X-Amzn-Trace-Id"] = trace_id
+            headers[protocol.INVOKE_TRACE_ID_HEADER] = trace_id
         if tenant_id is not None:
-            headers["X-Amz-Tenant-Id"] = tenant_id
+            headers[protocol.INVOKE_TENANT_ID_HEADER] = tenant_id
         if extra:
             headers.update(extra)
         return self._client.post(self.invoke_path, content=body, headers=headers)
 
     def _result(self, response: httpx.Response) -> InvokeResult:
-        request_id = response.headers.get("x-amzn-requestid", "")
+        request_id = response.headers.get(protocol.AMZN_REQUEST_ID_HEADER, "")
         inv = self._core.records.get(request_id)
         return InvokeResult(
             status_code=response.status_code,
             raw=response.content,
             headers=response.headers,
             request_id=request_id,
-            function_error=response.headers.get("x-amz-function-error"),
+            function_error=response.headers.get(protocol.FUNCTION_ERROR_HEADER),
             until_end=(lambda: self._wait_end(inv)) if inv is not None else None,
         )
 

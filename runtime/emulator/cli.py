@@ -18,6 +18,8 @@ from pathlib import Path
 
 import orjson
 
+from runtime import protocol
+
 from .app import run
 from .config import ConfigError, EmulatorConfig, parse_env_assignment, parse_env_file, split_command
 
@@ -288,7 +290,7 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
         f"lambda-runtime emulator: {name} ({config.handler or 'no handler'}), timeout "
         f"{config.timeout:g} s, memory {config.memory} MB, concurrency "
         f"{1 if config.no_spawn else config.concurrency}",
-        f"Invoke API: {core.url}/2015-03-31/functions/{name}/invocations",
+        f"Invoke API: {core.url}{protocol.invoke_path(name)}",
     ]
     if config.otel_console:
         lines.append(
@@ -336,13 +338,13 @@ async def _invoke(config: EmulatorConfig, event: bytes, *, quiet: bool, tail: bo
     )
     await core.start()
     try:
-        headers = {"X-Amz-Invocation-Type": "RequestResponse"}
+        headers = {protocol.INVOCATION_TYPE_HEADER: protocol.INVOCATION_TYPE_REQUEST_RESPONSE}
         if tail:
-            headers["X-Amz-Log-Type"] = "Tail"
+            headers[protocol.LOG_TYPE_HEADER] = protocol.LOG_TYPE_TAIL
         timeout = config.timeout + config.init_timeout * 2 + 30
         async with httpx.AsyncClient(base_url=core.url, timeout=timeout) as client:
             response = await client.post(
-                f"/2015-03-31/functions/{config.function_name}/invocations",
+                protocol.invoke_path(config.function_name),
                 content=event,
                 headers=headers,
             )
@@ -354,17 +356,17 @@ async def _invoke(config: EmulatorConfig, event: bytes, *, quiet: bool, tail: bo
                 await asyncio.wait_for(ended.wait(), config.timeout + 5)
     finally:
         await core.stop()
-    if tail and "x-amz-log-result" in response.headers:
+    if tail and protocol.LOG_RESULT_HEADER in response.headers:
         import base64
 
-        sys.stderr.buffer.write(base64.b64decode(response.headers["x-amz-log-result"]))
+        sys.stderr.buffer.write(base64.b64decode(response.headers[protocol.LOG_RESULT_HEADER]))
         sys.stderr.flush()
     body = response.content
     sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
     sys.stdout.flush()
     if response.status_code >= 300:
         return EXIT_FUNCTION_ERROR
-    if response.headers.get("x-amz-function-error"):
+    if response.headers.get(protocol.FUNCTION_ERROR_HEADER):
         try:
             error_type = json.loads(body).get("errorType")
         except (ValueError, AttributeError):

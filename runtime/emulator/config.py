@@ -11,10 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.protocol import MAX_EVENT_PAYLOAD, MAX_STREAMED_RESPONSE, MAX_SYNC_PAYLOAD
-
-__all__ = ["MAX_EVENT_PAYLOAD", "MAX_STREAMED_RESPONSE", "MAX_SYNC_PAYLOAD"]
-
 DEFAULT_ACCOUNT = "123456789012"
 
 # Set by the emulator from its own options; an --env for them is a mistake worth reporting.
