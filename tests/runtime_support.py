@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from runtime import protocol
+
 REPO = Path(__file__).resolve().parent.parent
 HANDLERS = Path(__file__).resolve().parent / "handlers"
-NEXT = "/2018-06-01/runtime/invocation/next"
+NEXT = protocol.NEXT_PATH
 
 
 @dataclass
@@ -74,12 +76,11 @@ class RuntimeAPIStub:
     ) -> str:
         request_id = request_id or str(uuid.uuid4())
         base = {
-            "Lambda-Runtime-Aws-Request-Id": request_id,
-            "Lambda-Runtime-Deadline-Ms": str(
+            protocol.REQUEST_ID_HEADER: request_id,
+            protocol.DEADLINE_HEADER: str(
                 deadline_ms if deadline_ms is not None else int(time.time() * 1000) + 30_000
             ),
-            "Lambda-Runtime-Invoked-Function-Arn":
-                "arn:aws:lambda:us-east-1:123456789012:function:test",
+            protocol.FUNCTION_ARN_HEADER: "arn:aws:lambda:us-east-1:123456789012:function:test",
         }
         if content_type is not None:
             base["Content-Type"] = content_type
@@ -158,22 +159,33 @@ def make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length)
             path = self.path
             headers = dict(self.headers.items())
-            parts = path.strip("/").split("/")
-            if path == "/2018-06-01/runtime/init/error":
+            # /invocation/{request_id}/response or /error
+            request_id, _, kind = path[len(protocol.INVOCATION_PREFIX) :].partition("/")
+            if path == protocol.INIT_ERROR_PATH:
                 post = Post("init_error", path, headers, body)
-            elif path == "/2020-01-01/extension/register":
+            elif path == protocol.EXTENSION_REGISTER_PATH:
                 post = Post("register", path, headers, body)
                 stub.posts.put(post)
-                self._reply(200, b"{}", {"Lambda-Extension-Identifier": str(uuid.uuid4())})
+                self._reply(200, b"{}", {protocol.EXTENSION_ID_HEADER: str(uuid.uuid4())})
                 return
-            elif len(parts) == 5 and parts[4] in ("response", "error"):
-                post = Post(parts[4], path, headers, body, request_id=parts[3])
+            elif path.startswith(protocol.INVOCATION_PREFIX) and "/" + kind in (
+                protocol.RESPONSE_SUFFIX,
+                protocol.ERROR_SUFFIX,
+            ):
+                post = Post(kind, path, headers, body, request_id=request_id)
             else:
                 self._reply(404, b'{"errorMessage":"unknown path"}')
                 return
             stub.posts.put(post)
-            status = stub.status_overrides.get(post.request_id or post.kind, 202)
-            self._reply(status, b'{"status":"OK"}' if status == 202 else b'{"errorMessage":"x"}')
+            status = stub.status_overrides.get(
+                post.request_id or post.kind, protocol.STATUS_ACCEPTED
+            )
+            self._reply(
+                status,
+                b'{"status":"OK"}'
+                if status == protocol.STATUS_ACCEPTED
+                else b'{"errorMessage":"x"}',
+            )
 
     return Handler
 
