@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +39,8 @@ class Post:
     headers: dict[str, str]
     body: bytes
     request_id: str | None = None
+    # time.monotonic() when the stub had read the whole request, before answering it.
+    received: float = 0.0
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers.items():
@@ -55,6 +57,11 @@ class RuntimeAPIStub:
     posts: queue.Queue[Post] = field(default_factory=queue.Queue)
     status_overrides: dict[str, int] = field(default_factory=dict)
     next_calls: int = 0
+    # time.monotonic() of each GET /next as it arrived (before an event was there to hand out).
+    next_times: list[float] = field(default_factory=list)
+    # Called in the server thread with each post, before it is answered or queued: what a test
+    # checks here is checked at the moment the post arrived.
+    on_post: Callable[[Post], None] | None = None
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -124,6 +131,7 @@ def make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
             if self.path != NEXT:
                 self._reply(404, b'{"errorMessage":"unknown path"}')
                 return
+            stub.next_times.append(time.monotonic())
             stub.next_calls += 1
             while True:
                 try:
@@ -156,21 +164,24 @@ def make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
+            received = time.monotonic()
             path = self.path
             headers = dict(self.headers.items())
             parts = path.strip("/").split("/")
             if path == "/2018-06-01/runtime/init/error":
-                post = Post("init_error", path, headers, body)
+                post = Post("init_error", path, headers, body, received=received)
             elif path == "/2020-01-01/extension/register":
-                post = Post("register", path, headers, body)
+                post = Post("register", path, headers, body, received=received)
                 stub.posts.put(post)
                 self._reply(200, b"{}", {"Lambda-Extension-Identifier": str(uuid.uuid4())})
                 return
             elif len(parts) == 5 and parts[4] in ("response", "error"):
-                post = Post(parts[4], path, headers, body, request_id=parts[3])
+                post = Post(parts[4], path, headers, body, request_id=parts[3], received=received)
             else:
                 self._reply(404, b'{"errorMessage":"unknown path"}')
                 return
+            if stub.on_post is not None:
+                stub.on_post(post)
             stub.posts.put(post)
             status = stub.status_overrides.get(post.request_id or post.kind, 202)
             self._reply(status, b'{"status":"OK"}' if status == 202 else b'{"errorMessage":"x"}')
@@ -182,6 +193,26 @@ class RuntimeProcess:
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
         self._output: bytes | None = None
+        self._read_early = b""
+
+    def output_so_far(self) -> str:
+        """Everything the runtime has written until now, without waiting: what it wrote before
+        an event (say, the post the stub is receiving) is in the pipe by then."""
+        assert self.proc.stdout is not None and self._output is None
+        fd = self.proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                self._read_early += chunk
+        finally:
+            os.set_blocking(fd, True)
+        return self._read_early.decode("utf-8", "replace")
 
     def stop(self) -> str:
         """Kill the runtime (it never exits on its own while the API is up); return its output."""
@@ -189,7 +220,7 @@ class RuntimeProcess:
             if self.proc.poll() is None:
                 self.proc.kill()
             out, _ = self.proc.communicate(timeout=10)
-            self._output = out
+            self._output = self._read_early + out
         return self._output.decode("utf-8", "replace")
 
     def wait_exit(self, timeout: float = 15.0) -> int:
