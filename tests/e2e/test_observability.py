@@ -463,6 +463,11 @@ def test_spans_are_exported_after_the_response_and_before_the_next_invoke(
 def test_a_collector_that_never_answers_delays_invokes_only_by_the_budget(
     runtime_api: RuntimeAPIStub, start: Any
 ) -> None:
+    """Catches: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT ignored (the default 2,000 ms used instead),
+    and an export that gives up before its budget is spent.
+
+    The delay an invoke adds is what the stub sees between the runtime's post and its next
+    /next: the export runs in between."""
     import socket
 
     listener = socket.socket()
@@ -475,12 +480,22 @@ def test_a_collector_that_never_answers_delays_invokes_only_by_the_budget(
             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=url,
             OTEL_EXPORTER_OTLP_TRACES_TIMEOUT="300",
         )
-        began = time.monotonic()
+        posts = []
         for i in range(4):
             _, post = invoke(runtime_api, {"i": i})
             assert json.loads(post.body) == {"i": i}
-        # 4 invokes, at most 4 flush budgets of 0.3 s (fewer: it backs off), plus start-up.
-        assert time.monotonic() - began < 8
+            posts.append(post)
+        runtime_api.push("{}")  # the /next it waits for ends the fourth invoke's export
+        runtime_api.wait_post()
+        delays = [
+            after - post.received
+            for post, after in zip(posts, runtime_api.next_times[1:5], strict=True)
+        ]
+        # The first export waits the whole 0.3 s; after that failure it backs off (0.5 s), so
+        # at least one of the next invokes does not try at all.
+        assert 0.3 <= delays[0] < 0.45, delays
+        assert all(delay < 0.45 for delay in delays), delays
+        assert min(delays[1:]) < 0.1, delays
     finally:
         listener.close()
 
