@@ -11,6 +11,7 @@ import queue
 import select
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -62,6 +63,9 @@ class RuntimeAPIStub:
     # Called in the server thread with each post, before it is answered or queued: what a test
     # checks here is checked at the moment the post arrived.
     on_post: Callable[[Post], None] | None = None
+    # Response and error posts received so far.
+    answered: int = 0
+    changed: threading.Condition = field(default_factory=threading.Condition)
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -101,6 +105,20 @@ class RuntimeAPIStub:
         except queue.Empty:
             raise AssertionError(f"the runtime posted nothing within {timeout}s") from None
 
+    def wait_idle(self, timeout: float = 15.0) -> None:
+        """Wait until the runtime has asked for the next event after its last answer.
+
+        Whatever the runtime does for an invoke after posting its answer (metrics, span
+        export, buffered log lines) it does before that GET /next: once it arrived, all of the
+        invoke's output is in the pipe. Use this, not a sleep, before reading the output."""
+        with self.changed:
+            if not self.changed.wait_for(
+                lambda: len(self.next_times) > self.answered, timeout
+            ):
+                raise AssertionError(
+                    f"no GET /next within {timeout}s after answer {self.answered}"
+                )
+
     def expect_no_post(self, wait: float = 0.3) -> None:
         try:
             post = self.posts.get(timeout=wait)
@@ -131,8 +149,10 @@ def make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
             if self.path != NEXT:
                 self._reply(404, b'{"errorMessage":"unknown path"}')
                 return
-            stub.next_times.append(time.monotonic())
-            stub.next_calls += 1
+            with stub.changed:
+                stub.next_times.append(time.monotonic())
+                stub.next_calls += 1
+                stub.changed.notify_all()
             while True:
                 try:
                     event = stub.events.get(timeout=0.05)
@@ -182,6 +202,10 @@ def make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
                 return
             if stub.on_post is not None:
                 stub.on_post(post)
+            if post.kind in ("response", "error"):
+                with stub.changed:
+                    stub.answered += 1
+                    stub.changed.notify_all()
             stub.posts.put(post)
             status = stub.status_overrides.get(post.request_id or post.kind, 202)
             self._reply(status, b'{"status":"OK"}' if status == 202 else b'{"errorMessage":"x"}')

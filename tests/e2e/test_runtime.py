@@ -482,7 +482,7 @@ def test_runtime_api_that_goes_away_makes_the_runtime_exit(
 def test_logging_and_print_reach_stdout(runtime_api: Any, start_runtime: Any) -> None:
     post, proc = run_one(runtime_api, start_runtime, "basic.logs", {}, request_id="req-log")
     assert post.kind == "response"
-    time.sleep(0.2)
+    runtime_api.wait_idle()
     lines = proc.stop().split("\n")
     assert "printed line" in lines
     record = next(line for line in lines if "first line" in line)
