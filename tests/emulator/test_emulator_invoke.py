@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import re
+import statistics
 import time
 import uuid
 
@@ -195,15 +196,20 @@ def test_response_over_6mb_is_function_error(emulator):
     assert fn.invoke({"size": 10}).payload == "x" * 10
 
 
-def test_invoke_latency_is_small_when_warm(make):
+def test_no_warm_invoke_stalls_on_a_delayed_ack(make):
+    """Catches: Nagle's algorithm left on for a response written in two parts (head, then
+    body), which makes every warm invoke wait for the peer's delayed ACK: 40 ms each.
+
+    The stall hits every invoke, so the median shows it; a busy test machine delays only some.
+    (How fast a warm invoke is, is for the benchmark: make bench.)"""
     fn = make("app.echo")
     fn.invoke({})
-    start = time.perf_counter()
-    for _ in range(50):
+    durations = []
+    for _ in range(21):
+        started = time.perf_counter()
         assert fn.invoke({}).ok
-    per_invoke = (time.perf_counter() - start) / 50
-    # Generous bound: catches a Nagle/delayed-ACK stall (40 ms) or a polling loop.
-    assert per_invoke < 0.03, per_invoke
+        durations.append(time.perf_counter() - started)
+    assert statistics.median(durations) < 0.04, durations
 
 
 @pytest.mark.parametrize(

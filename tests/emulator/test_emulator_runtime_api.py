@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import orjson
 import pytest
-from emulator_support import HANDLERS, MARK, MARK_VAR
+from emulator_support import HANDLERS, MARK, MARK_VAR, wait_for
 
 
 @pytest.fixture
@@ -201,7 +201,7 @@ def test_init_error_and_extension_calls(manual):
     )
     assert ext.status_code == 200 and ext.headers["lambda-extension-identifier"]
     future = pool.submit(fn.invoke, {})
-    time.sleep(0.1)
+    wait_for(lambda: fn.stats()["busy"] == 1, "the invoke waiting for init")
     error = {
         "errorMessage": "cannot import",
         "errorType": "Runtime.ImportModuleError",
