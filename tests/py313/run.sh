@@ -23,8 +23,9 @@ ROOT="$CACHE/root"
 SUITE=trixie
 MIRROR=${LAMBDA_RUNTIME_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VENV=/opt/venv  # inside the root
-# pyproject.toml's runtime dependencies plus what the selected tests import.
-TEST_DEPS="pytest>=8 pytest-timeout>=2.3 hypothesis>=6.100 opentelemetry-proto setuptools>=68 wheel"
+# pyproject.toml's runtime dependencies plus what the selected tests import (awslambdaric: the
+# context is compared with its own).
+TEST_DEPS="pytest>=8 pytest-timeout>=2.3 hypothesis>=6.100 opentelemetry-proto awslambdaric>=2.2 setuptools>=68 wheel"
 SELECTION="tests --ignore=tests/packaging --ignore=tests/emulator --ignore=tests/bench"
 
 say() { echo "py313: $*" >&2; }
@@ -75,6 +76,9 @@ if [ ! -e "$ROOT/.debootstrapped" ]; then
     mv "$ROOT.new" "$ROOT"
     say "root ready in $(( $(date +%s) - started )) s"
 fi
+
+in_root true 2>"$CACHE/probe.out" \
+    || cannot "cannot enter the chroot (unshare --mount, mount, chroot): $(cat "$CACHE/probe.out")"
 
 # What pip needs to reach PyPI from inside: the host's CA bundle and name servers.
 mkdir -p "$ROOT/etc/ssl/certs"
