@@ -146,7 +146,7 @@ def _raw_post(
         sock.sendall(head.encode())
         for chunk in chunks:
             sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            time.sleep(0.01)
+            time.sleep(0.01)  # pacing, not synchronisation: each chunk arrives on its own
         tail = "".join(f"{k}: {v}\r\n" for k, v in trailers.items())
         sock.sendall(b"0\r\n" + tail.encode() + b"\r\n")
         status_line = sock.recv(4096).split(b"\r\n", 1)[0]
