@@ -36,6 +36,13 @@ docs: docs-tools
 
 test: setup tools docs-tools
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-py313
+
+# The runtime's unit and end-to-end tests again under Python 3.13 (Debian trixie), in a chroot
+# cached in out/cache/py313 (first run: about a minute more). Extra pytest arguments: PYTEST_ARGS.
+.PHONY: test-py313
+test-py313: tools
+	sh tests/py313/run.sh $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check runtime tests examples bench
