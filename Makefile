@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup tools run test lint bench clean
 
+# Quiet on purpose: a first `make run` shows the emulator's lines and the answer, not pip's.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --config-settings editable_mode=compat --editable '.[dev]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (first run only)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install --quiet --disable-pip-version-check --editable '.[dev]'
+	@touch $(STAMP)
 
 setup: $(STAMP)
 
@@ -19,7 +21,7 @@ tools:
 	sh tests/packaging/setup_tools.sh
 
 run: setup
-	$(BIN)/lambda-runtime invoke app.handler --task-root examples/hello --event '{"name": "world"}'
+	@$(BIN)/lambda-runtime invoke app.handler --task-root examples/hello --event '{"name": "world"}'
 
 
 test: setup tools

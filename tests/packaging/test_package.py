@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "out" / "cache" / "pip"
 HOST_TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -35,7 +35,7 @@ def package(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "runtime.package", "package", *map(str, args),
+        [sys.executable, "-m", "runtime.packaging.package", "package", *map(str, args),
          "--cache-dir", str(CACHE)],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=source, check=False,
     )
