@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -39,6 +39,12 @@ from runtime.packaging.archive import (
     ZipSummary,
     iter_tree,
     write_deterministic_zip,
+)
+from runtime.packaging.core import (
+    EXCLUDED_DIRS,
+    EXCLUDED_SUFFIXES,
+    RUNTIME_DIR,
+    copy_core,
 )
 
 __all__ = ["PackageError", "Target", "build", "main"]
@@ -53,23 +59,8 @@ ARCHES = {"x86_64": "x86_64", "arm64": "aarch64"}
 LAYER_ZIP = "runtime-layer.zip"
 FUNCTION_ZIP = "function.zip"
 DISTRIBUTION = "lambda-runtime"
-RUNTIME_DIR = Path(__file__).resolve().parent.parent
-# Top-level parts of the `runtime` package that are developer tooling, never shipped: they would
-# double the layer and they import httpx and h11, which nothing on Lambda needs. `_data` holds the
-# bootstrap script, which the layer carries at its root instead.
-TOOLING = frozenset({"emulator", "packaging", "cli.py", "_data"})
 # Optional parts a function may ask for (`--with`); each is a pip extra of this distribution.
 SHIPPABLE_EXTRAS = ("otel", "structlog")
-
-# Never deployed: caches, virtual environments, VCS metadata and build output of common tools.
-EXCLUDED_DIRS = frozenset(
-    {
-        "__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
-        ".pytest_cache", ".ruff_cache", ".hypothesis", ".aws-sam", "node_modules", ".idea",
-        ".vscode",
-    }
-)
-EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".DS_Store")
 
 
 class PackageError(Exception):
@@ -289,22 +280,6 @@ def _requirements_from_pyproject(root: Path) -> list[str]:
     return declared
 
 
-def core_files() -> Iterator[tuple[str, Path]]:
-    """(name under `runtime/`, path) of each file of the runtime core: the package minus TOOLING."""
-    listing = iter_tree(RUNTIME_DIR, exclude_dirs=EXCLUDED_DIRS, exclude_suffixes=EXCLUDED_SUFFIXES)
-    for name, path in listing:
-        if name.split("/", 1)[0] not in TOOLING:
-            yield name, path
-
-
-def _copy_core(dst: Path) -> None:
-    for name, path in core_files():
-        out = dst / name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # Content, never a link: a link into a checkout would dangle once unzipped on Lambda.
-        shutil.copyfile(path.resolve(), out)
-
-
 def _copy_function(src: Path, dst: Path, *, shown: str, skip: Path) -> None:
     """Copy what would be deployed from the function folder `src` into `dst`.
 
@@ -491,7 +466,7 @@ def build(options: BuildOptions, progress: Progress, *, shown: str | None = None
         progress.step(f"runtime layer for {target}")
         shutil.copyfile(bootstrap, layer / "bootstrap")
         (layer / "bootstrap").chmod(0o755)
-        _copy_core(layer / "python" / "runtime")
+        copy_core(layer / "python" / "runtime")
         deps = runtime_requirements(options.extras)
         progress.note(f"dependencies: {', '.join(deps)}")
         _run_pip(
