@@ -280,7 +280,7 @@ def _requirements_from_pyproject(root: Path) -> list[str]:
     return declared
 
 
-def _copy_function(src: Path, dst: Path, *, shown: str, skip: Path) -> None:
+def _copy_function(src: Path, dst: Path, *, shown: str, skip: Path | None) -> None:
     """Copy what would be deployed from the function folder `src` into `dst`.
 
     Leaves out caches, VCS data, stale bytecode and `skip` (the output folder, when it lies inside
@@ -290,9 +290,10 @@ def _copy_function(src: Path, dst: Path, *, shown: str, skip: Path) -> None:
     """
     listing = iter_tree(src, exclude_dirs=EXCLUDED_DIRS, exclude_suffixes=EXCLUDED_SUFFIXES)
     for name, path in listing:
-        real_parent = Path(os.path.realpath(path.parent))
-        if real_parent == skip or skip in real_parent.parents or path == skip:
-            continue
+        if skip is not None:
+            real_parent = Path(os.path.realpath(path.parent))
+            if real_parent == skip or skip in real_parent.parents or path == skip:
+                continue
         user_path = os.path.join(shown, name)
         out = dst / name
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -426,6 +427,14 @@ def build(options: BuildOptions, progress: Progress, *, shown: str | None = None
     if not function_dir.is_dir():
         raise PackageError(f"function folder {shown} does not exist or is not a folder")
     function_dir = function_dir.resolve()
+    real_output = output.resolve()
+    if real_output == function_dir:
+        raise PackageError(
+            f"the output folder {options.output} is the function folder {shown}: the zips would "
+            "be packaged into themselves; choose another folder, for example a subfolder `dist`"
+        )
+    # An output folder inside the function folder is left out of function.zip.
+    skip = real_output if function_dir in real_output.parents else None
     bootstrap = options.bootstrap.absolute()
     if not bootstrap.is_file():
         raise PackageError(f"bootstrap script {options.bootstrap} does not exist")
@@ -477,7 +486,7 @@ def build(options: BuildOptions, progress: Progress, *, shown: str | None = None
         _drop_scripts(layer / "python")
 
         progress.step(f"function {shown}")
-        _copy_function(function_dir, function, shown=shown, skip=output.resolve())
+        _copy_function(function_dir, function, shown=shown, skip=skip)
         if requirements.is_file():
             progress.note(f"installing {os.path.join(shown, requirements.name)}")
             _run_pip(

@@ -351,6 +351,25 @@ def test_output_inside_the_function_folder_is_not_packaged(tmp_path: Path) -> No
     assert any(n.startswith("markupsafe/") for n in fn_names)
 
 
+def test_output_above_the_function_folder_still_packages_the_function(tmp_path: Path) -> None:
+    fn = tmp_path / "fn"
+    fn.mkdir()
+    (fn / "app.py").write_text("def handler(e, c):\n    return 1\n")
+    proc = package("fn", "--output", ".", "--no-compile", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "app.py" in names(tmp_path / "function.zip")
+
+
+def test_output_that_is_the_function_folder_is_refused(tmp_path: Path) -> None:
+    fn = tmp_path / "fn"
+    fn.mkdir()
+    (fn / "app.py").write_text("def handler(e, c):\n    return 1\n")
+    proc = package(".", "--output", ".", "--no-compile", cwd=fn)
+    assert proc.returncode == 1
+    assert "the output folder . is the function folder ." in proc.stderr
+    assert sorted(p.name for p in fn.iterdir()) == ["app.py"]
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
