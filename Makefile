@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first run only)"
 	@$(PYTHON) -m venv $(VENV)
+# Left by the former setuptools install; on sys.path it would shadow the current metadata.
+	@rm -rf lambda_runtime.egg-info
 	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/pip install --quiet --disable-pip-version-check --editable '.[dev]'
 	@touch $(STAMP)
@@ -37,4 +39,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache lambda_runtime.egg-info

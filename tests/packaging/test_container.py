@@ -121,8 +121,13 @@ import importlib.util, json, os
 import runtime.bootstrap
 MODULES = ["runtime.emulator", "runtime.packaging", "runtime.cli", "httpx", "h11", "structlog",
            "opentelemetry.sdk", "orjson"]
+def present(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # the parent package is missing
+        return False
 print(json.dumps({
-    "modules": sorted(m for m in MODULES if importlib.util.find_spec(m) is not None),
+    "modules": sorted(m for m in MODULES if present(m)),
     "uid": os.getuid(),
     "app_pyc": os.path.exists(importlib.util.cache_from_source("/var/task/app.py")),
     "runtime_pyc": os.path.exists(importlib.util.cache_from_source(runtime.bootstrap.__file__)),
