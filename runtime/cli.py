@@ -14,8 +14,9 @@ from collections.abc import Sequence
 USAGE = """usage: lambda-runtime HANDLER                 run the runtime ($AWS_LAMBDA_RUNTIME_API)
        lambda-runtime serve HANDLER [options]  run the local emulator (Invoke API + Runtime API)
        lambda-runtime invoke HANDLER [options] invoke a handler once through the emulator
-       lambda-runtime package FUNCTION_DIR --output DIR
+       lambda-runtime package FUNCTION_DIR --output DIR [--with otel,structlog]
                                                build runtime-layer.zip and function.zip
+The emulator (serve, invoke) needs the extra: pip install 'lambda-runtime[emulator]'
 Run `lambda-runtime COMMAND --help` for a command's options.
 """
 
