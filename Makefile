@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup tools run test lint bench clean
+.PHONY: setup tools run test lint bench clean docs docs-tools
 
+# Quiet on purpose: a first `make run` shows the emulator's lines and the answer, not pip's.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --config-settings editable_mode=compat --editable '.[dev]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (first run only)"
+	@$(PYTHON) -m venv $(VENV)
+# Left by the former setuptools install; on sys.path it would shadow the current metadata.
+	@rm -rf lambda_runtime.egg-info
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install --quiet --disable-pip-version-check --editable '.[dev]'
+	@touch $(STAMP)
 
 setup: $(STAMP)
 
@@ -19,11 +23,30 @@ tools:
 	sh tests/packaging/setup_tools.sh
 
 run: setup
-	$(BIN)/lambda-runtime invoke app.handler --task-root examples/hello --event '{"name": "world"}'
+	@$(BIN)/lambda-runtime invoke app.handler --task-root examples/hello --event '{"name": "world"}'
 
 
-test: setup tools
+# The docs' build tools, in the same .venv (tests/test_docs.py runs the strict build).
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): docs/requirements.txt $(STAMP)
+	@$(BIN)/pip install --quiet --disable-pip-version-check -r docs/requirements.txt
+	@touch $(DOCS_STAMP)
+
+docs-tools: $(DOCS_STAMP)
+
+# The site goes to site/ (gitignored); --strict turns a broken link or anchor into an error.
+docs: docs-tools
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+test: setup tools docs-tools
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-py313
+
+# The runtime's unit and end-to-end tests again under Python 3.13 (Debian trixie), in a chroot
+# cached in out/cache/py313 (first run: about a minute more). Extra pytest arguments: PYTEST_ARGS.
+.PHONY: test-py313
+test-py313: tools
+	sh tests/py313/run.sh $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check runtime tests examples bench
@@ -35,4 +58,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out site .pytest_cache .mypy_cache .ruff_cache lambda_runtime.egg-info

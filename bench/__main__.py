@@ -1,5 +1,7 @@
-"""`python -m bench [SECTION ...]`: run benchmark sections in order, print tables, and write
-out/bench.json.
+"""`python -m bench [SECTION ...]`: run benchmark sections in order, print tables, write
+out/bench.json and bench/results/latest.json, and draw the comparisons as SVG charts into
+docs/img/ (bench.charts). `python -m bench --charts-from FILE` only redraws the charts from a
+saved results JSON.
 
 Sections are modules named in SECTIONS; each provides
     add_arguments(parser: argparse.ArgumentParser) -> None
@@ -19,10 +21,11 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import machine
+from bench import charts, machine
 from bench.runtimes import REPO_ROOT, BenchError
 
 SECTIONS: dict[str, str] = {
@@ -31,6 +34,9 @@ SECTIONS: dict[str, str] = {
     "observability": "bench.section_observability",  # issue 4: logs/traces vs Powertools/OTel
 }
 RESULTS_PATH = REPO_ROOT / "out" / "bench.json"
+# The copy kept in the repository, next to the charts drawn from it.
+SAVED_RESULTS_PATH = REPO_ROOT / "bench" / "results" / "latest.json"
+CHARTS_DIR = REPO_ROOT / "docs" / "img"
 
 
 def _load_sections() -> dict[str, ModuleType | None]:
@@ -57,10 +63,33 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECTION",
         help=f"sections to run, in order (default: all available of {', '.join(SECTIONS)})",
     )
+    parser.add_argument(
+        "--charts-from",
+        type=Path,
+        metavar="FILE",
+        help="run nothing: draw the charts from a results JSON written by an earlier run "
+        f"(e.g. {SAVED_RESULTS_PATH.relative_to(REPO_ROOT)})",
+    )
+    parser.add_argument(
+        "--charts-dir",
+        type=Path,
+        default=CHARTS_DIR,
+        help=f"where the SVG charts go (default {CHARTS_DIR.relative_to(REPO_ROOT)})",
+    )
     for mod in sections.values():
         if mod is not None:
             mod.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.charts_from is not None:
+        if args.sections:
+            parser.error("--charts-from runs no section; drop the section names")
+        try:
+            saved = json.loads(args.charts_from.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"cannot read results from {args.charts_from}: {exc}")
+        if not isinstance(saved, dict) or not isinstance(saved.get("sections"), dict):
+            parser.error(f"{args.charts_from} is not a results file of python -m bench")
+        return 0 if _write_charts(saved, args.charts_dir) else 1
 
     chosen: list[str] = args.sections or list(SECTIONS)
     for name in chosen:
@@ -100,10 +129,33 @@ def main(argv: list[str] | None = None) -> int:
         data["elapsed_s"] = round(time.monotonic() - t0, 1)
         results["sections"][name] = data
 
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nresults written to {RESULTS_PATH.relative_to(REPO_ROOT)}")
+    text = json.dumps(results, indent=2) + "\n"
+    for path in (RESULTS_PATH, SAVED_RESULTS_PATH):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(
+        f"\nresults written to {RESULTS_PATH.relative_to(REPO_ROOT)} and "
+        f"{SAVED_RESULTS_PATH.relative_to(REPO_ROOT)}"
+    )
+    _write_charts(results, args.charts_dir)
     return 1 if failed else 0
+
+
+def _write_charts(results: dict[str, Any], out_dir: Path) -> bool:
+    """Draw every chart the results hold data for; False when there was none to draw."""
+    written = charts.write_charts(results, out_dir)
+    if not written:
+        print(f"no chart drawn: no section in the results has data ({out_dir} unchanged)")
+        return False
+    print(f"charts written: {', '.join(_shown(p) for p in written)}")
+    return True
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _previous_results() -> dict[str, Any]:

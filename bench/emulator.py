@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runtime import protocol
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TASK_ROOT = Path(__file__).resolve().parent / "task_root"
 LUA = Path(__file__).resolve().parent / "invoke.lua"
@@ -128,7 +130,7 @@ class Served:
         self.proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=self.log, env=env
         )
-        self.url = f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
+        self.url = f"http://127.0.0.1:{port}{protocol.invoke_path(protocol.RIE_FUNCTION_NAME)}"
         deadline = time.monotonic() + 20
         while b"Invoke API:" not in self.log_path.read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -6,8 +6,10 @@ import json
 import random
 from typing import Any
 
+from runtime.protocol import MIB
+
 SMALL_EVENT = b'{"a":1}'
-LARGE_EVENT_MIN_BYTES = 1024 * 1024
+LARGE_EVENT_MIN_BYTES = MIB
 
 _WORDS = [
     "order",

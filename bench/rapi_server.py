@@ -33,19 +33,25 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from runtime import protocol
+
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:bench"
 # Far enough that no runtime ever thinks an invoke is about to time out.
 DEADLINE_AHEAD_MS = 15 * 60 * 1000
 
-NEXT_PATH = b"/2018-06-01/runtime/invocation/next"
-INVOKE_PREFIX = b"/2018-06-01/runtime/invocation/"
-INIT_ERROR_PATH = b"/2018-06-01/runtime/init/error"
-EXT_REGISTER_PATH = b"/2020-01-01/extension/register"
-EXT_NEXT_PATH = b"/2020-01-01/extension/event/next"
+# Request targets arrive as bytes; encoded once here from the protocol's definitions.
+NEXT_PATH = protocol.NEXT_PATH.encode()
+INVOKE_PREFIX = protocol.INVOCATION_PREFIX.encode()
+RESPONSE_SUFFIX = protocol.RESPONSE_SUFFIX.encode()
+ERROR_SUFFIX = protocol.ERROR_SUFFIX.encode()
+INIT_ERROR_PATH = protocol.INIT_ERROR_PATH.encode()
+EXT_REGISTER_PATH = protocol.EXTENSION_REGISTER_PATH.encode()
+EXT_NEXT_PATH = protocol.EXTENSION_NEXT_PATH.encode()
+ERROR_TYPE_KEY = protocol.ERROR_TYPE_HEADER.lower().encode()
 
 ACCEPTED = (
-    b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
-    b'Content-Length: 16\r\n\r\n{"status":"OK"}\n'
+    f"HTTP/1.1 {protocol.STATUS_ACCEPTED} Accepted\r\n".encode()
+    + b'Content-Type: application/json\r\nContent-Length: 16\r\n\r\n{"status":"OK"}\n'
 )
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_HEADER_BYTES = 64 * 1024
@@ -222,18 +228,17 @@ class RapiServer:
             return self._next(sock, gen, req.arrival_ns)
         if req.method == b"POST" and target.startswith(INVOKE_PREFIX):
             rest = target[len(INVOKE_PREFIX) :]
-            request_id, _, what = rest.partition(b"/")
-            if what == b"response":
-                self._response(request_id.decode(), req)
+            if rest.endswith(RESPONSE_SUFFIX):
+                self._response(rest[: -len(RESPONSE_SUFFIX)].decode(), req)
                 sock.sendall(ACCEPTED)
                 return True
-            if what == b"error":
-                self._error(request_id.decode(), req)
+            if rest.endswith(ERROR_SUFFIX):
+                self._error(rest[: -len(ERROR_SUFFIX)].decode(), req)
                 sock.sendall(ACCEPTED)
                 return True
         if req.method == b"POST" and target == INIT_ERROR_PATH:
             sock.sendall(ACCEPTED)
-            kind = req.headers.get(b"lambda-runtime-function-error-type", b"?").decode()
+            kind = req.headers.get(ERROR_TYPE_KEY, b"?").decode()
             self._fatal(f"runtime reported an init error {kind}: {req.body[:2000]!r}")
             return True
         if req.method == b"POST" and target == EXT_REGISTER_PATH:
@@ -242,8 +247,9 @@ class RapiServer:
             ).encode()
             sock.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                b"Lambda-Extension-Identifier: " + str(uuid.uuid4()).encode() + b"\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                + f"{protocol.EXTENSION_ID_HEADER}: {uuid.uuid4()}\r\n".encode()
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
             )
             return True
         if req.method == b"GET" and target == EXT_NEXT_PATH:
@@ -287,10 +293,10 @@ class RapiServer:
         head = (
             "HTTP/1.1 200 OK\r\n"
             "Content-Type: application/json\r\n"
-            f"Lambda-Runtime-Aws-Request-Id: {request_id}\r\n"
-            f"Lambda-Runtime-Deadline-Ms: {deadline}\r\n"
-            f"Lambda-Runtime-Invoked-Function-Arn: {FUNCTION_ARN}\r\n"
-            f"Lambda-Runtime-Trace-Id: {trace}\r\n"
+            f"{protocol.REQUEST_ID_HEADER}: {request_id}\r\n"
+            f"{protocol.DEADLINE_HEADER}: {deadline}\r\n"
+            f"{protocol.FUNCTION_ARN_HEADER}: {FUNCTION_ARN}\r\n"
+            f"{protocol.TRACE_ID_HEADER}: {trace}\r\n"
             f"Content-Length: {len(event.body)}\r\n\r\n"
         ).encode()
         with self._cond:
@@ -332,7 +338,7 @@ class RapiServer:
     def _error(self, request_id: str, req: _Request) -> None:
         with self._cond:
             self._outstanding.pop(request_id, None)
-        kind = req.headers.get(b"lambda-runtime-function-error-type", b"?").decode()
+        kind = req.headers.get(ERROR_TYPE_KEY, b"?").decode()
         self._fatal(f"invoke {request_id} failed with {kind}: {req.body[:2000]!r}")
 
 

@@ -43,7 +43,9 @@ class Row:
         }
 
 
-def _num(x: float) -> str:
+def fmt_number(x: float) -> str:
+    """Three significant figures or so, with thousands separators: how every table and
+    chart of the benchmark writes a measurement."""
     if x >= 100:
         return f"{x:,.0f}"
     if x >= 10:
@@ -61,8 +63,8 @@ def render(rows: Sequence[Row], theirs_label: str) -> str:
         body.append(
             [
                 f"{r.metric} ({r.unit})",
-                _num(r.ours),
-                _num(r.theirs),
+                fmt_number(r.ours),
+                fmt_number(r.theirs),
                 f"{r.ratio:.2f}x",
                 target,
                 met,

@@ -4,9 +4,10 @@
 #
 # On Lambda (AWS_LAMBDA_RUNTIME_API is set) it becomes the runtime: /var/runtime/bootstrap when
 # the image has one (the provided.al2023 recipe), else `python -m runtime`.
-# Anywhere else it starts the local emulator, which runs the runtime for the handler and serves
-# the Invoke API on 0.0.0.0:8080 (AWS_LAMBDA_FUNCTION_TIMEOUT and AWS_LAMBDA_FUNCTION_MEMORY_SIZE
-# are honoured, as by AWS's emulator). Options after the handler override these defaults, e.g.
+# Anywhere else, in an image built with WITH=emulator, it starts the local emulator, which runs
+# the runtime for the handler and serves the Invoke API on 0.0.0.0:8080
+# (AWS_LAMBDA_FUNCTION_TIMEOUT and AWS_LAMBDA_FUNCTION_MEMORY_SIZE are honoured, as by AWS's
+# emulator). Options after the handler override these defaults, e.g.
 #   docker run IMAGE app.handler --timeout 30
 set -eu
 
@@ -34,6 +35,15 @@ shift
 if [ -d /var/runtime/python/runtime ]; then
     PYTHONPATH=/var/runtime/python${PYTHONPATH:+:$PYTHONPATH}
     export PYTHONPATH
+fi
+
+# Images built without the emulator hold the runtime only (no runtime.cli).
+if ! "$python" -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("runtime.cli"))' \
+        2>/dev/null; then
+    echo "lambda-entrypoint: this image has no local emulator (it holds the runtime only):" \
+         "rebuild it with --build-arg WITH=emulator, or run \`lambda-runtime serve $handler" \
+         "--no-spawn\` outside and pass AWS_LAMBDA_RUNTIME_API=host:port to the container" >&2
+    exit 2
 fi
 
 # Defaults first, so that options given after the handler win (the last occurrence counts).

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 USAGE = """usage: lambda-runtime HANDLER                 run the runtime ($AWS_LAMBDA_RUNTIME_API)
        lambda-runtime serve HANDLER [options]  run the local emulator (Invoke API + Runtime API)
        lambda-runtime invoke HANDLER [options] invoke a handler once through the emulator
-       lambda-runtime package FUNCTION_DIR --output DIR
+       lambda-runtime package FUNCTION_DIR --output DIR [--with otel,structlog]
                                                build runtime-layer.zip and function.zip
+The emulator (serve, invoke) needs the extra: pip install 'lambda-runtime[emulator]'
 Run `lambda-runtime COMMAND --help` for a command's options.
 """
 
@@ -42,12 +43,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"lambda-runtime {__version__}\n")
         return 0
     if args[0] in ("serve", "invoke"):
+        missing = _missing_modules("h11", "httpx")
+        if missing:
+            # A plain `pip install lambda-runtime` has the runtime only; the emulator is an extra.
+            sys.stderr.write(
+                f"lambda-runtime {args[0]}: the emulator needs {' and '.join(missing)}, which "
+                "are not installed: pip install 'lambda-runtime[emulator]'\n"
+            )
+            return 2
         from runtime.emulator.cli import main as emulator_main
 
         status: int = emulator_main(args)
         return status
     if args[0] == "package":
-        from runtime.package import main as package_main
+        from runtime.packaging.package import main as package_main
 
         status = package_main(args)
         return status
@@ -60,6 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runtime.bootstrap import main as runtime_main
 
     runtime_main(args)
+
+
+def _missing_modules(*names: str) -> list[str]:
+    from importlib.util import find_spec
+
+    missing = []
+    for name in names:
+        try:
+            found = find_spec(name) is not None
+        except ImportError:  # a broken install, or an import hook that refuses the module
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 if __name__ == "__main__":

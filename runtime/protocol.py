@@ -105,3 +105,19 @@ def invoke_path(function_name: str) -> str:
 
 def stream_invoke_path(function_name: str) -> str:
     return f"{STREAM_FUNCTIONS_PREFIX}{function_name}/response-streaming-invocations"
+
+# Invoke API headers, as callers (boto3, the AWS CLI, RIE scripts) send and read them.
+INVOCATION_TYPE_HEADER = "X-Amz-Invocation-Type"
+INVOCATION_TYPE_REQUEST_RESPONSE = "RequestResponse"
+INVOCATION_TYPE_EVENT = "Event"
+INVOCATION_TYPE_DRY_RUN = "DryRun"
+LOG_TYPE_HEADER = "X-Amz-Log-Type"  # "Tail" asks for LOG_RESULT_HEADER
+LOG_TYPE_TAIL = "Tail"
+INVOKE_CLIENT_CONTEXT_HEADER = "X-Amz-Client-Context"  # base64 JSON, up to MAX_CLIENT_CONTEXT
+INVOKE_TRACE_ID_HEADER = "X-Amzn-Trace-Id"
+INVOKE_TENANT_ID_HEADER = "X-Amz-Tenant-Id"
+AMZN_REQUEST_ID_HEADER = "X-Amzn-RequestId"
+EXECUTED_VERSION_HEADER = "X-Amz-Executed-Version"
+FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # "Unhandled" when the function failed
+LOG_RESULT_HEADER = "X-Amz-Log-Result"  # base64 of the invoke's last 4 KB of log
+AMZN_ERROR_TYPE_HEADER = "x-amzn-ErrorType"  # the Invoke API's own errors

@@ -11,16 +11,19 @@ import queue
 import select
 import socket
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from runtime import protocol
+
 REPO = Path(__file__).resolve().parent.parent
 HANDLERS = Path(__file__).resolve().parent / "handlers"
-NEXT = "/2018-06-01/runtime/invocation/next"
+NEXT = protocol.NEXT_PATH
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Post:
     headers: dict[str, str]
     body: bytes
     request_id: str | None = None
+    # time.monotonic() when the stub had read the whole request, before answering it.
+    received: float = 0.0
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers.items():
@@ -55,6 +60,14 @@ class RuntimeAPIStub:
     posts: queue.Queue[Post] = field(default_factory=queue.Queue)
     status_overrides: dict[str, int] = field(default_factory=dict)
     next_calls: int = 0
+    # time.monotonic() of each GET /next as it arrived (before an event was there to hand out).
+    next_times: list[float] = field(default_factory=list)
+    # Called in the server thread with each post, before it is answered or queued: what a test
+    # checks here is checked at the moment the post arrived.
+    on_post: Callable[[Post], None] | None = None
+    # Response and error posts received so far.
+    answered: int = 0
+    changed: threading.Condition = field(default_factory=threading.Condition)
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -74,12 +87,11 @@ class RuntimeAPIStub:
     ) -> str:
         request_id = request_id or str(uuid.uuid4())
         base = {
-            "Lambda-Runtime-Aws-Request-Id": request_id,
-            "Lambda-Runtime-Deadline-Ms": str(
+            protocol.REQUEST_ID_HEADER: request_id,
+            protocol.DEADLINE_HEADER: str(
                 deadline_ms if deadline_ms is not None else int(time.time() * 1000) + 30_000
             ),
-            "Lambda-Runtime-Invoked-Function-Arn":
-                "arn:aws:lambda:us-east-1:123456789012:function:test",
+            protocol.FUNCTION_ARN_HEADER: "arn:aws:lambda:us-east-1:123456789012:function:test",
         }
         if content_type is not None:
             base["Content-Type"] = content_type
@@ -93,6 +105,20 @@ class RuntimeAPIStub:
             return self.posts.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError(f"the runtime posted nothing within {timeout}s") from None
+
+    def wait_idle(self, timeout: float = 15.0) -> None:
+        """Wait until the runtime has asked for the next event after its last answer.
+
+        Whatever the runtime does for an invoke after posting its answer (metrics, span
+        export, buffered log lines) it does before that GET /next: once it arrived, all of the
+        invoke's output is in the pipe. Use this, not a sleep, before reading the output."""
+        with self.changed:
+            if not self.changed.wait_for(
+                lambda: len(self.next_times) > self.answered, timeout
+            ):
+                raise AssertionError(
+                    f"no GET /next within {timeout}s after answer {self.answered}"
+                )
 
     def expect_no_post(self, wait: float = 0.3) -> None:
         try:
@@ -124,7 +150,10 @@ def make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
             if self.path != NEXT:
                 self._reply(404, b'{"errorMessage":"unknown path"}')
                 return
-            stub.next_calls += 1
+            with stub.changed:
+                stub.next_times.append(time.monotonic())
+                stub.next_calls += 1
+                stub.changed.notify_all()
             while True:
                 try:
                     event = stub.events.get(timeout=0.05)
@@ -156,24 +185,42 @@ def make_handler(stub: RuntimeAPIStub) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
+            received = time.monotonic()
             path = self.path
             headers = dict(self.headers.items())
-            parts = path.strip("/").split("/")
-            if path == "/2018-06-01/runtime/init/error":
-                post = Post("init_error", path, headers, body)
-            elif path == "/2020-01-01/extension/register":
-                post = Post("register", path, headers, body)
+            # /invocation/{request_id}/response or /error
+            request_id, _, kind = path[len(protocol.INVOCATION_PREFIX) :].partition("/")
+            if path == protocol.INIT_ERROR_PATH:
+                post = Post("init_error", path, headers, body, received=received)
+            elif path == protocol.EXTENSION_REGISTER_PATH:
+                post = Post("register", path, headers, body, received=received)
                 stub.posts.put(post)
-                self._reply(200, b"{}", {"Lambda-Extension-Identifier": str(uuid.uuid4())})
+                self._reply(200, b"{}", {protocol.EXTENSION_ID_HEADER: str(uuid.uuid4())})
                 return
-            elif len(parts) == 5 and parts[4] in ("response", "error"):
-                post = Post(parts[4], path, headers, body, request_id=parts[3])
+            elif path.startswith(protocol.INVOCATION_PREFIX) and "/" + kind in (
+                protocol.RESPONSE_SUFFIX,
+                protocol.ERROR_SUFFIX,
+            ):
+                post = Post(kind, path, headers, body, request_id=request_id, received=received)
             else:
                 self._reply(404, b'{"errorMessage":"unknown path"}')
                 return
+            if stub.on_post is not None:
+                stub.on_post(post)
+            if post.kind in ("response", "error"):
+                with stub.changed:
+                    stub.answered += 1
+                    stub.changed.notify_all()
             stub.posts.put(post)
-            status = stub.status_overrides.get(post.request_id or post.kind, 202)
-            self._reply(status, b'{"status":"OK"}' if status == 202 else b'{"errorMessage":"x"}')
+            status = stub.status_overrides.get(
+                post.request_id or post.kind, protocol.STATUS_ACCEPTED
+            )
+            self._reply(
+                status,
+                b'{"status":"OK"}'
+                if status == protocol.STATUS_ACCEPTED
+                else b'{"errorMessage":"x"}',
+            )
 
     return Handler
 
@@ -182,6 +229,26 @@ class RuntimeProcess:
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
         self._output: bytes | None = None
+        self._read_early = b""
+
+    def output_so_far(self) -> str:
+        """Everything the runtime has written until now, without waiting: what it wrote before
+        an event (say, the post the stub is receiving) is in the pipe by then."""
+        assert self.proc.stdout is not None and self._output is None
+        fd = self.proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                self._read_early += chunk
+        finally:
+            os.set_blocking(fd, True)
+        return self._read_early.decode("utf-8", "replace")
 
     def stop(self) -> str:
         """Kill the runtime (it never exits on its own while the API is up); return its output."""
@@ -189,7 +256,7 @@ class RuntimeProcess:
             if self.proc.poll() is None:
                 self.proc.kill()
             out, _ = self.proc.communicate(timeout=10)
-            self._output = out
+            self._output = self._read_early + out
         return self._output.decode("utf-8", "replace")
 
     def wait_exit(self, timeout: float = 15.0) -> int:

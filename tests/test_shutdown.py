@@ -107,6 +107,9 @@ def test_a_hook_calling_sys_exit_does_not_stop_the_others() -> None:
 
 
 def test_a_hanging_hook_is_abandoned_after_the_budget() -> None:
+    """Catches: run_hooks waiting for a hook past its budget (the hooks after the blocked one
+    must not have run when it returns), returning before the budget is spent, and a missing or vague
+    warning for the hook still running."""
     release = threading.Event()
     calls: list[str] = []
     on_shutdown(lambda: calls.append("before"))
@@ -117,12 +120,12 @@ def test_a_hanging_hook_is_abandoned_after_the_budget() -> None:
     try:
         run_hooks(0.2, report)
         elapsed = time.monotonic() - started
+        ran_by_then = list(calls)
     finally:
         release.set()
-    assert 0.15 <= elapsed < 2.0
-    assert calls[0] == "before"
-    assert len(reports) == 1
-    assert "0.2" in reports[0]
+    assert ran_by_then == ["before"]
+    assert elapsed >= 0.2
+    assert reports == ["shutdown hooks still running after 0.2s; exiting anyway"]
 
 
 def test_fast_hooks_do_not_wait_for_the_budget() -> None:

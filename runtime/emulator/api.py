@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 import httpx
 import orjson
 
+from runtime import protocol
+
 from .app import EmulatorCore, new_event_loop
-from .config import EmulatorConfig, split_command
+from .config import OPTIONS, EmulatorConfig, unknown_options
 from .invocation import Invocation
 from .output import Console, stderr_stream
 from .reports import Report
@@ -124,7 +127,7 @@ class InvokeResult:
     @property
     def log_tail(self) -> str | None:
         """The ``X-Amz-Log-Result`` header decoded, when the invoke asked for ``Tail``."""
-        value = self.headers.get("x-amz-log-result")
+        value = self.headers.get(protocol.LOG_RESULT_HEADER.lower())
         return base64.b64decode(value).decode("utf-8", "replace") if value else None
 
     def raise_for_error(self) -> InvokeResult:
@@ -136,71 +139,22 @@ class InvokeResult:
 class Emulator:
     """A local Lambda function: ``start()``/``stop()`` or use it as a context manager.
 
-    Keyword arguments mirror the ``serve`` options (``task_root``, ``layers``, ``timeout``,
-    ``memory``, ``concurrency``, ``env``, ``function_name``, ``region``, ``runtime_cmd``,
-    ``no_spawn``/``runtime_api``, ``idle_timeout``, ``init_timeout``, ``shutdown_grace``,
-    ``event_retries``, ``event_retry_delays``, ``log_format``, ``otel_console``). ``port``
-    defaults to 0 (any free port: see :attr:`url`). ``echo=True`` copies function output and
-    platform lines to ``sys.stderr`` (pytest shows them for failing tests); a binary stream works
-    too. ``otel_console=True`` prints each invoke's spans as a tree after its REPORT, on the
-    ``echo`` stream, or on ``sys.stderr`` when ``echo`` is off.
+    Keyword arguments are the emulator's options (:data:`runtime.emulator.config.OPTIONS`, the
+    same as the ``serve`` flags: ``task_root``, ``layers``, ``timeout``, ``memory``,
+    ``concurrency``, ``env``, ``function_name``, ``region``, ``runtime_cmd``,
+    ``no_spawn``/``runtime_api``, ...), with the same defaults, except ``port``: 0 here (any
+    free port: see :attr:`url`). ``echo=True`` copies function output and platform lines to
+    ``sys.stderr`` (pytest shows them for failing tests); a binary stream works too.
+    ``otel_console=True`` prints each invoke's spans as a tree after its REPORT, on the ``echo``
+    stream, or on ``sys.stderr`` when ``echo`` is off.
     """
 
-    def __init__(
-        self,
-        handler: str = "",
-        *,
-        task_root: str | Path = ".",
-        layers: Sequence[str | Path] = (),
-        timeout: float = 3.0,
-        memory: int = 128,
-        concurrency: int = 10,
-        env: Mapping[str, str] | None = None,
-        function_name: str = "function",
-        region: str = "us-east-1",
-        runtime_cmd: str | Sequence[str] | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        no_spawn: bool = False,
-        runtime_api: str | None = None,
-        init_timeout: float = 10.0,
-        idle_timeout: float = 300.0,
-        shutdown_grace: float = 0.5,
-        event_retries: int = 2,
-        event_retry_delays: tuple[float, float] = (1.0, 2.0),
-        log_format: str | None = None,
-        memory_poll_interval: float = 0.01,
-        echo: bool | BinaryIO = False,
-        otel_console: bool = False,
-    ) -> None:
-        if isinstance(runtime_cmd, str):
-            runtime_cmd = split_command(runtime_cmd)
-        self.config = EmulatorConfig(
-            handler=handler,
-            task_root=Path(task_root),
-            layers=[Path(p) for p in layers],
-            timeout=timeout,
-            memory=memory,
-            concurrency=concurrency,
-            env=dict(env or {}),
-            host=host,
-            port=port,
-            function_name=function_name,
-            region=region,
-            runtime_cmd=runtime_cmd,
-            no_spawn=no_spawn,
-            runtime_api=runtime_api
-            if runtime_api is not None
-            else ("127.0.0.1:0" if no_spawn else None),
-            init_timeout=init_timeout,
-            idle_timeout=idle_timeout,
-            shutdown_grace=shutdown_grace,
-            event_retries=event_retries,
-            event_retry_delays=event_retry_delays,
-            log_format=log_format,
-            memory_poll_interval=memory_poll_interval,
-            otel_console=otel_console,
-        )
+    def __init__(self, handler: str = "", *, echo: bool | BinaryIO = False, **options: Any) -> None:
+        unknown_options(options)
+        options.setdefault("port", 0)
+        if options.get("no_spawn") and options.get("runtime_api") is None:
+            options["runtime_api"] = "127.0.0.1:0"
+        self.config = EmulatorConfig(handler=handler, **options)
         stream: Callable[[], BinaryIO | None] | None
         if echo is True:
             stream = stderr_stream
@@ -290,7 +244,7 @@ class Emulator:
 
     @property
     def invoke_path(self) -> str:
-        return f"/2015-03-31/functions/{self.config.function_name}/invocations"
+        return protocol.invoke_path(self.config.function_name)
 
     @property
     def runtime_api(self) -> str:
@@ -320,16 +274,25 @@ class Emulator:
     ) -> InvokeResult:
         """A RequestResponse invoke. ``event`` is JSON-encoded; ``payload`` sends raw bytes."""
         response = self._post(
-            event, payload, "RequestResponse", tail, client_context, trace_id, tenant_id, headers
+            event,
+            payload,
+            protocol.INVOCATION_TYPE_REQUEST_RESPONSE,
+            tail,
+            client_context,
+            trace_id,
+            tenant_id,
+            headers,
         )
         return self._result(response)
 
     def invoke_event(self, event: Any = None, *, payload: bytes | None = None) -> str:
         """An Event (asynchronous) invoke; returns its request id for :meth:`wait_event`."""
-        response = self._post(event, payload, "Event", False, None, None, None, None)
+        response = self._post(
+            event, payload, protocol.INVOCATION_TYPE_EVENT, False, None, None, None, None
+        )
         if response.status_code != 202:
             raise RuntimeError(f"Event invoke refused: {response.status_code} {response.text}")
-        return response.headers["x-amzn-requestid"]
+        return response.headers[protocol.AMZN_REQUEST_ID_HEADER]
 
     def wait_event(self, request_id: str, timeout: float = 30.0) -> InvokeResult:
         """Wait until an Event invoke is over (retries included) and return its last attempt."""
@@ -381,30 +344,30 @@ class Emulator:
         if self._client is None:
             raise RuntimeError("the emulator is not started (use start() or a with block)")
         body = payload if payload is not None else orjson.dumps(event if event is not None else {})
-        headers = {"X-Amz-Invocation-Type": kind}
+        headers = {protocol.INVOCATION_TYPE_HEADER: kind}
         if tail:
-            headers["X-Amz-Log-Type"] = "Tail"
+            headers[protocol.LOG_TYPE_HEADER] = protocol.LOG_TYPE_TAIL
         if client_context is not None:
-            headers["X-Amz-Client-Context"] = base64.b64encode(
+            headers[protocol.INVOKE_CLIENT_CONTEXT_HEADER] = base64.b64encode(
                 orjson.dumps(dict(client_context))
             ).decode()
         if trace_id is not None:
-            headers["X-Amzn-Trace-Id"] = trace_id
+            headers[protocol.INVOKE_TRACE_ID_HEADER] = trace_id
         if tenant_id is not None:
-            headers["X-Amz-Tenant-Id"] = tenant_id
+            headers[protocol.INVOKE_TENANT_ID_HEADER] = tenant_id
         if extra:
             headers.update(extra)
         return self._client.post(self.invoke_path, content=body, headers=headers)
 
     def _result(self, response: httpx.Response) -> InvokeResult:
-        request_id = response.headers.get("x-amzn-requestid", "")
+        request_id = response.headers.get(protocol.AMZN_REQUEST_ID_HEADER, "")
         inv = self._core.records.get(request_id)
         return InvokeResult(
             status_code=response.status_code,
             raw=response.content,
             headers=response.headers,
             request_id=request_id,
-            function_error=response.headers.get("x-amz-function-error"),
+            function_error=response.headers.get(protocol.FUNCTION_ERROR_HEADER),
             until_end=(lambda: self._wait_end(inv)) if inv is not None else None,
         )
 
@@ -417,10 +380,10 @@ class Emulator:
             sched = self._core.scheduler
             assert sched is not None
             return {
-                "environments": len(sched.envs),
+                "environments": len(sched.lifecycle.envs),
                 "busy": sched.in_flight,
-                "started": sched.started,
-                "processes": len(sched.processes),
+                "started": sched.lifecycle.started,
+                "processes": len(sched.lifecycle.processes),
             }
 
         result: dict[str, int] = self._call(collect)
@@ -435,3 +398,29 @@ class Emulator:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=10)
+
+
+def _signature() -> inspect.Signature:
+    """``Emulator(handler="", *, echo=False, <every option>=<its default>)`` for help() and
+    editors: the options are the Config's (port excepted, see the class docstring)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter(
+            "handler", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="", annotation=str
+        ),
+        inspect.Parameter("echo", keyword, default=False, annotation="bool | BinaryIO"),
+    ]
+    types = {f.name: f.type for f in dataclasses.fields(EmulatorConfig)}
+    for option in OPTIONS:
+        if option.name != "handler":
+            default = 0 if option.name == "port" else option.default
+            params.append(
+                inspect.Parameter(
+                    option.name, keyword, default=default, annotation=types[option.name]
+                )
+            )
+    return inspect.Signature(params, return_annotation=None)
+
+
+Emulator.__init__.__signature__ = _signature()  # type: ignore[attr-defined]

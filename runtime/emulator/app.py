@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 import runtime
 
 from .config import EmulatorConfig
-from .environments import Environment, Scheduler
+from .environment import Environment
 from .invocation import Invocation
 from .invoke_api import InvokeApi
 from .layers import LayerRoot
+from .lifecycle import Lifecycle, Placement
 from .output import Console, stderr_stream
 from .runtime_api import RuntimeApi
+from .scheduler import Scheduler
 from .server import HttpServer
 
 T = TypeVar("T")
@@ -86,7 +88,7 @@ def build_runtime_env(config: EmulatorConfig, layer_root: Path) -> dict[str, str
             env[key] = value
     if config.otel_console:
         # The console takes over where spans go (each environment gets its endpoint, see
-        # Scheduler.runtime_env); an --env pointing them elsewhere, or switching tracing off,
+        # Lifecycle.runtime_env); an --env pointing them elsewhere, or switching tracing off,
         # would leave it empty.
         for key in OTEL_TAKEN_OVER:
             env.pop(key, None)
@@ -178,7 +180,7 @@ class EmulatorCore:
 
     def _make_runtime_server(self, env: Environment) -> HttpServer:
         assert self.scheduler is not None
-        return HttpServer(RuntimeApi(self.scheduler, env, self.config))
+        return HttpServer(RuntimeApi(self.scheduler.lifecycle, env, self.config))
 
     async def start(self) -> None:
         config = self.config
@@ -195,15 +197,21 @@ class EmulatorCore:
                 output.loop = self.console.loop
                 self.span_output = output
                 spans = SpanConsole(output.line)
+            on_finished = self._record if (self.keep_records or self.on_record) else None
+
+            def make_lifecycle(placement: Placement) -> Lifecycle:
+                return Lifecycle(
+                    config,
+                    self.console,
+                    base_env,
+                    self._make_runtime_server,
+                    placement,
+                    on_finished=on_finished,
+                    spans=spans,
+                )
+
             self.scheduler = Scheduler(
-                config,
-                self.console,
-                base_env,
-                self._make_runtime_server,
-                on_finished=self._record if (self.keep_records or self.on_record) else None,
-                on_event_done=self.on_event_done,
-                on_ended=self.on_ended,
-                spans=spans,
+                config, make_lifecycle, on_event_done=self.on_event_done, on_ended=self.on_ended
             )
             self.invoke_server = HttpServer(InvokeApi(config, self._get_scheduler))
             await self.invoke_server.listen(config.host, config.port)
@@ -220,19 +228,18 @@ class EmulatorCore:
     async def _start_external(self) -> None:
         sched = self._get_scheduler()
         env = Environment(0, external=True)
-        server = HttpServer(RuntimeApi(sched, env, self.config))
+        server = HttpServer(RuntimeApi(sched.lifecycle, env, self.config))
         host, port = self.config.runtime_api_address()
         await server.listen(host, port)
         env.server = server
         env.address = f"{server.host}:{server.port}"
-        sched.envs[env.id] = env
-        sched.external = env
+        sched.attach_external(env)
         self.external = env
 
     def external_env_vars(self) -> dict[str, str]:
         """What to export before starting a runtime by hand with --no-spawn."""
         assert self.scheduler is not None and self.external is not None
-        env = self.scheduler.runtime_env(self.external)
+        env = self.scheduler.lifecycle.runtime_env(self.external)
         # PATH / LD_LIBRARY_PATH of the shell that starts the runtime are the right ones.
         for key in ("PATH", "LD_LIBRARY_PATH"):
             env.pop(key, None)

@@ -15,11 +15,22 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from runtime import protocol
+
 from .app import run
-from .config import ConfigError, EmulatorConfig, parse_env_assignment, parse_env_file, split_command
+from .config import (
+    INVOKE,
+    OPTIONS,
+    SERVE,
+    ConfigError,
+    EmulatorConfig,
+    parse_env_assignment,
+    parse_env_file,
+)
 
 _SECRET = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|_KEY", re.IGNORECASE)
 
@@ -29,49 +40,43 @@ EXIT_USAGE = 2
 EXIT_TIMEOUT = 124
 
 
-def _add_common(parser: argparse.ArgumentParser, *, default_port: int) -> None:
-    parser.add_argument(
-        "handler",
-        metavar="HANDLER",
-        nargs="?",
-        default="",
-        help="the function's handler, e.g. app.handler",
-    )
-    parser.add_argument(
-        "--task-root",
-        metavar="DIR",
-        default=".",
-        help="folder holding the function code (default: current folder)",
-    )
-    parser.add_argument(
-        "--layer",
-        metavar="DIR_OR_ZIP",
-        action="append",
-        default=[],
-        help="a layer folder or zip; repeat to stack layers in order",
-    )
-    parser.add_argument(
-        "--timeout", metavar="SECONDS", type=float, default=3.0, help="function timeout (default 3)"
-    )
-    parser.add_argument(
-        "--memory",
-        metavar="MB",
-        type=int,
-        default=128,
-        help="memory size; an environment over it is killed (default 128)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        metavar="N",
-        type=int,
-        default=10,
-        help="maximum environments / invokes in flight (default 10)",
-    )
+def _add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of ``command``, made from the option table (config.OPTIONS)."""
+    for option in OPTIONS:
+        if option.name == "handler":
+            parser.add_argument(
+                "handler", metavar=option.metavar, nargs="?", default="", help=option.help
+            )
+            continue
+        if option.name == "env":
+            _add_env_flags(parser)
+            continue
+        if option.flag is None or command not in option.commands:
+            continue
+        kwargs: dict[str, Any] = {"dest": option.name, "help": option.help_text(command)}
+        # Flags the user leaves out are left out of the Config call: the Config's defaults rule.
+        kwargs["default"] = option.command_defaults.get(command, argparse.SUPPRESS)
+        if isinstance(option.default, bool):
+            kwargs["action"] = "store_true"
+        elif isinstance(option.default, (tuple, list)):
+            kwargs.update(action="append", metavar=option.metavar)
+        else:
+            kwargs["metavar"] = option.metavar
+            if option.choices is not None:
+                kwargs["choices"] = option.choices
+            elif isinstance(option.default, (int, float)):
+                kwargs["type"] = type(option.default)
+        parser.add_argument(option.flag, **kwargs)
+
+
+def _add_env_flags(parser: argparse.ArgumentParser) -> None:
+    # The env option takes two command-line forms, merged by _config.
     parser.add_argument(
         "--env",
         metavar="KEY=VALUE",
         action="append",
         default=[],
+        dest="env_items",
         help="environment variable for the function (KEY alone copies it from "
         "this shell); repeatable",
     )
@@ -82,94 +87,14 @@ def _add_common(parser: argparse.ArgumentParser, *, default_port: int) -> None:
         default=[],
         help="file of KEY=VALUE lines (dotenv style); repeatable",
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address of the Invoke API (default 127.0.0.1)"
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=default_port,
-        help=f"port of the Invoke API (default {default_port}"
-        + (", any free port" if default_port == 0 else "")
-        + ")",
-    )
-    parser.add_argument(
-        "--function-name",
-        default="function",
-        help="function name in the Invoke API path and the environment "
-        "(default: function, the name RIE uses)",
-    )
-    parser.add_argument("--region", default="us-east-1", help="AWS_REGION (default us-east-1)")
-    parser.add_argument(
-        "--runtime-cmd",
-        metavar="COMMAND",
-        help="run this runtime instead of ours, e.g. "
-        "'python -m awslambdaric' (HANDLER is appended unless the command "
-        "contains {handler})",
-    )
-    parser.add_argument(
-        "--init-timeout",
-        metavar="SECONDS",
-        type=float,
-        default=10.0,
-        help="init limit (default 10, as on Lambda)",
-    )
-    parser.add_argument(
-        "--idle-timeout",
-        metavar="SECONDS",
-        type=float,
-        default=300.0,
-        help="shut down environments idle this long (default 300)",
-    )
-    parser.add_argument(
-        "--shutdown-grace",
-        metavar="SECONDS",
-        type=float,
-        default=0.5,
-        help="SIGTERM-to-SIGKILL delay for runtimes that registered an extension (default 0.5)",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=("Text", "JSON"),
-        help="AWS_LAMBDA_LOG_FORMAT for the function and the platform lines",
-    )
-    parser.add_argument(
-        "--event-retries",
-        type=int,
-        default=2,
-        help="retries of a failed Event invoke (0-2, default 2)",
-    )
-    parser.add_argument(
-        "--quiet",
-        action="store_true",
-        help="do not copy function output and platform lines to stderr",
-    )
-    parser.add_argument(
-        "--otel-console",
-        action="store_true",
-        help="receive the function's OpenTelemetry spans (sets OTEL_EXPORTER_OTLP_ENDPOINT) "
-        "and print each invoke's spans as a tree on stderr, after its REPORT",
-    )
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
-    if command == "serve":
+    if command == SERVE:
         parser = argparse.ArgumentParser(
             prog="lambda-runtime serve",
             description="Run a local Lambda: the Invoke API on --host:--port, and one real "
             "runtime process per execution environment.",
-        )
-        _add_common(parser, default_port=9000)
-        parser.add_argument(
-            "--no-spawn",
-            action="store_true",
-            help="start no runtime: serve the Runtime API on --runtime-api for a "
-            "runtime you start yourself (e.g. in a debugger)",
-        )
-        parser.add_argument(
-            "--runtime-api",
-            metavar="HOST:PORT",
-            help="Runtime API address with --no-spawn (default 127.0.0.1:9001)",
         )
     else:
         parser = argparse.ArgumentParser(
@@ -178,7 +103,14 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "the function's log to stderr. Exit status: 0 success, 1 function error, "
             "124 timeout.",
         )
-        _add_common(parser, default_port=0)
+    _add_options(parser, command)
+    # What only the command line has: where output goes, and invoke's event.
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="do not copy function output and platform lines to stderr",
+    )
+    if command == INVOKE:
         parser.add_argument(
             "--event",
             metavar="FILE|-|JSON",
@@ -193,40 +125,23 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace, *, no_spawn: bool = False) -> EmulatorConfig:
+_CLI_ONLY = frozenset(("env_items", "env_file", "quiet", "event", "tail"))
+
+
+def _config(args: argparse.Namespace) -> EmulatorConfig:
     env: dict[str, str] = {}
     for path in args.env_file:
         env.update(parse_env_file(Path(path)))
-    for item in args.env:
+    for item in args.env_items:
         key, value = parse_env_assignment(item)
         env[key] = value
-    return EmulatorConfig(
-        handler=args.handler,
-        task_root=Path(args.task_root),
-        layers=[Path(p) for p in args.layer],
-        timeout=args.timeout,
-        memory=args.memory,
-        concurrency=args.concurrency,
-        env=env,
-        host=args.host,
-        port=args.port,
-        function_name=args.function_name,
-        region=args.region,
-        runtime_cmd=split_command(args.runtime_cmd) if args.runtime_cmd else None,
-        no_spawn=no_spawn,
-        runtime_api=getattr(args, "runtime_api", None),
-        init_timeout=args.init_timeout,
-        idle_timeout=args.idle_timeout,
-        shutdown_grace=args.shutdown_grace,
-        event_retries=args.event_retries,
-        log_format=args.log_format,
-        otel_console=args.otel_console,
-    )
+    options = {k: v for k, v in vars(args).items() if k not in _CLI_ONLY}
+    return EmulatorConfig(env=env, **options)
 
 
 def main(argv: list[str]) -> int:
     """Entry point used by ``runtime.cli``: ``argv[0]`` is ``serve`` or ``invoke``."""
-    if not argv or argv[0] not in ("serve", "invoke"):
+    if not argv or argv[0] not in (SERVE, INVOKE):
         sys.stderr.write("usage: lambda-runtime serve|invoke HANDLER [options]\n")
         return EXIT_USAGE
     command = argv[0]
@@ -236,10 +151,10 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        if command == "serve":
-            if args.runtime_api and not args.no_spawn:
+        if command == SERVE:
+            if getattr(args, "runtime_api", None) and not getattr(args, "no_spawn", False):
                 raise ConfigError("--runtime-api only applies with --no-spawn")
-            config = _config(args, no_spawn=args.no_spawn)
+            config = _config(args)
             return run(_serve(config, quiet=args.quiet))
         if not args.handler:
             raise ConfigError("HANDLER is required (for example app.handler)")
@@ -288,7 +203,7 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
         f"lambda-runtime emulator: {name} ({config.handler or 'no handler'}), timeout "
         f"{config.timeout:g} s, memory {config.memory} MB, concurrency "
         f"{1 if config.no_spawn else config.concurrency}",
-        f"Invoke API: {core.url}/2015-03-31/functions/{name}/invocations",
+        f"Invoke API: {core.url}{protocol.invoke_path(name)}",
     ]
     if config.otel_console:
         lines.append(
@@ -336,13 +251,13 @@ async def _invoke(config: EmulatorConfig, event: bytes, *, quiet: bool, tail: bo
     )
     await core.start()
     try:
-        headers = {"X-Amz-Invocation-Type": "RequestResponse"}
+        headers = {protocol.INVOCATION_TYPE_HEADER: protocol.INVOCATION_TYPE_REQUEST_RESPONSE}
         if tail:
-            headers["X-Amz-Log-Type"] = "Tail"
+            headers[protocol.LOG_TYPE_HEADER] = protocol.LOG_TYPE_TAIL
         timeout = config.timeout + config.init_timeout * 2 + 30
         async with httpx.AsyncClient(base_url=core.url, timeout=timeout) as client:
             response = await client.post(
-                f"/2015-03-31/functions/{config.function_name}/invocations",
+                protocol.invoke_path(config.function_name),
                 content=event,
                 headers=headers,
             )
@@ -354,17 +269,17 @@ async def _invoke(config: EmulatorConfig, event: bytes, *, quiet: bool, tail: bo
                 await asyncio.wait_for(ended.wait(), config.timeout + 5)
     finally:
         await core.stop()
-    if tail and "x-amz-log-result" in response.headers:
+    if tail and protocol.LOG_RESULT_HEADER in response.headers:
         import base64
 
-        sys.stderr.buffer.write(base64.b64decode(response.headers["x-amz-log-result"]))
+        sys.stderr.buffer.write(base64.b64decode(response.headers[protocol.LOG_RESULT_HEADER]))
         sys.stderr.flush()
     body = response.content
     sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
     sys.stdout.flush()
     if response.status_code >= 300:
         return EXIT_FUNCTION_ERROR
-    if response.headers.get("x-amz-function-error"):
+    if response.headers.get(protocol.FUNCTION_ERROR_HEADER):
         try:
             error_type = json.loads(body).get("errorType")
         except (ValueError, AttributeError):

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-
-from runtime.protocol import MAX_EVENT_PAYLOAD, MAX_STREAMED_RESPONSE, MAX_SYNC_PAYLOAD
-
-__all__ = ["MAX_EVENT_PAYLOAD", "MAX_STREAMED_RESPONSE", "MAX_SYNC_PAYLOAD"]
+from typing import Any
 
 DEFAULT_ACCOUNT = "123456789012"
 
@@ -35,33 +33,218 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names the option and what is wrong."""
 
 
+SERVE = "serve"
+INVOKE = "invoke"
+_BOTH = (SERVE, INVOKE)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One emulator setting, defined once: the Config field of that name, the Python API's
+    keyword argument of that name, and (when ``flag`` is set) the command-line flag."""
+
+    name: str
+    default: Any
+    help: str
+    # "--task-root" and so on; None: only the Python API has it.
+    flag: str | None = None
+    metavar: str | None = None
+    # The commands whose parser offers the flag.
+    commands: tuple[str, ...] = _BOTH
+    choices: tuple[str, ...] | None = None
+    # How the default reads in --help (None: from ``default``; "": not shown).
+    default_text: str | None = None
+    # A per-command default that differs from the Config's (invoke listens on any free port).
+    command_defaults: Mapping[str, Any] = field(default_factory=dict)
+    check: Callable[[Any], bool] | None = None
+    # What is wrong when ``check`` fails; ``{value}`` is the value given.
+    problem: str = ""
+
+    @property
+    def label(self) -> str:
+        """How error messages name it: its flag, else its keyword."""
+        return self.flag or self.name
+
+    def help_text(self, command: str | None = None) -> str:
+        default = self.command_defaults.get(command, self.default) if command else self.default
+        shown = self.default_text
+        if shown is None:
+            if default is None or isinstance(default, bool) or default in ((), [], {}):
+                shown = ""
+            elif isinstance(default, float):
+                shown = f"{default:g}"
+            else:
+                shown = str(default)
+        return f"{self.help} (default {shown})" if shown else self.help
+
+
+def _opt(
+    default: Any = MISSING,
+    *,
+    help: str,
+    default_factory: Callable[[], Any] | None = None,
+    **spec: Any,
+) -> Any:
+    """A Config field that is also an :class:`Option` (see :data:`OPTIONS`)."""
+    meta = {"option": (help, spec)}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+_POSITIVE: dict[str, Any] = {"check": lambda v: v > 0, "problem": "{value} must be positive"}
+
+
 @dataclass
 class EmulatorConfig:
-    handler: str
-    task_root: Path = field(default_factory=Path.cwd)
-    layers: Sequence[Path] = ()
-    timeout: float = 3.0
-    memory: int = 128
-    concurrency: int = 10
-    env: Mapping[str, str] = field(default_factory=dict)
-    host: str = "127.0.0.1"
-    port: int = 9000
-    function_name: str = "function"
-    region: str = "us-east-1"
-    # None: our runtime (`python -m runtime HANDLER`); else the command to run instead.
-    runtime_cmd: Sequence[str] | None = None
-    no_spawn: bool = False
+    """Every emulator option, with its default, help and check: the table the CLI flags
+    (:mod:`.cli`) and the Python API's keyword arguments (:mod:`.api`) are made from."""
+
+    handler: str = _opt("", help="the function's handler, e.g. app.handler", metavar="HANDLER")
+    # (Resolved against the working folder when the config is made.)
+    task_root: Path = _opt(  # noqa: RUF009
+        Path("."),
+        help="folder holding the function code",
+        flag="--task-root",
+        metavar="DIR",
+        default_text="current folder",
+    )
+    layers: Sequence[Path] = _opt(
+        (),
+        help="a layer folder or zip; repeat to stack layers in order",
+        flag="--layer",
+        metavar="DIR_OR_ZIP",
+    )
+    timeout: float = _opt(
+        3.0,
+        help="function timeout",
+        flag="--timeout",
+        metavar="SECONDS",
+        check=lambda v: 0 < v <= 900,
+        problem="{value} is not between 0 and 900 seconds",
+    )
+    memory: int = _opt(
+        128,
+        help="memory size; an environment over it is killed",
+        flag="--memory",
+        metavar="MB",
+        check=lambda v: 128 <= v <= 10240,
+        problem="{value} MB is not between 128 and 10240",
+    )
+    concurrency: int = _opt(
+        10,
+        help="maximum environments / invokes in flight",
+        flag="--concurrency",
+        metavar="N",
+        check=lambda v: v >= 1,
+        problem="{value} must be at least 1",
+    )
+    # (On the command line: --env KEY=VALUE and --env-file, see cli.py.)
+    env: Mapping[str, str] = _opt(
+        help="environment variables for the function", default_factory=dict
+    )
+    host: str = _opt("127.0.0.1", help="address of the Invoke API", flag="--host")
+    port: int = _opt(
+        9000,
+        help="port of the Invoke API (0: any free port)",
+        flag="--port",
+        command_defaults={INVOKE: 0},
+        check=lambda v: 0 <= v <= 65535,
+        problem="{value} is not a TCP port",
+    )
+    function_name: str = _opt(
+        "function",
+        help="function name in the Invoke API path and the environment (function is the name "
+        "RIE uses)",
+        flag="--function-name",
+        metavar="NAME",
+        check=lambda v: bool(_FUNCTION_NAME.match(v)),
+        problem="{value!r} must be 1-64 letters, digits, - or _",
+    )
+    region: str = _opt(
+        "us-east-1",
+        help="AWS_REGION",
+        flag="--region",
+        check=lambda v: bool(_REGION.match(v)),
+        problem="{value!r} is not a region name like us-east-1",
+    )
+    # None: our runtime (`python -m runtime HANDLER`); else the command to run instead (a
+    # string is split like a shell would).
+    runtime_cmd: Sequence[str] | str | None = _opt(
+        None,
+        help="run this runtime instead of ours, e.g. 'python -m awslambdaric' (HANDLER is "
+        "appended unless the command contains {handler})",
+        flag="--runtime-cmd",
+        metavar="COMMAND",
+    )
+    no_spawn: bool = _opt(
+        False,
+        help="start no runtime: serve the Runtime API on --runtime-api for a runtime you start "
+        "yourself (e.g. in a debugger)",
+        flag="--no-spawn",
+        commands=(SERVE,),
+    )
     # HOST:PORT of the Runtime API with no_spawn (port 0: any free port).
-    runtime_api: str | None = None
-    init_timeout: float = 10.0
-    idle_timeout: float = 300.0
-    shutdown_grace: float = 0.5
-    memory_poll_interval: float = 0.01
-    event_retries: int = 2
-    event_retry_delays: tuple[float, float] = (1.0, 2.0)
-    log_format: str | None = None
+    runtime_api: str | None = _opt(
+        None,
+        help="Runtime API address with --no-spawn",
+        flag="--runtime-api",
+        metavar="HOST:PORT",
+        commands=(SERVE,),
+        default_text="127.0.0.1:9001",
+    )
+    init_timeout: float = _opt(
+        10.0,
+        help="init limit, as on Lambda",
+        flag="--init-timeout",
+        metavar="SECONDS",
+        **_POSITIVE,
+    )
+    idle_timeout: float = _opt(
+        300.0,
+        help="shut down environments idle this long",
+        flag="--idle-timeout",
+        metavar="SECONDS",
+        **_POSITIVE,
+    )
+    shutdown_grace: float = _opt(
+        0.5,
+        help="SIGTERM-to-SIGKILL delay for runtimes that registered an extension",
+        flag="--shutdown-grace",
+        metavar="SECONDS",
+        check=lambda v: v >= 0,
+        problem="{value} must not be negative",
+    )
+    memory_poll_interval: float = _opt(
+        0.01,
+        help="seconds between two samples of a busy environment's memory",
+        **_POSITIVE,
+    )
+    event_retries: int = _opt(
+        2,
+        help="retries of a failed Event invoke (0-2)",
+        flag="--event-retries",
+        metavar="N",
+        check=lambda v: 0 <= v <= 2,
+        problem="{value} must be 0, 1 or 2 (as on Lambda)",
+    )
+    event_retry_delays: tuple[float, float] = _opt(
+        (1.0, 2.0), help="seconds before the first and the second retry of an Event invoke"
+    )
+    log_format: str | None = _opt(
+        None,
+        help="AWS_LAMBDA_LOG_FORMAT for the function and the platform lines",
+        flag="--log-format",
+        choices=("Text", "JSON"),
+        default_text="Text, or AWS_LAMBDA_LOG_FORMAT from --env",
+    )
     # Receive the runtimes' spans (OTLP/HTTP) and print them as a tree per invoke.
-    otel_console: bool = False
+    otel_console: bool = _opt(
+        False,
+        help="receive the function's OpenTelemetry spans (sets OTEL_EXPORTER_OTLP_ENDPOINT) and "
+        "print each invoke's spans as a tree on stderr, after its REPORT",
+        flag="--otel-console",
+    )
 
     def __post_init__(self) -> None:
         self.task_root = Path(self.task_root).resolve()
@@ -75,20 +258,13 @@ class EmulatorConfig:
                 raise ConfigError(f"--layer: {layer} is neither a folder nor a .zip file")
         if not self.no_spawn and not self.handler:
             raise ConfigError("HANDLER is required (for example app.handler)")
-        if not 0 < self.timeout <= 900:
-            raise ConfigError(f"--timeout: {self.timeout} is not between 0 and 900 seconds")
-        if not 128 <= self.memory <= 10240:
-            raise ConfigError(f"--memory: {self.memory} MB is not between 128 and 10240")
-        if self.concurrency < 1:
-            raise ConfigError(f"--concurrency: {self.concurrency} must be at least 1")
-        if not _FUNCTION_NAME.match(self.function_name):
-            raise ConfigError(
-                f"--function-name: {self.function_name!r} must be 1-64 letters, digits, - or _"
-            )
-        if not _REGION.match(self.region):
-            raise ConfigError(f"--region: {self.region!r} is not a region name like us-east-1")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port: {self.port} is not a TCP port")
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            if option.check is not None and not option.check(value):
+                raise ConfigError(f"{option.label}: {option.problem.format(value=value)}")
+        self.env = dict(self.env or {})
+        if isinstance(self.runtime_cmd, str):
+            self.runtime_cmd = split_command(self.runtime_cmd)
         for key in self.env:
             if not _ENV_NAME.match(key):
                 raise ConfigError(f"--env: {key!r} is not a valid environment variable name")
@@ -100,14 +276,6 @@ class EmulatorConfig:
             if self.runtime_cmd is not None:
                 raise ConfigError("--runtime-cmd and --no-spawn exclude each other")
             self.runtime_api_address()
-        if self.init_timeout <= 0:
-            raise ConfigError("init timeout must be positive")
-        if self.idle_timeout <= 0:
-            raise ConfigError("--idle-timeout must be positive")
-        if self.shutdown_grace < 0:
-            raise ConfigError("--shutdown-grace must not be negative")
-        if not 0 <= self.event_retries <= 2:
-            raise ConfigError("--event-retries must be 0, 1 or 2 (as on Lambda)")
         fmt = self.log_format or self.env.get("AWS_LAMBDA_LOG_FORMAT") or "Text"
         if fmt not in ("Text", "JSON"):
             raise ConfigError(f"log format {fmt!r} must be Text or JSON")
@@ -141,6 +309,31 @@ class EmulatorConfig:
         if any("{handler}" in part for part in cmd):
             return [part.replace("{handler}", self.handler) for part in cmd]
         return [*cmd, self.handler] if self.handler else cmd
+
+
+def _options() -> tuple[Option, ...]:
+    options = []
+    for f in fields(EmulatorConfig):
+        help_, spec = f.metadata["option"]
+        factory = f.default_factory
+        default = factory() if callable(factory) else f.default
+        options.append(Option(f.name, default, help_, **spec))
+    return tuple(options)
+
+
+# Every option, in the order of EmulatorConfig's fields.
+OPTIONS: tuple[Option, ...] = _options()
+OPTION_NAMES = frozenset(option.name for option in OPTIONS)
+
+
+def unknown_options(names: Iterable[str]) -> None:
+    """Raise a ConfigError naming the first of ``names`` that is no option (with the closest
+    one, for a typo)."""
+    for name in names:
+        if name not in OPTION_NAMES:
+            close = difflib.get_close_matches(name, sorted(OPTION_NAMES), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{name!r} is not an emulator option{hint}")
 
 
 def parse_env_assignment(text: str, *, inherit: Mapping[str, str] | None = None) -> tuple[str, str]:

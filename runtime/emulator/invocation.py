@@ -8,13 +8,15 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from runtime import protocol
+
 from .reports import Report
 
 if TYPE_CHECKING:
-    from .environments import Environment
+    from .environment import Environment
 
-REQUEST_RESPONSE = "RequestResponse"
-EVENT = "Event"
+REQUEST_RESPONSE = protocol.INVOCATION_TYPE_REQUEST_RESPONSE
+EVENT = protocol.INVOCATION_TYPE_EVENT
 
 TAIL_BYTES = 4096
 # A function that prints without end must not grow the emulator without bound.

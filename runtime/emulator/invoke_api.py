@@ -26,20 +26,34 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from .config import MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
+from runtime import protocol
+from runtime.protocol import MAX_CLIENT_CONTEXT, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
+
 from .invocation import EVENT, REQUEST_RESPONSE, Invocation
 from .reports import api_error
 from .server import Headers, HttpConnection, Request
 
 if TYPE_CHECKING:
     from .config import EmulatorConfig
-    from .environments import Scheduler
+    from .scheduler import Scheduler
 
-_FUNCTIONS = b"/2015-03-31/functions/"
+_FUNCTIONS = protocol.FUNCTIONS_PREFIX.encode()
+_STREAM_FUNCTIONS = protocol.STREAM_FUNCTIONS_PREFIX.encode()
 _INVOCATIONS = b"/invocations"
-_VERSION = (b"X-Amz-Executed-Version", b"$LATEST")
-_UNHANDLED = (b"X-Amz-Function-Error", b"Unhandled")
-_MAX_CLIENT_CONTEXT = 3583
+_VERSION = (protocol.EXECUTED_VERSION_HEADER.encode(), b"$LATEST")
+_UNHANDLED = (protocol.FUNCTION_ERROR_HEADER.encode(), b"Unhandled")
+_INVOCATION_TYPE = protocol.INVOCATION_TYPE_HEADER.lower().encode()
+_LOG_TYPE = protocol.LOG_TYPE_HEADER.lower().encode()
+_TAIL = protocol.LOG_TYPE_TAIL.encode()
+_CLIENT_CONTEXT = protocol.INVOKE_CLIENT_CONTEXT_HEADER.lower().encode()
+_TRACE_ID = protocol.INVOKE_TRACE_ID_HEADER.lower().encode()
+_TENANT_ID = protocol.INVOKE_TENANT_ID_HEADER.lower().encode()
+_REQUEST_ID = protocol.AMZN_REQUEST_ID_HEADER.encode()
+_LOG_RESULT = protocol.LOG_RESULT_HEADER.encode()
+_ERROR_TYPE = protocol.AMZN_ERROR_TYPE_HEADER.encode()
+_DRY_RUN = protocol.INVOCATION_TYPE_DRY_RUN
+_EVENT = protocol.INVOCATION_TYPE_EVENT.encode()
+_REQUEST_RESPONSE = protocol.INVOCATION_TYPE_REQUEST_RESPONSE.encode()
 _EMPTY_EVENT = b"{}"
 
 
@@ -64,14 +78,14 @@ class InvokeApi:
         self._scheduler = scheduler
         self.on_event = on_event
         name = config.function_name
-        self.names = {name, "function"}
+        self.names = {name, protocol.RIE_FUNCTION_NAME}
         self.arn_prefix = f"arn:aws:lambda:{config.region}:"
 
     # -- server.Handler
 
     def start(self, req: Request) -> None:
-        kind = req.headers.get(b"x-amz-invocation-type")
-        req.max_body = MAX_EVENT_PAYLOAD if kind == b"Event" else MAX_SYNC_PAYLOAD
+        kind = req.headers.get(_INVOCATION_TYPE)
+        req.max_body = MAX_EVENT_PAYLOAD if kind == _EVENT else MAX_SYNC_PAYLOAD
 
     def connection_lost(self, conn: HttpConnection) -> None:
         pass
@@ -80,7 +94,7 @@ class InvokeApi:
         target = req.target
         path, _, query = target.partition(b"?")
         if not (path.startswith(_FUNCTIONS) and path.endswith(_INVOCATIONS)):
-            if path.startswith(b"/2021-11-15/functions/"):
+            if path.startswith(_STREAM_FUNCTIONS):
                 return _api_error(
                     req,
                     400,
@@ -110,9 +124,9 @@ class InvokeApi:
                 else f"Function not found: {name}",
             )
         headers = req.headers
-        kind_raw = headers.get(b"x-amz-invocation-type", b"RequestResponse")
+        kind_raw = headers.get(_INVOCATION_TYPE, _REQUEST_RESPONSE)
         kind = kind_raw.decode("latin-1")
-        if kind not in (REQUEST_RESPONSE, EVENT, "DryRun"):
+        if kind not in (REQUEST_RESPONSE, EVENT, _DRY_RUN):
             return _api_error(
                 req,
                 400,
@@ -143,13 +157,13 @@ class InvokeApi:
                     "InvalidRequestContentException",
                     f"Could not parse request body into json: {exc}",
                 )
-        log_type = headers.get(b"x-amz-log-type")
-        if log_type is not None and log_type not in (b"Tail", b"None"):
+        log_type = headers.get(_LOG_TYPE)
+        if log_type is not None and log_type not in (_TAIL, b"None"):
             return _api_error(
                 req, 400, "ValidationException", "X-Amz-Log-Type must be None or Tail"
             )
         client_context = None
-        raw_context = headers.get(b"x-amz-client-context")
+        raw_context = headers.get(_CLIENT_CONTEXT)
         if raw_context:
             client_context = _decode_client_context(raw_context)
             if client_context is None:
@@ -158,14 +172,14 @@ class InvokeApi:
                     400,
                     "InvalidRequestContentException",
                     "Client context must be a valid Base64-encoded JSON object "
-                    f"of at most {_MAX_CLIENT_CONTEXT} bytes.",
+                    f"of at most {MAX_CLIENT_CONTEXT} bytes.",
                 )
-        if kind == "DryRun":
-            req.respond(204, [(b"X-Amzn-RequestId", str(uuid.uuid4()).encode()), _VERSION])
+        if kind == _DRY_RUN:
+            req.respond(204, [(_REQUEST_ID, str(uuid.uuid4()).encode()), _VERSION])
             return
-        trace = headers.get(b"x-amzn-trace-id")
+        trace = headers.get(_TRACE_ID)
         trace_id = trace.decode("latin-1") if trace and b"Root=" in trace else make_trace_id()
-        tenant = headers.get(b"x-amz-tenant-id")
+        tenant = headers.get(_TENANT_ID)
         inv = Invocation(
             body,
             kind=kind,
@@ -177,12 +191,12 @@ class InvokeApi:
         if kind == EVENT:
             if sched.closing:
                 return _api_error(req, 503, "ServiceException", "The emulator is shutting down")
-            req.respond(202, [(b"X-Amzn-RequestId", inv.request_id.encode())])
+            req.respond(202, [(_REQUEST_ID, inv.request_id.encode())])
             if self.on_event is not None:
                 self.on_event(inv)
             sched.submit_event(inv)
             return
-        if log_type == b"Tail":
+        if log_type == _TAIL:
             inv.on_done = lambda done: self._respond_with_tail(req, done)
         else:
             inv.on_done = lambda done: self._respond(req, done, False)
@@ -234,13 +248,13 @@ class InvokeApi:
             return
         headers: Headers = [
             (b"Content-Type", inv.content_type),
-            (b"X-Amzn-RequestId", inv.request_id.encode()),
+            (_REQUEST_ID, inv.request_id.encode()),
             _VERSION,
         ]
         if inv.function_error:
             headers.append(_UNHANDLED)
         if tail:
-            headers.append((b"X-Amz-Log-Result", inv.log_tail()))
+            headers.append((_LOG_RESULT, inv.log_tail()))
         req.respond(200, headers, inv.payload)
 
 
@@ -249,16 +263,16 @@ def _api_error(req: Request, status: int, code: str, message: str, **extra: str)
         status,
         [
             (b"Content-Type", b"application/json"),
-            (b"x-amzn-ErrorType", code.encode()),
+            (_ERROR_TYPE, code.encode()),
             # A request id in the UUID form every other response uses.
-            (b"X-Amzn-RequestId", str(uuid.uuid4()).encode()),
+            (_REQUEST_ID, str(uuid.uuid4()).encode()),
         ],
         api_error(code, message, service=status >= 500, **extra),
     )
 
 
 def _decode_client_context(raw: bytes) -> str | None:
-    if len(raw) > _MAX_CLIENT_CONTEXT:
+    if len(raw) > MAX_CLIENT_CONTEXT:
         return None
     try:
         decoded = base64.b64decode(raw, validate=True)

@@ -43,7 +43,7 @@ class LayerRoot:
 
 
 def _extract(zip_path: Path, dest: Path) -> None:
-    from runtime.archive import UnsafeArchiveError, safe_extract_zip
+    from runtime.packaging.archive import UnsafeArchiveError, safe_extract_zip
 
     try:
         safe_extract_zip(zip_path, dest)

@@ -195,3 +195,15 @@ def api_error(kind: str, message: str, *, service: bool = False, **extra: str) -
     body: dict[str, str] = {"Type": "Service" if service else "User", "message": message}
     body.update(extra)
     return orjson.dumps(body)
+
+
+def error_payload_from_runtime(error_type: str, body: bytes) -> bytes:
+    """The error JSON a runtime posted; Lambda falls back to the header when it is unreadable."""
+    if body:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return body
+    return error_payload(error_type or "Runtime.Unknown", "Unknown application error occurred")

@@ -1,6 +1,6 @@
 """The Runtime API one environment's runtime talks to, with Lambda's status codes.
 
-Each environment has its own port (see :mod:`runtime.emulator.environments`), so one
+Each environment has its own port (see :mod:`runtime.emulator.lifecycle`), so one
 :class:`RuntimeApi` serves exactly one environment and its strict state machine:
 
 * ``GET /runtime/invocation/next``: parks until an invoke is assigned. The first call ends init.
@@ -26,25 +26,35 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from .config import MAX_SYNC_PAYLOAD
-from .environments import INIT, READY, Environment, Scheduler, error_payload_from_runtime
+from runtime import protocol
+
+from .environment import INIT, READY, Environment
+from .reports import error_payload_from_runtime
 from .server import Headers, HttpConnection, Request
 
 if TYPE_CHECKING:
     from .config import EmulatorConfig
+    from .lifecycle import Lifecycle
 
-_PREFIX = b"/2018-06-01/runtime/"
-_NEXT = b"/2018-06-01/runtime/invocation/next"
-_INIT_ERROR = b"/2018-06-01/runtime/init/error"
-_INVOCATION = b"/2018-06-01/runtime/invocation/"
-_EXT_REGISTER = b"/2020-01-01/extension/register"
-_EXT_NEXT = b"/2020-01-01/extension/event/next"
+MAX_SYNC_PAYLOAD = protocol.MAX_SYNC_PAYLOAD
+_PREFIX = protocol.RUNTIME_BASE.encode() + b"/"
+_NEXT = protocol.NEXT_PATH.encode()
+_INIT_ERROR = protocol.INIT_ERROR_PATH.encode()
+_INVOCATION = protocol.INVOCATION_PREFIX.encode()
+_RESPONSE = protocol.RESPONSE_SUFFIX.encode().lstrip(b"/")
+_ERROR = protocol.ERROR_SUFFIX.encode().lstrip(b"/")
+_RESTORE = _PREFIX + b"restore/"
+_EXT_REGISTER = protocol.EXTENSION_REGISTER_PATH.encode()
+_EXT_NEXT = protocol.EXTENSION_NEXT_PATH.encode()
 _OTLP_TRACES = b"/v1/traces"
 
-_ERROR_TYPE = b"lambda-runtime-function-error-type"
-_ERROR_BODY = b"lambda-runtime-function-error-body"
-_RESPONSE_MODE = b"lambda-runtime-function-response-mode"
-_INVOCATION_ID = b"lambda-runtime-invocation-id"
+_ERROR_TYPE = protocol.ERROR_TYPE_HEADER.lower().encode()
+_ERROR_BODY = protocol.ERROR_BODY_TRAILER.lower().encode()
+_RESPONSE_MODE = protocol.RESPONSE_MODE_HEADER.lower().encode()
+_STREAMING = protocol.RESPONSE_MODE_STREAMING.encode()
+_INVOCATION_ID = protocol.INVOCATION_ID_KEY.encode()
+_EXTENSION_NAME = protocol.EXTENSION_NAME_HEADER.lower().encode()
+_EXTENSION_ID = protocol.EXTENSION_ID_HEADER.encode()
 
 _ACCEPTED = b'{"status":"OK"}'
 _JSON = (b"Content-Type", b"application/json")
@@ -76,14 +86,14 @@ def _error(req: Request, status: int, error_type: str, message: str) -> None:
 
 
 def _accepted(req: Request) -> None:
-    req.respond(202, [_JSON], _ACCEPTED)
+    req.respond(protocol.STATUS_ACCEPTED, [_JSON], _ACCEPTED)
 
 
 class RuntimeApi:
     """server.Handler for one environment's Runtime API port."""
 
-    def __init__(self, scheduler: Scheduler, env: Environment, config: EmulatorConfig) -> None:
-        self.scheduler = scheduler
+    def __init__(self, lifecycle: Lifecycle, env: Environment, config: EmulatorConfig) -> None:
+        self.lifecycle = lifecycle
         self.env = env
         self.config = config
 
@@ -95,9 +105,9 @@ class RuntimeApi:
             req.state = (_R_NEXT, None)
         elif target.startswith(_INVOCATION):
             parts = target[len(_INVOCATION) :].split(b"/")
-            if len(parts) == 2 and parts[1] == b"response":
+            if len(parts) == 2 and parts[1] == _RESPONSE:
                 req.state = (_R_RESPONSE, parts[0].decode("latin-1"))
-            elif len(parts) == 2 and parts[1] == b"error":
+            elif len(parts) == 2 and parts[1] == _ERROR:
                 req.state = (_R_ERROR, parts[0].decode("latin-1"))
             else:
                 req.state = (_R_UNKNOWN, None)
@@ -107,7 +117,7 @@ class RuntimeApi:
             req.state = (_R_REGISTER, None)
         elif target == _EXT_NEXT:
             req.state = (_R_EXT_NEXT, None)
-        elif target == _OTLP_TRACES and self.scheduler.spans is not None:
+        elif target == _OTLP_TRACES and self.lifecycle.spans is not None:
             req.state = (_R_OTLP, None)
         else:
             req.state = (_R_UNKNOWN, None)
@@ -141,10 +151,10 @@ class RuntimeApi:
             self._traces(req)
         else:
             path = req.target.decode("latin-1")
-            if req.target.startswith(_PREFIX + b"restore/"):
+            if req.target.startswith(_RESTORE):
                 _error(
                     req,
-                    403,
+                    protocol.STATUS_FORBIDDEN,
                     "InvalidStateTransition",
                     f"{path} is only for SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start)",
                 )
@@ -160,11 +170,11 @@ class RuntimeApi:
 
     def _next(self, req: Request) -> None:
         env = self.env
-        sched = self.scheduler
+        life = self.lifecycle
         if env.current is not None:
             return _error(
                 req,
-                403,
+                protocol.STATUS_FORBIDDEN,
                 "InvalidStateTransition",
                 f"invoke {env.current.request_id} is still outstanding: post its response or "
                 "error before asking for the next one",
@@ -172,23 +182,33 @@ class RuntimeApi:
         if env.parked is not None and not env.parked.closed:
             return _error(
                 req,
-                403,
+                protocol.STATUS_FORBIDDEN,
                 "InvalidStateTransition",
                 "another /next request is already waiting on this environment",
             )
         if env.init_error is not None:
-            return _error(req, 403, "InvalidStateTransition", "init failed; the runtime must exit")
+            return _error(
+                req,
+                protocol.STATUS_FORBIDDEN,
+                "InvalidStateTransition",
+                "init failed; the runtime must exit",
+            )
         if env.ending is not None:
             # Asking for more work is what ends the invoke answered last (END, REPORT).
-            sched.end_invoke(env)
+            life.end_invoke(env)
         if env.state != INIT and env.state != READY:
-            return _error(req, 500, "EnvironmentShutDown", "this environment is shutting down")
+            return _error(
+                req,
+                protocol.STATUS_FATAL,
+                "EnvironmentShutDown",
+                "this environment is shutting down",
+            )
         env.parked = req
         req.on_close = self._parked_closed
         if env.state == INIT:
-            sched.init_done(env)
-        if env.pending is not None and env.parked is req and not sched.closing:
-            sched.deliver(env)
+            life.init_done(env)
+        if env.pending is not None and env.parked is req and not life.closing:
+            life.deliver(env)
 
     def _parked_closed(self, req: Request) -> None:
         if self.env.parked is req:
@@ -201,60 +221,69 @@ class RuntimeApi:
             how = env.finished.get(request_id)
             if how == "timeout":
                 return _error(
-                    req, 410, "InvocationTimedOut", f"invoke {request_id} already timed out"
+                    req,
+                    protocol.STATUS_GONE,
+                    "InvocationTimedOut",
+                    f"invoke {request_id} already timed out",
                 )
             if env.state == INIT:
                 return _error(
                     req,
-                    403,
+                    protocol.STATUS_FORBIDDEN,
                     "InvalidStateTransition",
                     "no invoke has been handed out yet (init is not finished)",
                 )
             if how == "answered":
                 return _error(
-                    req, 400, "InvalidRequestID", f"invoke {request_id} was already answered"
+                    req,
+                    protocol.STATUS_BAD_REQUEST,
+                    "InvalidRequestID",
+                    f"invoke {request_id} was already answered",
                 )
-            return _error(req, 400, "InvalidRequestID", f"unknown request id {request_id}")
+            return _error(
+                req,
+                protocol.STATUS_BAD_REQUEST,
+                "InvalidRequestID",
+                f"unknown request id {request_id}",
+            )
         sent_id = req.headers.get(_INVOCATION_ID)
         if sent_id is not None and sent_id.decode("latin-1") != inv.invocation_id:
             return _error(
                 req,
-                400,
+                protocol.STATUS_BAD_REQUEST,
                 "InvalidInvocationID",
                 "Lambda-Runtime-Invocation-Id does not match this invoke's attempt",
             )
         mode = req.headers.get(_RESPONSE_MODE)
         streaming = False
         if mode is not None:
-            if is_error or mode.lower() != b"streaming":
+            if is_error or mode.lower() != _STREAMING:
                 return _error(
                     req,
-                    400,
+                    protocol.STATUS_BAD_REQUEST,
                     "InvalidResponseModeHeader",
                     f"unsupported response mode {mode.decode('latin-1')!r}",
                 )
             streaming = True
-        sched = self.scheduler
+        life = self.lifecycle
         if req.too_large:
             _error(
                 req,
-                413,
+                protocol.STATUS_TOO_LARGE,
                 "RequestEntityTooLarge",
                 f"Exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD} bytes).",
             )
-            sched.complete(
-                env, inv, _RESPONSE_TOO_LARGE, error_type="Function.ResponseSizeTooLarge"
-            )
+            life.complete(env, inv, _RESPONSE_TOO_LARGE, error_type="Function.ResponseSizeTooLarge")
             return
         _accepted(req)
         if is_error:
             header = req.headers.get(_ERROR_TYPE, b"").decode("latin-1")
             payload = error_payload_from_runtime(header or "Runtime.Unknown", req.body)
-            sched.complete(env, inv, payload, error_type=header or _body_type(payload))
+            life.complete(env, inv, payload, error_type=header or _body_type(payload))
             return
         if streaming and req.trailers.get(_ERROR_TYPE):
             error_type = req.trailers[_ERROR_TYPE].decode("latin-1")
-            sched.complete(
+            life.complete(
                 env,
                 inv,
                 _trailer_error(error_type, req.trailers.get(_ERROR_BODY)),
@@ -262,14 +291,19 @@ class RuntimeApi:
             )
             return
         content_type = req.headers.get(b"content-type", b"application/json")
-        sched.complete(env, inv, req.body, content_type=content_type)
+        life.complete(env, inv, req.body, content_type=content_type)
 
     def _traces(self, req: Request) -> None:
         """OTLP/HTTP trace export (``--otel-console``): decode, answer, hand to the console."""
         from .otel import OtlpError, OtlpUnsupported, read_body
 
         if req.too_large:
-            return _error(req, 413, "RequestEntityTooLarge", "trace export body too large")
+            return _error(
+                req,
+                protocol.STATUS_TOO_LARGE,
+                "RequestEntityTooLarge",
+                "trace export body too large",
+            )
         try:
             spans = read_body(
                 req.body, req.headers.get(b"content-type"), req.headers.get(b"content-encoding")
@@ -278,22 +312,22 @@ class RuntimeApi:
             status = 415 if isinstance(exc, OtlpUnsupported) else 400
             return _error(req, status, "InvalidRequest", f"OTLP trace export: {exc}")
         # An empty ExportTraceServiceResponse: everything was accepted.
-        req.respond(200, [(b"Content-Type", b"application/x-protobuf")])
-        self.scheduler.spans_received(self.env, spans)
+        req.respond(protocol.STATUS_OK, [(b"Content-Type", b"application/x-protobuf")])
+        self.lifecycle.spans_received(self.env, spans)
 
     def _init_error(self, req: Request) -> None:
         env = self.env
         if env.state != INIT or env.init_error is not None:
             return _error(
                 req,
-                403,
+                protocol.STATUS_FORBIDDEN,
                 "InvalidStateTransition",
                 "init errors can only be reported once, during init",
             )
         error_type = req.headers.get(_ERROR_TYPE, b"").decode("latin-1") or "Runtime.Unknown"
         body = req.body if not req.too_large else b""
         _accepted(req)
-        self.scheduler.init_error_posted(env, error_type, body)
+        self.lifecycle.init_error_posted(env, error_type, body)
 
     def _register(self, req: Request) -> None:
         if req.method != b"POST":
@@ -301,17 +335,32 @@ class RuntimeApi:
         env = self.env
         if env.state != INIT:
             return _error(
-                req, 403, "InvalidStateTransition", "extensions can only register during init"
+                req,
+                protocol.STATUS_FORBIDDEN,
+                "InvalidStateTransition",
+                "extensions can only register during init",
             )
-        name = req.headers.get(b"lambda-extension-name")
+        name = req.headers.get(_EXTENSION_NAME)
         if not name:
-            return _error(req, 400, "InvalidRequest", "missing Lambda-Extension-Name header")
+            return _error(
+                req,
+                protocol.STATUS_BAD_REQUEST,
+                "InvalidRequest",
+                "missing Lambda-Extension-Name header",
+            )
         try:
             events = orjson.loads(req.body or b"{}").get("events", [])
         except (orjson.JSONDecodeError, AttributeError):
-            return _error(req, 400, "InvalidRequest", 'body must be JSON like {"events": []}')
+            return _error(
+                req,
+                protocol.STATUS_BAD_REQUEST,
+                "InvalidRequest",
+                'body must be JSON like {"events": []}',
+            )
         if not isinstance(events, list):
-            return _error(req, 400, "InvalidRequest", "events must be a list")
+            return _error(
+                req, protocol.STATUS_BAD_REQUEST, "InvalidRequest", "events must be a list"
+            )
         env.has_extension = True
         body = orjson.dumps(
             {
@@ -320,8 +369,8 @@ class RuntimeApi:
                 "handler": self.config.handler,
             }
         )
-        headers: Headers = [_JSON, (b"Lambda-Extension-Identifier", str(uuid.uuid4()).encode())]
-        req.respond(200, headers, body)
+        headers: Headers = [_JSON, (_EXTENSION_ID, str(uuid.uuid4()).encode())]
+        req.respond(protocol.STATUS_OK, headers, body)
 
 
 def _body_type(payload: bytes) -> str:

@@ -38,8 +38,9 @@ def collector() -> Iterator[Collector]:
     c.close()
 
 
-def output_lines(proc: Any) -> list[str]:
-    time.sleep(0.2)  # the stub has the post; give the last lines time to leave the pipe
+def output_lines(api: RuntimeAPIStub, proc: Any) -> list[str]:
+    """The runtime's output lines once its last invoke is over, after-post work included."""
+    api.wait_idle()
     output: str = proc.stop()
     return output.split("\n")[:-1]
 
@@ -115,7 +116,7 @@ def test_json_logs_from_stdlib_with_print_unchanged(
     proc = start("obs.stdlib_records", AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="DEBUG")
     request_id, post = invoke(runtime_api, headers={"Lambda-Runtime-Trace-Id": XRAY})
     assert post.kind == "response"
-    lines = output_lines(proc)
+    lines = output_lines(runtime_api, proc)
     records = json_lines(lines)
     assert [(r["level"], r["message"]) for r in records] == [
         ("DEBUG", "debug record"),
@@ -139,7 +140,7 @@ def test_records_from_a_thread_the_handler_starts_carry_the_request_id(
     proc = start("obs.logs_from_a_thread", AWS_LAMBDA_LOG_FORMAT=log_format)
     request_id, post = invoke(runtime_api, headers={"Lambda-Runtime-Trace-Id": XRAY})
     assert post.kind == "response"
-    lines = [line for line in output_lines(proc) if "from a worker thread" in line]
+    lines = [line for line in output_lines(runtime_api, proc) if "from a worker thread" in line]
     if log_format == "JSON":
         [record] = json_lines(lines)
         assert (record["requestId"], record["xrayTraceId"]) == (
@@ -154,7 +155,8 @@ def test_records_from_a_thread_the_handler_starts_carry_the_request_id(
 def test_json_level_filter(runtime_api: RuntimeAPIStub, start: Any) -> None:
     proc = start("obs.stdlib_records", AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="ERROR")
     invoke(runtime_api)
-    assert [r["level"] for r in json_lines(output_lines(proc))] == ["ERROR", "ERROR", "CRITICAL"]
+    levels = [r["level"] for r in json_lines(output_lines(runtime_api, proc))]
+    assert levels == ["ERROR", "ERROR", "CRITICAL"]
 
 
 def test_unhandled_error_is_one_structured_json_record(
@@ -163,7 +165,7 @@ def test_unhandled_error_is_one_structured_json_record(
     proc = start("obs.fail", AWS_LAMBDA_LOG_FORMAT="JSON")
     request_id, post = invoke(runtime_api)
     assert post.kind == "error"
-    (record,) = json_lines(output_lines(proc))
+    (record,) = json_lines(output_lines(runtime_api, proc))
     assert record["level"] == "ERROR"
     assert (record["errorType"], record["errorMessage"]) == ("ValueError", "something went wrong")
     assert record["requestId"] == request_id
@@ -183,7 +185,7 @@ def test_structlog_imported_by_the_handler_module_writes_the_same_format(
         "with_structlog.handler", AWS_LAMBDA_LOG_FORMAT=log_format, AWS_LAMBDA_LOG_LEVEL="INFO"
     )
     request_id, _ = invoke(runtime_api)
-    lines = output_lines(proc)
+    lines = output_lines(runtime_api, proc)
     if log_format == "JSON":
         records = json_lines(lines)
         assert [(r["message"], r["requestId"]) for r in records] == [
@@ -214,7 +216,7 @@ def test_structlog_imported_lazily_inside_the_handler_is_routed_too(
 ) -> None:
     proc = start("lazy_structlog.handler", AWS_LAMBDA_LOG_LEVEL="INFO")
     request_id, _ = invoke(runtime_api)
-    (line,) = [line for line in output_lines(proc) if "lazy import" in line]
+    (line,) = [line for line in output_lines(runtime_api, proc) if "lazy import" in line]
     assert line.startswith("[INFO]\t")
     assert line.endswith(f"\t{request_id}\tlazy import k=v")
 
@@ -224,7 +226,7 @@ def test_a_structlog_configuration_of_the_users_own_wins(
 ) -> None:
     proc = start("own_structlog_config.handler", AWS_LAMBDA_LOG_FORMAT="JSON")
     invoke(runtime_api)
-    assert "k='v' event='own config'" in output_lines(proc)
+    assert "k='v' event='own config'" in output_lines(runtime_api, proc)
 
 
 def test_structlog_contextvars_bound_in_an_invoke_do_not_leak_into_the_next(
@@ -241,7 +243,7 @@ def test_a_second_root_handler_does_not_duplicate_lines(
     proc = start("obs.adds_root_handler")
     invoke(runtime_api)
     invoke(runtime_api)
-    lines = output_lines(proc)
+    lines = output_lines(runtime_api, proc)
     assert sum("written once" in line for line in lines) == 2  # once per invoke
     warnings = [line for line in lines if "was added to the root logger and ignored" in line]
     assert len(warnings) == 1
@@ -259,7 +261,7 @@ def test_debug_records_are_written_only_for_the_invoke_that_fails(
     ok_id, ok_post = invoke(runtime_api, {"fail": False})
     failed_id, failed_post = invoke(runtime_api, {"fail": True})
     assert (ok_post.kind, failed_post.kind) == ("response", "error")
-    records = json_lines(output_lines(proc))
+    records = json_lines(output_lines(runtime_api, proc))
     assert [(r["requestId"], r["level"], r["message"]) for r in records] == [
         (ok_id, "INFO", "about to fail"),
         (failed_id, "INFO", "about to fail"),
@@ -290,7 +292,7 @@ def test_records_go_to_the_telemetry_fd_as_frames(runtime_api: RuntimeAPIStub) -
     try:
         request_id, _ = invoke(runtime_api)
         started = time.time()
-        time.sleep(0.2)
+        runtime_api.wait_idle()
     finally:
         proc.kill()
         stdout, _ = proc.communicate(timeout=10)
@@ -330,7 +332,7 @@ def test_one_emf_line_per_invoke(runtime_api: RuntimeAPIStub, start: Any) -> Non
         LAMBDA_RUNTIME_METRICS_NAMESPACE="Shop",
     )
     ids = [invoke(runtime_api, {"fail": fail})[0] for fail in (False, False, True)]
-    lines = [line for line in output_lines(proc) if line.startswith('{"_aws"')]
+    lines = [line for line in output_lines(runtime_api, proc) if line.startswith('{"_aws"')]
     docs = [validate_emf(line + "\n") for line in lines]
     assert [d["requestId"] for d in docs] == ids
     assert [(d["ColdStart"], "InitDuration" in d, d["Errors"]) for d in docs] == [
@@ -347,7 +349,8 @@ def test_a_marshal_error_counts_as_an_error(runtime_api: RuntimeAPIStub, start: 
     proc = start("metrics_handler.not_serialisable", LAMBDA_RUNTIME_METRICS="emf")
     _, post = invoke(runtime_api)
     assert post.header("Lambda-Runtime-Function-Error-Type") == "Runtime.MarshalError"
-    (doc,) = [validate_emf(line + "\n") for line in output_lines(proc) if '"_aws"' in line]
+    lines = output_lines(runtime_api, proc)
+    (doc,) = [validate_emf(line + "\n") for line in lines if '"_aws"' in line]
     assert doc["Errors"] == 1
 
 
@@ -377,9 +380,7 @@ def test_otlp_traces_end_to_end(
     ids += [runtime_api.push(json.dumps({"i": i})) for i in range(1, n)]
     posts = [runtime_api.wait_post() for _ in range(n)]
     assert [p.request_id for p in posts] == ids
-    deadline = time.time() + 10
-    while len([s for s in collector.spans() if s.kind == 2]) < n and time.time() < deadline:
-        time.sleep(0.05)
+    runtime_api.wait_idle()  # the last invoke's export is answered before this /next
     spans = collector.spans()
     server = [s for s in spans if s.kind == 2]  # SPAN_KIND_SERVER
     # One invoke span per invoke, none lost, none twice.
@@ -417,9 +418,8 @@ def test_otlp_traces_end_to_end(
     assert (resource["cloud.platform"], resource["cloud.region"]) == ("aws_lambda", "eu-west-1")
     assert resource["faas.name"] == "test-function"
     # JSON log records inside the user span carry its ids.
-    records = [
-        r for r in json_lines(output_lines(proc)) if r.get("message") == "inside a user span"
-    ]
+    records = json_lines(output_lines(runtime_api, proc))
+    records = [r for r in records if r.get("message") == "inside a user span"]
     assert len(records) == n
     assert (records[0]["traceId"], records[0]["spanId"]) == (result["trace_id"], result["span_id"])
 
@@ -427,13 +427,16 @@ def test_otlp_traces_end_to_end(
 def test_spans_are_exported_after_the_response_and_before_the_next_invoke(
     runtime_api: RuntimeAPIStub, start: Any
 ) -> None:
-    seen: list[tuple[int, int, float]] = []
-    slow = Collector(delay=0.5)
+    """Catches: spans exported before the response is posted (the caller would wait for the
+    export), or the next /next sent while the export is still waiting for the collector."""
+    seen: list[tuple[str, int, int]] = []
+    slow = Collector()
     original = slow.server.RequestHandlerClass.do_POST  # type: ignore[attr-defined]
 
     def observed(handler: Any) -> None:
-        # Before answering: how many posts the stub had, and how many /next calls.
-        seen.append((runtime_api.posts.qsize(), runtime_api.next_calls, time.monotonic()))
+        seen.append(("export", runtime_api.answered, runtime_api.next_calls))
+        time.sleep(0.3)  # a slow collector (not synchronisation: the runtime must wait for it)
+        seen.append(("answer", runtime_api.answered, runtime_api.next_calls))
         original(handler)
 
     slow.server.RequestHandlerClass.do_POST = observed  # type: ignore[attr-defined]
@@ -441,19 +444,12 @@ def test_spans_are_exported_after_the_response_and_before_the_next_invoke(
         start("obs.echo", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=slow.url)
         runtime_api.push("{}")
         runtime_api.push("{}")
-        deadline = time.monotonic() + 15
-        while not seen and time.monotonic() < deadline:
-            time.sleep(0.01)
-        # When the export of invoke 1 reached the collector, its response had been posted and
-        # the runtime had not asked for invoke 2 yet...
-        posted, next_calls, exported_at = seen[0]
-        assert (posted, next_calls) == (1, 1)
-        # ...nor does it while the collector takes its time to answer.
-        time.sleep(max(0.0, exported_at + 0.3 - time.monotonic()))
-        assert runtime_api.next_calls == 1
         first = runtime_api.wait_post()
         second = runtime_api.wait_post()
         assert (first.kind, second.kind) == ("response", "response")
+        # The export of invoke 1 came once its response was posted, and the runtime asked for
+        # invoke 2 only after the collector answered.
+        assert seen[:2] == [("export", 1, 1), ("answer", 1, 1)]
         assert runtime_api.next_calls >= 2
     finally:
         slow.close()
@@ -462,6 +458,11 @@ def test_spans_are_exported_after_the_response_and_before_the_next_invoke(
 def test_a_collector_that_never_answers_delays_invokes_only_by_the_budget(
     runtime_api: RuntimeAPIStub, start: Any
 ) -> None:
+    """Catches: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT ignored (the default 2,000 ms used instead),
+    and an export that gives up before its budget is spent.
+
+    The delay an invoke adds is what the stub sees between the runtime's post and its next
+    /next: the export runs in between."""
     import socket
 
     listener = socket.socket()
@@ -474,12 +475,22 @@ def test_a_collector_that_never_answers_delays_invokes_only_by_the_budget(
             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=url,
             OTEL_EXPORTER_OTLP_TRACES_TIMEOUT="300",
         )
-        began = time.monotonic()
+        posts = []
         for i in range(4):
             _, post = invoke(runtime_api, {"i": i})
             assert json.loads(post.body) == {"i": i}
-        # 4 invokes, at most 4 flush budgets of 0.3 s (fewer: it backs off), plus start-up.
-        assert time.monotonic() - began < 8
+            posts.append(post)
+        runtime_api.push("{}")  # the /next it waits for ends the fourth invoke's export
+        runtime_api.wait_post()
+        delays = [
+            after - post.received
+            for post, after in zip(posts, runtime_api.next_times[1:5], strict=True)
+        ]
+        # The first export waits the whole 0.3 s; after that failure it backs off (0.5 s), so
+        # at least one of the next invokes does not try at all.
+        assert 0.3 <= delays[0] < 0.45, delays
+        assert all(delay < 0.45 for delay in delays), delays
+        assert min(delays[1:]) < 0.1, delays
     finally:
         listener.close()
 
@@ -491,5 +502,5 @@ def test_no_export_at_all_while_tracing_is_off(
     start("obs.echo")
     for i in range(5):
         invoke(runtime_api, {"i": i})
-    time.sleep(0.3)
+    runtime_api.wait_idle()  # an export would come between the last post and this /next
     assert collector.requests == []

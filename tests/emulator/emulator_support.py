@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 HANDLERS = HERE / "handlers"
@@ -77,3 +82,36 @@ def describe_sockets() -> list[str]:
         finally:
             sock.close()
     return found
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds: for states only observable by asking (the emulator's
+    counters), never as a stand-in for a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.01)
+
+
+class OutputWatch(io.RawIOBase):
+    """An ``echo=`` stream for an Emulator that lets a test wait for a line of output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._data = bytearray()
+        self._changed = threading.Condition()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        with self._changed:
+            self._data += bytes(data)
+            self._changed.notify_all()
+        return len(data)
+
+    def wait_for(self, needle: bytes, timeout: float = 10.0) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: needle in self._data, timeout):
+                raise AssertionError(f"{needle!r} not in the output within {timeout} s")

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from emulator_support import HANDLERS
+from emulator_support import HANDLERS, OutputWatch, wait_for
 
 
 def _alive(pid: int) -> bool:
@@ -196,9 +196,7 @@ def test_over_the_concurrency_limit_is_429(make):
     fn = make("app.sleep", concurrency=2)
     with ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(fn.invoke, {"seconds": 1}) for _ in range(2)]
-        deadline = time.monotonic() + 5
-        while fn.stats()["busy"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: fn.stats()["busy"] == 2, "two invokes in flight")
         throttled = fn.invoke({"seconds": 0})
         assert throttled.status_code == 429
         assert throttled.headers["x-amzn-errortype"] == "TooManyRequestsException"
@@ -225,10 +223,7 @@ def test_shutdown_hook_gets_sigterm_when_extension_registered(make, tmp_path):
         env={"SHUTDOWN_MARK_FILE": str(mark)},
     )
     assert fn.invoke({}).ok
-    deadline = time.monotonic() + 5
-    while not mark.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert mark.exists(), "the runtime's shutdown hook did not run (no SIGTERM?)"
+    wait_for(mark.exists, "the runtime's shutdown hook did not run (no SIGTERM?)")
 
 
 def test_without_extension_the_runtime_is_killed_without_sigterm(make, tmp_path):
@@ -242,13 +237,11 @@ def test_without_extension_the_runtime_is_killed_without_sigterm(make, tmp_path)
 
 
 def test_stop_answers_in_flight_invokes(make):
-    fn = make("app.sleep", timeout=10)
+    watch = OutputWatch()
+    fn = make("app.sleep", timeout=10, echo=watch)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(fn.invoke, {"seconds": 8})
-        deadline = time.monotonic() + 5
-        while fn.stats()["busy"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)
+        watch.wait_for(b"sleeping 8")  # the handler is running
         fn.stop()
         result = future.result(timeout=5)
     assert result.status_code == 503

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import orjson
 import pytest
-from emulator_support import HANDLERS, MARK, MARK_VAR
+from emulator_support import HANDLERS, MARK, MARK_VAR, wait_for
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def _raw_post(
         sock.sendall(head.encode())
         for chunk in chunks:
             sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            time.sleep(0.01)
+            time.sleep(0.01)  # pacing, not synchronisation: each chunk arrives on its own
         tail = "".join(f"{k}: {v}\r\n" for k, v in trailers.items())
         sock.sendall(b"0\r\n" + tail.encode() + b"\r\n")
         status_line = sock.recv(4096).split(b"\r\n", 1)[0]
@@ -201,7 +201,7 @@ def test_init_error_and_extension_calls(manual):
     )
     assert ext.status_code == 200 and ext.headers["lambda-extension-identifier"]
     future = pool.submit(fn.invoke, {})
-    time.sleep(0.1)
+    wait_for(lambda: fn.stats()["busy"] == 1, "the invoke waiting for init")
     error = {
         "errorMessage": "cannot import",
         "errorType": "Runtime.ImportModuleError",

@@ -11,6 +11,7 @@ def flush() -> None:
 def slow_hook() -> None:
     import time
 
+    print(f"slow hook started at {time.time():.6f}", flush=True)
     time.sleep(5)
 
 

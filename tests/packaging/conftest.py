@@ -18,6 +18,7 @@ from packaging_support import (
     OUT,
     Buildah,
     Proc,
+    cannot_run_here,
     ensure_tools,
     lock,
     make_base_image,
@@ -28,12 +29,12 @@ from packaging_support import (
 def buildah() -> Buildah:
     ensure_tools("buildah")
     if os.geteuid() != 0:
-        pytest.skip("buildah with vfs storage and chroot isolation needs root here "
-                    "(no rootless user-namespace setup on this machine)")
+        cannot_run_here("buildah with vfs storage and chroot isolation needs root here "
+                        "(no rootless user-namespace setup on this machine)")
     tool = Buildah(CONTAINERS / "storage", Path(tempfile.gettempdir()) / "lambda-runtime-buildah")
     probe = tool("info", check=False, timeout=120)
     if probe.returncode != 0:
-        pytest.skip(f"buildah cannot work in this environment: {probe.stderr.strip()[-600:]}")
+        cannot_run_here(f"buildah cannot work in this environment: {probe.stderr.strip()[-600:]}")
     return tool
 
 

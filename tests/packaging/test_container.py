@@ -2,11 +2,14 @@
 
 Both recipes are built on a local Debian base (made with debootstrap, cached in out/containers):
 container/Dockerfile as is, and container/Dockerfile.al2023 with PYTHON=python3, which the base
-already has, so only its Amazon Linux package step is skipped. Then each image is run two ways:
+already has, so only its Amazon Linux package step is skipped. The first is built with every
+optional part (WITH=emulator,otel,structlog), the second with none, as a function that needs only
+the runtime would build it. Then each image is run two ways:
 
 - locally, as `docker run -p 9000:8080 IMAGE` would: its entrypoint and CMD in a private network
-  namespace, where the in-image emulator listens on 0.0.0.0:8080; invokes come from inside that
-  namespace, so nothing is exposed on the machine and no port can clash;
+  namespace, where the in-image emulator listens on 0.0.0.0:8080 (or, in the image without it,
+  the entrypoint says how to get one); invokes come from inside that namespace, so nothing is
+  exposed on the machine and no port can clash;
 - as Lambda runs it: the same entrypoint with AWS_LAMBDA_RUNTIME_API pointing at our emulator in
   --no-spawn mode outside the container.
 """
@@ -48,12 +51,17 @@ class Recipe:
     env: dict[str, str] = field(default_factory=dict)
     venv: bool = False
 
+    @property
+    def parts(self) -> set[str]:
+        return set(filter(None, self.build_args.get("WITH", "").split(",")))
+
 
 RECIPES = {
     "python-base": Recipe(
         dockerfile="container/Dockerfile",
         entrypoint="/opt/lambda-runtime/bin/lambda-entrypoint",
         python="/opt/lambda-runtime/bin/python",
+        build_args={"WITH": "emulator,otel,structlog"},
         venv=True,
     ),
     "provided-al2023": Recipe(
@@ -111,7 +119,15 @@ def test_image_config_runs_the_handler_as_a_non_root_user(image: Image) -> None:
 CHECK_IMAGE = """
 import importlib.util, json, os
 import runtime.bootstrap
+MODULES = ["runtime.emulator", "runtime.packaging", "runtime.cli", "httpx", "h11", "structlog",
+           "opentelemetry.sdk", "orjson"]
+def present(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # the parent package is missing
+        return False
 print(json.dumps({
+    "modules": sorted(m for m in MODULES if present(m)),
     "uid": os.getuid(),
     "app_pyc": os.path.exists(importlib.util.cache_from_source("/var/task/app.py")),
     "runtime_pyc": os.path.exists(importlib.util.cache_from_source(runtime.bootstrap.__file__)),
@@ -134,6 +150,25 @@ def test_image_is_precompiled_and_free_of_build_leftovers(image: Image, containe
     assert seen["build_sources"] is False
     if image.recipe.venv:
         assert seen["pip"] is False  # pip stayed in the build stage
+
+
+# What each optional part adds to an image; the runtime core and orjson are always there.
+PART_MODULES = {
+    "emulator": {"runtime.emulator", "runtime.packaging", "runtime.cli", "httpx", "h11"},
+    "otel": {"opentelemetry.sdk"},
+    "structlog": {"structlog"},
+}
+
+
+def test_image_holds_the_runtime_and_only_the_parts_asked_for(
+    image: Image, container: str
+) -> None:
+    env_args = [f"--env={k}={v}" for k, v in image.recipe.env.items()]
+    proc = image.buildah("run", "--isolation", "chroot", *env_args, container, "--",
+                         image.recipe.python, "-c", CHECK_IMAGE, timeout=120)
+    seen = set(json.loads(proc.stdout.strip().splitlines()[-1])["modules"])
+    expected = {"orjson"}.union(*(PART_MODULES[p] for p in image.recipe.parts))
+    assert seen == expected
 
 
 CLIENT = """
@@ -166,6 +201,16 @@ def test_local_run_serves_invokes_through_the_in_image_emulator(
     # What `docker run IMAGE app.handler --timeout 7` runs: options after the handler reach
     # the emulator.
     command = [*config["Entrypoint"], *config["Cmd"], "--timeout", "7"]
+    if "emulator" not in image.recipe.parts:
+        env_args = [f"--env={k}={v}" for k, v in image.recipe.env.items()]
+        proc_run = image.buildah("run", "--isolation", "chroot", *env_args, container, "--",
+                                 *command, check=False, timeout=120)
+        assert proc_run.returncode == 2
+        lines = [ln for ln in proc_run.stderr.splitlines() if "lambda-entrypoint" in ln]
+        assert len(lines) == 1, proc_run.stderr
+        assert "this image has no local emulator" in lines[0]
+        assert "--build-arg WITH=emulator" in lines[0]
+        return
     proc = start(
         ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
          *image.buildah.base, "run", "--isolation", "chroot", container, "--", *command],

@@ -23,6 +23,7 @@ import pytest
 from packaging_support import (
     REPO,
     Proc,
+    cannot_run_here,
     ensure_tools,
     invoke,
     lambda_environment,
@@ -119,11 +120,11 @@ class Built:
 def namespaces_work() -> None:
     ensure_tools("unshare", "unzip")
     if os.geteuid() != 0:
-        pytest.skip("mount namespaces with bind mounts at /opt and /var/task need root here")
+        cannot_run_here("mount namespaces with bind mounts at /opt and /var/task need root here")
     probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
                            capture_output=True, text=True, check=False)
     if probe.returncode != 0:
-        pytest.skip(f"unshare --mount cannot work in this environment: {probe.stderr.strip()}")
+        cannot_run_here(f"unshare --mount cannot work in this environment: {probe.stderr.strip()}")
 
 
 @pytest.fixture(scope="module")

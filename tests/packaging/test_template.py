@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from packaging_support import REPO
 
-from runtime.package import FUNCTION_ZIP, LAYER_ZIP
+from runtime.packaging.package import FUNCTION_ZIP, LAYER_ZIP
 
 TEMPLATE = REPO / "examples" / "template.yaml"
 

@@ -10,16 +10,18 @@ import os
 import sys
 import time
 
+from runtime import protocol
+
 host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
 conn = http.client.HTTPConnection(host, int(port))
 while True:
-    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    conn.request("GET", protocol.NEXT_PATH)
     response = conn.getresponse()
     body = response.read()
-    request_id = response.getheader("Lambda-Runtime-Aws-Request-Id")
+    request_id = response.getheader(protocol.REQUEST_ID_HEADER)
     event = json.loads(body)
     print("handling", request_id, flush=True)
-    conn.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", body=body)
+    conn.request("POST", protocol.response_path(request_id), body=body)
     conn.getresponse().read()
     time.sleep(event.get("sleep", 0))
     if "print" in event:

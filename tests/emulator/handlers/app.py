@@ -108,3 +108,9 @@ def otel_env(event, context):
         "otel": {k: v for k, v in os.environ.items() if k.startswith("OTEL_")},
         "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"],
     }
+
+
+def fail_stamped(event, context):
+    # CLOCK_MONOTONIC is system-wide on Linux: the test compares it with its own.
+    print(f"attempt started at {time.monotonic():.6f}")
+    raise ValueError("fails on every attempt")

@@ -4,13 +4,15 @@ import http.client
 import os
 import time
 
+from runtime import protocol
+
 host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
 conn = http.client.HTTPConnection(host, int(port))
-conn.request("GET", "/2018-06-01/runtime/invocation/next")
+conn.request("GET", protocol.NEXT_PATH)
 response = conn.getresponse()
 event = response.read()
-request_id = response.getheader("Lambda-Runtime-Aws-Request-Id")
-conn.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", body=event)
+request_id = response.getheader(protocol.REQUEST_ID_HEADER)
+conn.request("POST", protocol.response_path(request_id), body=event)
 conn.getresponse().read()
 print("answered one invoke, now hanging", flush=True)
 time.sleep(3600)

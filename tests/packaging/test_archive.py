@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.archive import (
+from runtime.packaging.archive import (
     FIXED_DATE_TIME,
     UnsafeArchiveError,
     safe_extract_zip,

@@ -2,9 +2,10 @@
 
 Builds two deterministic archives:
 
-- `runtime-layer.zip`: `bootstrap` at the root (Lambda runs `/opt/bootstrap`), this runtime and
-  its dependencies under `python/` (so they land in `/opt/python`, which `bootstrap` puts on
-  the path);
+- `runtime-layer.zip`: `bootstrap` at the root (Lambda runs `/opt/bootstrap`), the runtime core
+  and orjson under `python/` (so they land in `/opt/python`, which `bootstrap` puts on the path),
+  plus the optional parts asked for with `--with` (`otel`, `structlog`). Developer tooling (the
+  emulator, this packaging code, the CLI) never goes in: it does not run on Lambda;
 - `function.zip`: the function folder and the packages of its `requirements.txt`, at the root
   (so they land in `/var/task`).
 
@@ -28,12 +29,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from runtime.archive import ZipSummary, iter_tree, write_deterministic_zip
+from runtime.packaging.archive import (
+    UnsafeArchiveError,
+    ZipSummary,
+    iter_tree,
+    write_deterministic_zip,
+)
+from runtime.packaging.core import (
+    EXCLUDED_DIRS,
+    EXCLUDED_SUFFIXES,
+    RUNTIME_DIR,
+    copy_core,
+)
 
 __all__ = ["PackageError", "Target", "build", "main"]
 
@@ -47,16 +59,8 @@ ARCHES = {"x86_64": "x86_64", "arm64": "aarch64"}
 LAYER_ZIP = "runtime-layer.zip"
 FUNCTION_ZIP = "function.zip"
 DISTRIBUTION = "lambda-runtime"
-
-# Never deployed: caches, virtual environments, VCS metadata and build output of common tools.
-EXCLUDED_DIRS = frozenset(
-    {
-        "__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
-        ".pytest_cache", ".ruff_cache", ".hypothesis", ".aws-sam", "node_modules", ".idea",
-        ".vscode",
-    }
-)
-EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".DS_Store")
+# Optional parts a function may ask for (`--with`); each is a pip extra of this distribution.
+SHIPPABLE_EXTRAS = ("otel", "structlog")
 
 
 class PackageError(Exception):
@@ -206,6 +210,7 @@ class BuildOptions:
     output: Path
     target: Target
     bootstrap: Path
+    extras: tuple[str, ...] = ()
     cache_dir: Path | None = None
     max_zipped_mib: float = ZIPPED_LIMIT_MIB
     max_unzipped_mib: float = UNZIPPED_LIMIT_MIB
@@ -223,23 +228,33 @@ class BuildResult:
 
 def default_bootstrap() -> Path | None:
     """The `bootstrap` script: shipped as package data, or at the root of a source checkout."""
-    package_dir = Path(__file__).resolve().parent
-    for candidate in (package_dir / "_data" / "bootstrap", package_dir.parent / "bootstrap"):
+    for candidate in (RUNTIME_DIR / "_data" / "bootstrap", RUNTIME_DIR.parent / "bootstrap"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def runtime_requirements() -> list[str]:
-    """This distribution's own dependencies, as requirement strings for pip."""
+_EXTRA_MARKER = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
+
+
+def runtime_requirements(extras: Collection[str] = ()) -> list[str]:
+    """Requirement strings for pip: the runtime's own dependencies plus those of `extras`."""
     try:
         declared = importlib.metadata.requires(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         declared = None
     if declared is None:
-        declared = _requirements_from_pyproject(Path(__file__).resolve().parent.parent)
-    # Extras (the dev tools) are not needed on Lambda.
-    return [req for req in declared if not re.search(r"\bextra\s*==", req)]
+        declared = _requirements_from_pyproject(RUNTIME_DIR.parent)
+    chosen: list[str] = []
+    for req in declared:
+        spec, _, marker = req.partition(";")
+        extra = _EXTRA_MARKER.search(marker)
+        if extra is None:
+            chosen.append(req)
+        elif extra.group(1) in extras:
+            # The marker only said which extra it belongs to; pip must not evaluate it again.
+            chosen.append(spec.strip())
+    return chosen
 
 
 def _requirements_from_pyproject(root: Path) -> list[str]:
@@ -258,26 +273,52 @@ def _requirements_from_pyproject(root: Path) -> list[str]:
             f"(`pip install -e {root}`) so its metadata is available"
         ) from None
     data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    deps = data.get("project", {}).get("dependencies", [])
-    return [str(d) for d in deps]
+    project = data.get("project", {})
+    declared = [str(d) for d in project.get("dependencies", [])]
+    for extra, deps in project.get("optional-dependencies", {}).items():
+        declared += [f'{d}; extra == "{extra}"' for d in deps]
+    return declared
 
 
-def _copy_tree(src: Path, dst: Path, *, skip: Path | None = None) -> None:
-    """Copy what would be deployed from `src`: no caches, no VCS data, no stale bytecode."""
-    skip_real = Path(os.path.realpath(skip)) if skip is not None else None
+def _copy_function(src: Path, dst: Path, *, shown: str, skip: Path | None) -> None:
+    """Copy what would be deployed from the function folder `src` into `dst`.
+
+    Leaves out caches, VCS data, stale bytecode and `skip` (the output folder, when it lies inside
+    the function). Refuses, naming the file as the user knows it (`shown` is the folder as they
+    typed it), what cannot be deployed: links that leave the folder or lead nowhere, and anything
+    that is not a plain file.
+    """
     listing = iter_tree(src, exclude_dirs=EXCLUDED_DIRS, exclude_suffixes=EXCLUDED_SUFFIXES)
     for name, path in listing:
-        if skip_real is not None:
-            real = Path(os.path.realpath(path.parent))
-            if real == skip_real or skip_real in real.parents:
+        if skip is not None:
+            real_parent = Path(os.path.realpath(path.parent))
+            if real_parent == skip or skip in real_parent.parents or path == skip:
                 continue
+        user_path = os.path.join(shown, name)
         out = dst / name
         out.parent.mkdir(parents=True, exist_ok=True)
         if path.is_symlink():
-            os.symlink(os.readlink(path), out)
-        else:
+            link = os.readlink(path)
+            resolved = Path(os.path.realpath(path))
+            if link.startswith("/") or not (resolved == src or src in resolved.parents):
+                raise PackageError(
+                    f"{user_path} is a symlink to {link!r}, outside the function folder; "
+                    "replace it with the file it points to"
+                )
+            if not resolved.exists():
+                raise PackageError(f"{user_path} is a symlink to {link!r}, which does not exist")
+            os.symlink(link, out)
+            continue
+        if not path.is_file():
+            raise PackageError(
+                f"{user_path} is not a regular file (a socket, pipe or device); remove it or "
+                "move it out of the function folder"
+            )
+        try:
             shutil.copyfile(path, out)
             shutil.copymode(path, out)
+        except OSError as exc:
+            raise PackageError(f"{user_path} cannot be read: {exc.strerror}") from None
 
 
 def _run_pip(
@@ -371,14 +412,39 @@ def _mib(size: int) -> str:
     return f"{size / MIB:.1f} MiB"
 
 
-def build(options: BuildOptions, progress: Progress) -> BuildResult:
-    """Build both zips into `options.output`; raise PackageError (and write nothing) on failure."""
+def build(options: BuildOptions, progress: Progress, *, shown: str | None = None) -> BuildResult:
+    """Build both zips into `options.output`; raise PackageError (and write nothing) on failure.
+
+    Every path is made absolute first: pip runs in the function folder (so that relative paths in
+    requirements.txt work), and a relative `--target` would land there. All staging happens in a
+    temporary folder outside both the function folder and the output; only the two finished zips
+    are moved into place. `shown` is the function folder as the user typed it, for messages.
+    """
     target = options.target
-    function_dir = options.function_dir
+    function_dir = options.function_dir.absolute()
+    output = options.output.absolute()
+    shown = str(options.function_dir) if shown is None else shown
     if not function_dir.is_dir():
-        raise PackageError(f"function folder {function_dir} does not exist or is not a folder")
-    if not options.bootstrap.is_file():
+        raise PackageError(f"function folder {shown} does not exist or is not a folder")
+    function_dir = function_dir.resolve()
+    real_output = output.resolve()
+    if real_output == function_dir:
+        raise PackageError(
+            f"the output folder {options.output} is the function folder {shown}: the zips would "
+            "be packaged into themselves; choose another folder, for example a subfolder `dist`"
+        )
+    # An output folder inside the function folder is left out of function.zip.
+    skip = real_output if function_dir in real_output.parents else None
+    bootstrap = options.bootstrap.absolute()
+    if not bootstrap.is_file():
         raise PackageError(f"bootstrap script {options.bootstrap} does not exist")
+    cache_dir = options.cache_dir.absolute() if options.cache_dir is not None else None
+    unknown = sorted(set(options.extras) - set(SHIPPABLE_EXTRAS))
+    if unknown:
+        raise PackageError(
+            f"unknown optional part(s) {', '.join(unknown)} for --with; choose from "
+            f"{', '.join(SHIPPABLE_EXTRAS)}"
+        )
 
     interpreter = find_interpreter(target.python)
     pip_python = sys.executable
@@ -386,17 +452,20 @@ def build(options: BuildOptions, progress: Progress) -> BuildResult:
         # pip evaluates environment markers (`python_version < "3.11"`) against the Python that
         # runs it, whatever --python-version says; a matching interpreter gets them right.
         pip_python = interpreter
+    elif not has_pip(pip_python):
+        raise PackageError(
+            f"pip is not available to {pip_python}; install it (`{pip_python} -m ensurepip`) "
+            "and run the command again"
+        )
     elif target.python != host_python():
         progress.note(
             f"no python{target.python} with pip on PATH: dependency markers are evaluated for "
             f"Python {host_python()}"
         )
 
-    options.output.mkdir(parents=True, exist_ok=True)
-    runtime_dir = Path(__file__).resolve().parent
     requirements = function_dir / "requirements.txt"
 
-    with tempfile.TemporaryDirectory(prefix=".package-", dir=options.output) as tmp:
+    with tempfile.TemporaryDirectory(prefix="lambda-runtime-package-") as tmp:
         stage = Path(tmp)
         layer = stage / "layer"
         function = stage / "function"
@@ -404,27 +473,27 @@ def build(options: BuildOptions, progress: Progress) -> BuildResult:
         function.mkdir()
 
         progress.step(f"runtime layer for {target}")
-        shutil.copyfile(options.bootstrap, layer / "bootstrap")
+        shutil.copyfile(bootstrap, layer / "bootstrap")
         (layer / "bootstrap").chmod(0o755)
-        _copy_tree(runtime_dir, layer / "python" / "runtime")
-        deps = runtime_requirements()
+        copy_core(layer / "python" / "runtime")
+        deps = runtime_requirements(options.extras)
         progress.note(f"dependencies: {', '.join(deps)}")
         _run_pip(
             pip_python,
-            [*_pip_target_args(target, layer / "python", options.cache_dir), *deps],
+            [*_pip_target_args(target, layer / "python", cache_dir), *deps],
             progress, what=f"the runtime's dependencies for {target}",
         )
         _drop_scripts(layer / "python")
 
-        progress.step(f"function {function_dir}")
-        _copy_tree(function_dir, function, skip=options.output)
+        progress.step(f"function {shown}")
+        _copy_function(function_dir, function, shown=shown, skip=skip)
         if requirements.is_file():
-            progress.note(f"installing {requirements.name}")
+            progress.note(f"installing {os.path.join(shown, requirements.name)}")
             _run_pip(
                 pip_python,
-                [*_pip_target_args(target, function, options.cache_dir), "-r",
-                 str(requirements.resolve())],
-                progress, what=f"{requirements} for {target}", cwd=function_dir,
+                [*_pip_target_args(target, function, cache_dir), "-r", str(requirements)],
+                progress, what=f"{os.path.join(shown, requirements.name)} for {target}",
+                cwd=function_dir,
             )
             _drop_scripts(function)
 
@@ -443,23 +512,34 @@ def build(options: BuildOptions, progress: Progress) -> BuildResult:
                 precompiled = True
 
         progress.step("zipping")
-        layer_zip = _zip(layer, stage / LAYER_ZIP, progress, LAYER_ZIP)
-        function_zip = _zip(function, stage / FUNCTION_ZIP, progress, FUNCTION_ZIP)
+        try:
+            layer_zip = _zip(layer, stage / LAYER_ZIP, progress, LAYER_ZIP)
+            function_zip = _zip(function, stage / FUNCTION_ZIP, progress, FUNCTION_ZIP)
+        except UnsafeArchiveError as exc:
+            # The function's own links were checked when copied, so this is a package pip put
+            # there; its staging path means nothing to the user.
+            raise PackageError(str(exc).replace(str(stage), "<build folder>")) from None
         progress.done()
 
         _check_limits(layer_zip, function_zip, options)
 
-        final_layer = options.output / LAYER_ZIP
-        final_function = options.output / FUNCTION_ZIP
-        os.replace(layer_zip.path, final_layer)
-        os.replace(function_zip.path, final_function)
+        output.mkdir(parents=True, exist_ok=True)
+        layer_zip = _place(layer_zip, output / LAYER_ZIP)
+        function_zip = _place(function_zip, output / FUNCTION_ZIP)
 
-    layer_zip = ZipSummary(final_layer, layer_zip.entries, layer_zip.zipped_size,
-                           layer_zip.unzipped_size)
-    function_zip = ZipSummary(final_function, function_zip.entries, function_zip.zipped_size,
-                              function_zip.unzipped_size)
-    return BuildResult(layer_zip, function_zip, _sha256(final_layer), _sha256(final_function),
-                       precompiled)
+    return BuildResult(layer_zip, function_zip, _sha256(layer_zip.path),
+                       _sha256(function_zip.path), precompiled)
+
+
+def _place(summary: ZipSummary, final: Path) -> ZipSummary:
+    """Move a finished zip into the output folder; a reader never sees half a file there."""
+    partial = final.with_name(f".{final.name}.partial")
+    try:
+        shutil.copyfile(summary.path, partial)
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+    return ZipSummary(final, summary.entries, summary.zipped_size, summary.unzipped_size)
 
 
 def _check_limits(layer: ZipSummary, function: ZipSummary, options: BuildOptions) -> None:
@@ -519,12 +599,24 @@ def _positive_mib(text: str) -> float:
     return value
 
 
+def _extras(text: str) -> tuple[str, ...]:
+    names = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
+    unknown = [n for n in names if n not in SHIPPABLE_EXTRAS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown optional part {', '.join(map(repr, unknown))}; choose from "
+            f"{', '.join(SHIPPABLE_EXTRAS)} (comma-separated)"
+        )
+    return names
+
+
 def _parser() -> argparse.ArgumentParser:
     default_arch = host_arch()
     parser = argparse.ArgumentParser(
         prog="lambda-runtime package",
         description=(
-            "Build DIR/runtime-layer.zip (bootstrap + this runtime + its dependencies) and "
+            "Build DIR/runtime-layer.zip (bootstrap + the runtime core + orjson, plus the "
+            "optional parts named by --with) and "
             "DIR/function.zip (the function folder + its requirements.txt) for the "
             "provided.al2 / provided.al2023 Lambda runtimes."
         ),
@@ -542,6 +634,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--glibc", type=_glibc_version, default="2.17", metavar="2.N",
                         help="newest manylinux glibc to accept wheels for (default 2.17, runs "
                         "on provided.al2 and al2023; al2023 allows up to 2.34)")
+    parser.add_argument("--with", dest="extras", type=_extras, default=(), metavar="PARTS",
+                        help="optional parts for the layer, comma-separated: "
+                        f"{', '.join(SHIPPABLE_EXTRAS)} (OpenTelemetry tracing, structlog "
+                        "routing); default: none")
     parser.add_argument("--bootstrap", type=Path, default=None, metavar="FILE",
                         help="bootstrap script for the layer root (default: the runtime's own)")
     parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
@@ -580,6 +676,7 @@ def main(argv: Sequence[str]) -> int:
         output=args.output,
         target=Target(arch=args.arch, python=python, glibc=args.glibc),
         bootstrap=bootstrap,
+        extras=args.extras,
         cache_dir=args.cache_dir,
         max_zipped_mib=args.max_zipped_mb,
         max_unzipped_mib=args.max_unzipped_mb,
@@ -603,12 +700,17 @@ def _print_summary(result: BuildResult, options: BuildOptions) -> None:
         (result.function, result.function_sha256),
     ]
     out = sys.stdout
+    parts = ", ".join(["runtime core", "orjson", *options.extras])
     out.write(f"Built for {options.target}:\n")
     for summary, digest in rows:
         out.write(
             f"  {summary.path!s:<40} {_mib(summary.zipped_size):>10} zipped "
             f"{_mib(summary.unzipped_size):>10} unzipped  sha256 {digest}\n"
         )
+    out.write(
+        f"  Runtime layer: {parts}; {result.layer.entries} entries, "
+        f"{_mib(result.layer.unzipped_size)} unzipped\n"
+    )
     largest = max(result.layer.zipped_size, result.function.zipped_size)
     out.write(
         f"  Lambda limits: largest zip {_mib(largest)} of {options.max_zipped_mib:g} MiB; "

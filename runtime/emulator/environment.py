@@ -1,0 +1,89 @@
+"""One execution environment: the state an environment carries through its life.
+
+States: ``INIT`` (started, its runtime has not asked for work yet), ``READY`` (initialized),
+``DEAD`` (retired: killed, exited or shut down). Transitions are made by
+:mod:`runtime.emulator.lifecycle`; this module only holds the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .invocation import Invocation
+    from .logpump import LogPump
+    from .memory import ProcessTree
+    from .process import RuntimeProcess
+    from .server import HttpServer, Request
+
+INIT = 1
+READY = 2
+DEAD = 3
+
+# Request ids remembered per environment, for 400 (already answered) and 410 (timed out).
+_FINISHED_KEEP = 64
+
+
+class Environment:
+    """A runtime process (or, with --no-spawn, an external one) and its Runtime API port."""
+
+    def __init__(self, env_id: int, *, external: bool = False) -> None:
+        self.id = env_id
+        self.external = external
+        self.state = INIT
+        self.process: RuntimeProcess | None = None
+        self.output: LogPump | None = None
+        self.memory: ProcessTree | None = None
+        self.server: HttpServer | None = None
+        self.address = ""
+        self.log_stream = time.strftime("%Y/%m/%d", time.gmtime()) + "/[$LATEST]" + uuid.uuid4().hex
+        # The parked /next request, the invoke assigned but not yet handed out, and the one the
+        # runtime is working on.
+        self.parked: Request | None = None
+        self.pending: Invocation | None = None
+        self.current: Invocation | None = None
+        # The invoke answered but not over yet: its END/REPORT wait for the runtime's /next.
+        self.ending: Invocation | None = None
+        # Request ids this environment already finished: "answered" or "timeout" (for 400/410).
+        self.finished: OrderedDict[str, str] = OrderedDict()
+        self.spawn_time = 0.0
+        self.init_duration_ms: float | None = None
+        self.report_init = not external
+        self.init_timer: asyncio.TimerHandle | None = None
+        self.init_error: tuple[str, bytes] | None = None
+        self.start_error: OSError | None = None
+        # True for the re-init Lambda runs inside an invoke after a failed init.
+        self.suppressed = False
+        self.has_extension = False
+        self.oom = False
+        self.init_timed_out = False
+        self.idle_since = 0.0
+        self.kill_timer: asyncio.TimerHandle | None = None
+        self.exited = asyncio.Event()
+
+    def remember(self, request_id: str, how: str) -> None:
+        self.finished[request_id] = how
+        if len(self.finished) > _FINISHED_KEEP:
+            self.finished.popitem(last=False)
+
+    @property
+    def running(self) -> bool:
+        """Its process was started and is not reaped yet."""
+        return self.process is not None and self.process.running
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode if self.process is not None else None
+
+    @property
+    def max_memory_mb(self) -> int:
+        return self.memory.peak_mb if self.memory is not None else 0
+
+    @property
+    def busy(self) -> bool:
+        """Initializing, or working on an invoke (answered or not): memory is sampled."""
+        return self.state == INIT or self.current is not None or self.ending is not None
