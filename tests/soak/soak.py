@@ -130,27 +130,37 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 # --- the emulator process and what it holds --------------------------------------------------
 
 
+def _state_and_parent(pid: int | str) -> tuple[bytes, int] | None:
+    """A process's state letter and parent pid from /proc (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (in parentheses) may hold spaces: fields start after its last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    found = _state_and_parent(pid)
+    return found is not None and found[0] != b"Z"
+
+
 def descendants(pid: int) -> list[int]:
-    """Live (not zombie) descendants of ``pid``, from /proc."""
-    parents: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if fields[0] != b"Z":
-            parents.setdefault(int(fields[1]), []).append(int(name))
-    found: list[int] = []
+    """Live (not zombie) descendants of ``pid``."""
+    children: dict[int, list[int]] = {}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        found = _state_and_parent(name)
+        if found is not None and found[0] != b"Z":
+            children.setdefault(found[1], []).append(int(name))
+    result: list[int] = []
     todo = [pid]
     while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
+        for child in children.get(todo.pop(), []):
+            result.append(child)
             todo.append(child)
-    return found
+    return result
 
 
 def usage(pid: int) -> Usage:
@@ -230,15 +240,6 @@ class EmulatorProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         return alive
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :].split()[0] != b"Z"
 
 
 # --- the load ---------------------------------------------------------------------------------
