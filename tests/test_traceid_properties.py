@@ -18,7 +18,7 @@ from runtime.observability import _xray_root
 from runtime.traceid import NAME, TraceIdVariable
 from runtime.tracing import xray_span_context
 
-PROPS = settings(max_examples=400, deadline=None)
+PROPS = settings(max_examples=200, deadline=None)
 
 hex_digits = "0123456789abcdefABCDEF"
 
