@@ -57,5 +57,10 @@ bench: setup
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench
 
+# 10,000 invokes at 8 connections through the emulator (loopback, bounded); CI runs a short one.
+.PHONY: soak
+soak: setup
+	$(BIN)/python tests/soak/soak.py --invokes 10000 --connections 8
+
 clean:
 	rm -rf $(VENV) out site .pytest_cache .mypy_cache .ruff_cache lambda_runtime.egg-info
