@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,10 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from .config import MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
+from runtime.errors import LambdaError
+from runtime.marshal import decode_event
+
+from .config import DEFAULT_ACCOUNT, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
 from .invocation import EVENT, REQUEST_RESPONSE, Invocation
 from .reports import api_error
 from .server import Headers, HttpConnection, Request
@@ -41,6 +45,9 @@ _VERSION = (b"X-Amz-Executed-Version", b"$LATEST")
 _UNHANDLED = (b"X-Amz-Function-Error", b"Unhandled")
 _MAX_CLIENT_CONTEXT = 3583
 _EMPTY_EVENT = b"{}"
+# Control characters (tab included): Lambda refuses them in these header values, and one
+# forwarded into a Runtime API header would make the /next answer malformed.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 def make_trace_id() -> str:
@@ -105,9 +112,7 @@ class InvokeApi:
                 req,
                 404,
                 "ResourceNotFoundException",
-                f"Function not found: {self.config.function_arn}"
-                if name in self.names
-                else f"Function not found: {name}",
+                f"Function not found: {self._arn(name, qualifier)}",
             )
         headers = req.headers
         kind_raw = headers.get(b"x-amz-invocation-type", b"RequestResponse")
@@ -137,12 +142,17 @@ class InvokeApi:
             try:
                 orjson.loads(body)
             except orjson.JSONDecodeError as exc:
-                return _api_error(
-                    req,
-                    400,
-                    "InvalidRequestContentException",
-                    f"Could not parse request body into json: {exc}",
-                )
+                # orjson refuses some valid JSON (lone surrogate escapes, deep nesting): the
+                # payload is refused only if the runtime's exact decoding refuses it too.
+                try:
+                    decode_event(body, None)
+                except LambdaError:
+                    return _api_error(
+                        req,
+                        400,
+                        "InvalidRequestContentException",
+                        f"Could not parse request body into json: {exc}",
+                    )
         log_type = headers.get(b"x-amz-log-type")
         if log_type is not None and log_type not in (b"Tail", b"None"):
             return _api_error(
@@ -152,6 +162,13 @@ class InvokeApi:
         raw_context = headers.get(b"x-amz-client-context")
         if raw_context:
             client_context = _decode_client_context(raw_context)
+            if client_context is not None and "\x7f" in client_context:
+                return _api_error(
+                    req,
+                    400,
+                    "InvalidParameterValueException",
+                    "Client context must not contain control characters",
+                )
             if client_context is None:
                 return _api_error(
                     req,
@@ -160,12 +177,20 @@ class InvokeApi:
                     "Client context must be a valid Base64-encoded JSON object "
                     f"of at most {_MAX_CLIENT_CONTEXT} bytes.",
                 )
+        trace = headers.get(b"x-amzn-trace-id")
+        tenant = headers.get(b"x-amz-tenant-id")
+        for header, value in (("X-Amzn-Trace-Id", trace), ("X-Amz-Tenant-Id", tenant)):
+            if value is not None and _CONTROL.search(value):
+                return _api_error(
+                    req,
+                    400,
+                    "InvalidParameterValueException",
+                    f"{header} must not contain control characters",
+                )
         if kind == "DryRun":
             req.respond(204, [(b"X-Amzn-RequestId", str(uuid.uuid4()).encode()), _VERSION])
             return
-        trace = headers.get(b"x-amzn-trace-id")
         trace_id = trace.decode("latin-1") if trace and b"Root=" in trace else make_trace_id()
-        tenant = headers.get(b"x-amz-tenant-id")
         inv = Invocation(
             body,
             kind=kind,
@@ -220,6 +245,22 @@ class InvokeApi:
             name, qualifier = name.split(":", 1)
         return name in self.names and qualifier in (None, "$LATEST")
 
+    def _arn(self, name: str, qualifier: str | None) -> str:
+        """The ARN a 404 names, qualified as asked, in the form Lambda's message has."""
+        if name.startswith("arn:"):
+            arn = name
+        else:
+            parts = name.split(":")
+            account = DEFAULT_ACCOUNT
+            if len(parts) >= 3 and parts[1] == "function":  # ACCOUNT:function:NAME[:QUALIFIER]
+                account, parts = parts[0], parts[2:]
+            if parts[0] in self.names:
+                parts[0] = self.config.function_name  # "function" (RIE's path) names it too
+            arn = f"{self.arn_prefix}{account}:function:{':'.join(parts)}"
+        if qualifier is not None and arn.count(":") == 6:
+            arn += f":{qualifier}"
+        return arn
+
     def _respond_with_tail(self, req: Request, inv: Invocation) -> None:
         """The log tail ends with the invoke's REPORT, as on Lambda: so the answer waits for the
         end of the invoke (the runtime's next /next), which is what the caller asked for."""
@@ -267,4 +308,10 @@ def _decode_client_context(raw: bytes) -> str | None:
         return None
     if not isinstance(value, dict):
         return None
-    return decoded.decode("utf-8")
+    # Tab, CR and LF can only be whitespace between JSON tokens here (raw inside a string they
+    # are invalid JSON), so making them spaces keeps the value and keeps the Runtime API header
+    # a single line.
+    return decoded.translate(_JSON_SPACE).decode("utf-8")
+
+
+_JSON_SPACE = bytes.maketrans(b"\t\r\n", b"   ")
