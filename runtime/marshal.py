@@ -33,9 +33,14 @@ def decode_event(body: bytes, content_type: str | None) -> Any:
         # numbers beyond a double's range): the stdlib decoder has the last word.
         return _decode_exact(body, exc)
     # orjson silently turns an integer beyond 64 bits into a float. Such a literal has at least
-    # 19 digits in a row; this C-speed test (~1 ms per MB, ~0.2 us for a small event) is all an
-    # ordinary event pays.
-    if len(body) > 18 and _DIGIT_RUN in body.translate(_DIGITS_AS_ZERO) and _has_big_int(body):
+    # 19 digits in a row; this C-speed test is all an ordinary event pays (~0.5 us for a small
+    # event, ~0.8 ms per MB). rfind, not `in`: on text full of digit runs the reverse search
+    # is about twice as fast.
+    if (
+        len(body) > 18
+        and body.translate(_DIGITS_AS_ZERO).rfind(_DIGIT_RUN) >= 0
+        and _has_big_int(body)
+    ):
         return _decode_exact(body, None)
     return event
 
