@@ -15,8 +15,12 @@ Design notes (the why):
   as UTF-8): Lambda's JSON-bearing headers (client context, Cognito identity) are UTF-8, and
   the mapping is lossless (``value.encode("utf-8", "surrogateescape")`` gives back the octets).
 * Framing is strict (RFC 9112): both Content-Length and Transfer-Encoding, conflicting
-  Content-Length values, unknown transfer-codings, obs-fold, bare CR/LF and control characters
-  are errors, because a lenient guess is how a client mis-frames the next response.
+  Content-Length values, unknown transfer-codings, obs-fold, invalid field names and control
+  characters in the status line are errors, because a lenient guess is how a client mis-frames
+  the next response. A control octet (NUL, DEL, a bare CR or LF) inside a field *value* is
+  kept as data: lines still end only at CRLF and names are still tokens, so framing is not in
+  doubt, and such a value usually comes from a caller of the function (a tenant id, a client
+  context), which must not cost the runtime its connection.
 * Stale keep-alive: if a connection that already served a response turns out to be closed
   before any byte of the next response arrived, the request is sent once more on a new
   connection. Once a response byte has arrived nothing is ever resent.
