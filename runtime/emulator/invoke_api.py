@@ -61,6 +61,10 @@ def make_trace_id() -> str:
 class InvokeApi:
     """server.Handler for the Invoke API port."""
 
+    # Request heads (request line and headers) over 16 KiB are refused (431, or 414 for a long
+    # URL), as Lambda's front end does.
+    max_head = 16 * 1024
+
     def __init__(
         self,
         config: EmulatorConfig,

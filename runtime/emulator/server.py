@@ -10,7 +10,7 @@ Fast path: h11 costs about 50 us per message in CPython, and one invoke is three
 three responses (caller -> emulator, /next answer, /response post). So a connection starts in a
 strict fast mode that handles only the plainest requests itself: ``GET``/``POST``, ``HTTP/1.1``,
 token header names, no ``Transfer-Encoding``, ``Expect``, ``Connection`` or obsolete line
-folding, at most one ``Content-Length``, a head under 16 KiB. The first request that is anything
+folding, at most one ``Content-Length``, a head within the limit. The first request that is anything
 else (chunked with trailers, ``Expect: 100-continue``, malformed, ...) switches that connection
 to h11 for good, so h11 decides every case the fast path does not clearly own, including errors.
 
@@ -32,11 +32,15 @@ from typing import Protocol
 
 import h11
 
+from runtime.protocol import XRAY_CAUSE_LIMIT
+
 Headers = list[tuple[bytes, bytes]]
 
 _READ_PAUSE_BYTES = 1 << 20
 _DEFAULT_MAX_BODY = 8 << 20
-_MAX_HEAD = 16 * 1024
+# The request head limit, unless the handler sets ``max_head`` (the Invoke API: 16 KiB, as
+# Lambda's front end). The default fits a runtime's error post with a full-size X-Ray cause.
+_MAX_HEAD = XRAY_CAUSE_LIMIT + 16 * 1024
 # A declared body this far over the handler's limit is refused at once, unread: reading and
 # discarding it would only keep both sides busy.
 _FAR_OVER = 1 << 20
@@ -169,13 +173,17 @@ class HttpConnection(asyncio.Protocol):
         "handler",
         "heads",
         "in_process",
+        "max_head",
         "reading",
         "remaining",
         "transport",
     )
 
-    def __init__(self, handler: Handler, heads: HeadCache | None = None) -> None:
+    def __init__(
+        self, handler: Handler, heads: HeadCache | None = None, max_head: int = _MAX_HEAD
+    ) -> None:
         self.handler = handler
+        self.max_head = max_head
         self.heads = heads if heads is not None else HeadCache()
         self.fast = True
         self.h11: h11.Connection | None = None
@@ -328,8 +336,8 @@ class HttpConnection(asyncio.Protocol):
             if not buf:
                 return
             end = buf.find(b"\r\n\r\n")
-            if end < 0 or end > _MAX_HEAD:
-                if len(buf) > _MAX_HEAD:
+            if end < 0 or end > self.max_head:
+                if len(buf) > self.max_head:
                     self._refuse_long_head(buf)
                 return
             parsed = self.heads.parse(buf[:end])
@@ -351,10 +359,11 @@ class HttpConnection(asyncio.Protocol):
 
     def _refuse_long_head(self, buf: bytes) -> None:
         # No line break within the limit: it is the request line, i.e. the URL, that is long.
-        if buf.find(b"\r\n", 0, _MAX_HEAD) < 0:
-            self.refuse(414, f"request line (URL) over {_MAX_HEAD} bytes")
+        limit = self.max_head
+        if buf.find(b"\r\n", 0, limit) < 0:
+            self.refuse(414, f"request line (URL) over {limit} bytes")
         else:
-            self.refuse(431, f"request header block over {_MAX_HEAD} bytes")
+            self.refuse(431, f"request header block over {limit} bytes")
 
     def _refuse_body(self, req: Request) -> None:
         """The declared body is far over the limit: answer (the handler's 413) unread."""
@@ -397,7 +406,7 @@ class HttpConnection(asyncio.Protocol):
     def _switch_to_h11(self) -> None:
         """Hand the connection (between requests) to h11 for the rest of its life."""
         self.fast = False
-        self.h11 = h11.Connection(h11.SERVER)
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
         buf, self.buf = self.buf, b""
         self.h11.receive_data(buf)
         self._process()
@@ -519,11 +528,11 @@ class HttpConnection(asyncio.Protocol):
         h = self.h11
         assert h is not None
         if status == 431:
-            pending = h.trailing_data[0]
-            if pending.find(b"\r\n", 0, _MAX_HEAD) < 0:
-                status, detail = 414, f"request line (URL) over {_MAX_HEAD} bytes"
+            limit = self.max_head
+            if h.trailing_data[0].find(b"\r\n", 0, limit) < 0:
+                status, detail = 414, f"request line (URL) over {limit} bytes"
             else:
-                detail = f"request header block over {_MAX_HEAD} bytes"
+                detail = f"request header block over {limit} bytes"
         self.current = None
         self.refuse(status, f"bad HTTP request: {detail}")
 
@@ -602,13 +611,14 @@ class HttpServer:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.heads = HeadCache()
+        self.max_head: int = getattr(handler, "max_head", _MAX_HEAD)
         self.server: asyncio.base_events.Server | None = None
         self.connections: set[HttpConnection] = set()
         self.host = ""
         self.port = 0
 
     def _factory(self) -> HttpConnection:
-        conn = HttpConnection(_Tracking(self), self.heads)
+        conn = HttpConnection(_Tracking(self), self.heads, self.max_head)
         self.connections.add(conn)
         return conn
 

@@ -223,3 +223,14 @@ def test_unknown_function_or_qualifier_is_404_naming_the_arn(
         else "arn:aws:lambda:us-east-1:210987654321:function:named:live"
     )
     assert body["message"] == f"Function not found: {expected}"
+
+
+def test_runtime_error_post_with_a_full_size_xray_cause_is_accepted(make: Any) -> None:
+    # The 16 KiB head limit is the Invoke API's; the runtime's error post carries an X-Ray
+    # cause of up to 64 KiB in a header, and the Runtime API must take it.
+    fn = make("exact.deep_failure")
+    result = fn.invoke({"depth": 900})  # an X-Ray cause of about 40 KiB
+    assert result.status_code == 200
+    assert result.function_error == "Unhandled"
+    assert result.error["errorType"] == "ValueError"
+    assert fn.stats()["started"] == 1

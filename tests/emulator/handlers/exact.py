@@ -12,3 +12,14 @@ def describe(event, context):
         depth += 1
         node = node[0]
     return {"calls": calls, "depth": depth, "innermost": ascii(node)}
+
+
+def deep_failure(event, context):
+    """Raises from deep recursion: a stack trace whose X-Ray cause is tens of KiB."""
+
+    def down(n):
+        if n:
+            down(n - 1)
+        raise ValueError("y" * 1000)
+
+    down(event["depth"])
