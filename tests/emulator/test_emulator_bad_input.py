@@ -186,9 +186,10 @@ def test_bad_request_head_gets_a_json_error_not_a_reset(
     assert calls_so_far(fn) == 1
 
 
-def test_content_length_far_over_the_limit_is_413_before_the_body(make: Any) -> None:
+@pytest.mark.parametrize("length", [100_000_000, 1 << 40], ids=["fast-path", "h11"])
+def test_content_length_far_over_the_limit_is_413_before_the_body(make: Any, length: int) -> None:
     fn = make("exact.describe")
-    head = f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 40}\r\n\r\n".encode()
+    head = f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
     started = time.monotonic()
     status, headers, _ = parse(exchange(fn, head + b"[" * 1000, timeout=10))
     assert time.monotonic() - started < 5, "the answer waited for the body"
