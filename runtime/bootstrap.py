@@ -212,7 +212,6 @@ class Invoker:
 
     def handle(self, invocation: Invocation) -> None:
         config = self._config
-        self._trace_id.set(invocation.trace_id)
         context = LambdaContext(
             aws_request_id=invocation.request_id,
             deadline_ms=invocation.deadline_ms,
@@ -228,6 +227,9 @@ class Invoker:
         token = enter_invoke(context)
         try:
             try:
+                # Inside the try: a value the environment cannot hold (a NUL byte) fails this
+                # invoke, not the runtime.
+                self._trace_id.set(invocation.trace_id)
                 _fill_context_headers(context, invocation)
                 event = decode_event(invocation.body, invocation.content_type)
                 body, content_type = encode_result(self._call(event, context))

@@ -15,8 +15,12 @@ Design notes (the why):
   as UTF-8): Lambda's JSON-bearing headers (client context, Cognito identity) are UTF-8, and
   the mapping is lossless (``value.encode("utf-8", "surrogateescape")`` gives back the octets).
 * Framing is strict (RFC 9112): both Content-Length and Transfer-Encoding, conflicting
-  Content-Length values, unknown transfer-codings, obs-fold, bare CR/LF and control characters
-  are errors, because a lenient guess is how a client mis-frames the next response.
+  Content-Length values, unknown transfer-codings, obs-fold, invalid field names and control
+  characters in the status line are errors, because a lenient guess is how a client mis-frames
+  the next response. A control octet (NUL, DEL, a bare CR or LF) inside a field *value* is
+  kept as data: lines still end only at CRLF and names are still tokens, so framing is not in
+  doubt, and such a value usually comes from a caller of the function (a tenant id, a client
+  context), which must not cost the runtime its connection.
 * Stale keep-alive: if a connection that already served a response turns out to be closed
   before any byte of the next response arrived, the request is sent once more on a new
   connection. Once a response byte has arrived nothing is ever resent.
@@ -426,8 +430,12 @@ def _parse_fields(block: bytes | bytearray, first: int, fields: dict[str, str], 
     lines = block.decode("utf-8", "surrogateescape").split("\r\n")
     # One C-level pass for the whole block: after deleting every allowed octet only the CRLF
     # separators may remain, so any CTL, NUL or bare CR/LF shows up here.
-    if block.translate(None, _FIELD_OK) != b"\r\n" * (len(lines) - 1):
-        _reject_block(block, what)
+    if block.translate(None, _FIELD_OK) != b"\r\n" * (len(lines) - 1) and first:
+        # Such an octet in a field *value* is kept as data: the block's framing (CRLF lines,
+        # token names, checked below) is intact, and a caller's stray byte in a forwarded
+        # header (a tenant id, a client context) must not cost the runtime its connection.
+        # In the status line it is a broken response.
+        _reject_status_line(lines[0], what)
     for line in lines[first:] if first else lines:
         name, sep, value = line.partition(":")
         if not sep:
@@ -444,15 +452,14 @@ def _parse_fields(block: bytes | bytearray, first: int, fields: dict[str, str], 
     return lines[0]
 
 
-def _reject_block(block: bytes | bytearray, what: str) -> None:
-    for number, line in enumerate(bytes(block).split(b"\r\n")):
-        bad = line.translate(None, _FIELD_OK)
-        if bad:
-            raise ProtocolError(
-                f"{what} line {number} contains control character {bad[:1]!r} "
-                f"(bare CR/LF or CTL): {_snip(line)}"
-            )
-    raise AssertionError("unreachable: block has only allowed octets")  # pragma: no cover
+def _reject_status_line(line: str, what: str) -> None:
+    raw = line.encode("utf-8", "surrogateescape")
+    bad = raw.translate(None, _FIELD_OK)
+    if bad:
+        raise ProtocolError(
+            f"{what} line 0 contains control character {bad[:1]!r} (bare CR/LF or CTL): "
+            f"{_snip(raw)}"
+        )
 
 
 def _reject_fields(lines: list[str], first: int, what: str) -> None:

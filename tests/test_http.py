@@ -589,6 +589,35 @@ def test_protocol_error_closes_and_next_request_reconnects(peer: Callable[..., P
     assert [len(c.requests) for c in p.conns] == [1, 1]
 
 
+@pytest.mark.parametrize("value", [b"t\x7fx", b"a\x00b", b"\x01\x1b[31m", b"a\rb", b"a\nb"])
+def test_control_octet_in_a_header_value_is_data_not_a_broken_response(
+    peer: Callable[..., Peer], value: bytes
+) -> None:
+    head = (
+        b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Tenant-Id: "
+        + value
+        + b"\r\nContent-Length: 2\r\n\r\n"
+    )
+    p = peer([REQ, send(head + b"{}"), REQ, send(resp(202, b"ok"))])
+    conn = Connection("127.0.0.1", p.port)
+    r1 = conn.request("GET", NEXT)
+    r2 = conn.request("POST", "/x/response", body=b"{}")
+    finish(conn, p)
+    assert r1.headers["lambda-runtime-aws-tenant-id"] == value.decode()
+    assert (r1.body, r2.status) == (b"{}", 202)
+    assert len(p.conns) == 1, "the connection stayed usable"
+
+
+def test_control_octet_in_the_status_line_is_still_a_protocol_error(
+    peer: Callable[..., Peer],
+) -> None:
+    p = peer([REQ, send(b"HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError, match="line 0 contains control character"):
+        conn.request("GET", NEXT)
+    finish(conn, p)
+
+
 def test_unsolicited_bytes_after_a_response_are_not_taken_as_the_next_one(
     peer: Callable[..., Peer],
 ) -> None:

@@ -306,3 +306,31 @@ def test_a_head_seen_before_is_read_exactly_as_the_first_time(
         assert_matches(response, kinds[i])
         response.headers["x-mutated-by-caller"] = "yes"
     assert reader.buffered == 0
+
+
+# --- (3) stray octets in a field value are data -----------------------------------------------
+
+# Anything but a CRLF pair (which ends the line); no leading/trailing SP/HTAB (stripped as OWS).
+stray_values = (
+    st.binary(min_size=1, max_size=40)
+    .filter(lambda v: b"\r\n" not in v)
+    .map(lambda v: v.strip(b" \t"))
+    .filter(lambda v: v and not v.startswith(b"\n") and not v.endswith(b"\r"))
+)
+
+
+@VALID
+@given(data=st.data(), value=stray_values, name=names)
+def test_control_octets_in_a_field_value_are_kept_as_data(
+    data: st.DataObject, value: bytes, name: str
+) -> None:
+    # A caller's 0x7F or NUL forwarded into a Runtime API header must not cost the runtime
+    # its connection: the value arrives as it was sent, and the next response still parses.
+    raw = (
+        b"HTTP/1.1 200 OK\r\n" + name.encode() + b": " + value + b"\r\nContent-Length: 2\r\n\r\nok"
+    ) + b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+    reader = ResponseReader(Pieces(raw, data.draw(cuts_for(raw))))
+    first = reader.read_response("GET")
+    assert first.body == b"ok"
+    assert first.headers[name.lower()] == value.decode("utf-8", "surrogateescape")
+    assert reader.read_response("POST").status == 202

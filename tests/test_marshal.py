@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.errors import LambdaError
 from runtime.marshal import MAX_RESPONSE_BYTES, decode_event, encode_result
@@ -397,3 +399,110 @@ def test_size_counts_bytes_not_characters() -> None:
     with pytest.raises(LambdaError) as info:
         encode_result("é" * (MAX_RESPONSE_BYTES // 2))
     assert info.value.error_type == "Function.ResponseSizeTooLarge"
+
+
+# --- events decode exactly as json.loads decodes them -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": 12345678901234567890123}',
+        b"[18446744073709551616, -9223372036854775809]",
+        b"[18446744073709551615, -9223372036854775808]",  # orjson's own range edges
+        b'{"n": -' + b"7" * 400 + b"}",
+        b'{"ns": 1545082649183000000, "s": "12345678901234567890123"}',
+    ],
+)
+def test_integers_of_any_size_reach_the_handler_exactly(raw: bytes) -> None:
+    event = decode_event(raw, "application/json")
+    assert event == json.loads(raw)
+    assert repr(event) == repr(json.loads(raw))  # ints stay ints, not floats that compare equal
+
+
+def test_big_integer_in_a_string_only_is_decoded_too() -> None:
+    assert decode_event(b'{"card": "123456789012345678901234"}', None) == {
+        "card": "123456789012345678901234"
+    }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'["\\ud800"]',
+        b'{"\\udfff": "x\\ud83d"}',
+        b"1e400",
+        b"[-1E999]",
+    ],
+)
+def test_valid_json_orjson_refuses_decodes_as_the_stdlib_does(raw: bytes) -> None:
+    assert decode_event(raw, None) == json.loads(raw)
+
+
+def test_nesting_deeper_than_orjson_allows_is_decoded() -> None:
+    event = decode_event(b"[" * 3000 + b'{"deep": [1, 2]}' + b"]" * 3000, None)
+    for _ in range(3000):  # unwrapped in a loop: == on it would recurse too deep
+        assert isinstance(event, list) and len(event) == 1
+        event = event[0]
+    assert event == {"deep": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"NaN", b"[Infinity]", b"[1,]", b'["\xff"]', b"\xef\xbb\xbf{}", b'["\\ud800"', b"[" * 20_000],
+)
+def test_invalid_json_stays_an_unmarshal_error_on_the_exact_path(raw: bytes) -> None:
+    with pytest.raises(LambdaError) as info:
+        decode_event(raw, None)
+    assert info.value.error_type == "Runtime.UnmarshalError"
+    assert str(info.value).startswith("Unable to unmarshal input: ")
+
+
+def test_nesting_past_the_bound_is_refused_with_a_clear_message() -> None:
+    raw = b"[" * 30_000 + b"]" * 30_000
+    with pytest.raises(LambdaError, match="nested deeper than 10000 levels"):
+        decode_event(raw, None)
+
+
+def test_exact_decoding_leaves_the_recursion_limit_alone() -> None:
+    import sys
+
+    before = sys.getrecursionlimit()
+    decode_event(b"[" * 3000 + b"]" * 3000, None)
+    assert sys.getrecursionlimit() == before
+
+
+def test_big_integer_keys_are_encoded_as_json_dumps_writes_them() -> None:
+    assert encoded_json({2**70: 2**70, 1: -(2**65)}) == json.loads(
+        json.dumps({2**70: 2**70, 1: -(2**65)})
+    )
+
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**200), max_value=2**200)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    # Lone surrogates included: json.dumps writes them as \udXXX escapes, which orjson refuses.
+    | st.text(st.characters(exclude_categories=()))
+    | st.from_regex(r"\A[0-9]{15,30}\Z")  # digit runs inside strings: the big-int check's bait
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values, st.booleans(), st.booleans())
+def test_decode_event_matches_json_loads(value: Any, compact: bool, ascii_only: bool) -> None:
+    text = json.dumps(value, separators=(",", ":") if compact else None, ensure_ascii=ascii_only)
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form unless escaped
+        raw = json.dumps(value).encode()
+    decoded = decode_event(raw, "application/json")
+    expected = json.loads(raw)
+    assert decoded == expected
+    assert repr(decoded) == repr(expected)

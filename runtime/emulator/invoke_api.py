@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -27,8 +28,11 @@ from urllib.parse import parse_qs, unquote
 import orjson
 
 from runtime import protocol
+from runtime.errors import LambdaError
+from runtime.marshal import decode_event
 from runtime.protocol import MAX_CLIENT_CONTEXT, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
 
+from .config import DEFAULT_ACCOUNT
 from .invocation import EVENT, REQUEST_RESPONSE, Invocation
 from .reports import api_error
 from .server import Headers, HttpConnection, Request
@@ -55,6 +59,9 @@ _DRY_RUN = protocol.INVOCATION_TYPE_DRY_RUN
 _EVENT = protocol.INVOCATION_TYPE_EVENT.encode()
 _REQUEST_RESPONSE = protocol.INVOCATION_TYPE_REQUEST_RESPONSE.encode()
 _EMPTY_EVENT = b"{}"
+# Control characters (tab included): Lambda refuses them in these header values, and one
+# forwarded into a Runtime API header would make the /next answer malformed.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 def make_trace_id() -> str:
@@ -67,6 +74,10 @@ def make_trace_id() -> str:
 
 class InvokeApi:
     """server.Handler for the Invoke API port."""
+
+    # Request heads (request line and headers) over 16 KiB are refused (431, or 414 for a long
+    # URL), as Lambda's front end does.
+    max_head = 16 * 1024
 
     def __init__(
         self,
@@ -119,9 +130,7 @@ class InvokeApi:
                 req,
                 404,
                 "ResourceNotFoundException",
-                f"Function not found: {self.config.function_arn}"
-                if name in self.names
-                else f"Function not found: {name}",
+                f"Function not found: {self._arn(name, qualifier)}",
             )
         headers = req.headers
         kind_raw = headers.get(_INVOCATION_TYPE, _REQUEST_RESPONSE)
@@ -151,12 +160,17 @@ class InvokeApi:
             try:
                 orjson.loads(body)
             except orjson.JSONDecodeError as exc:
-                return _api_error(
-                    req,
-                    400,
-                    "InvalidRequestContentException",
-                    f"Could not parse request body into json: {exc}",
-                )
+                # orjson refuses some valid JSON (lone surrogate escapes, deep nesting): the
+                # payload is refused only if the runtime's exact decoding refuses it too.
+                try:
+                    decode_event(body, None)
+                except LambdaError:
+                    return _api_error(
+                        req,
+                        400,
+                        "InvalidRequestContentException",
+                        f"Could not parse request body into json: {exc}",
+                    )
         log_type = headers.get(_LOG_TYPE)
         if log_type is not None and log_type not in (_TAIL, b"None"):
             return _api_error(
@@ -174,12 +188,30 @@ class InvokeApi:
                     "Client context must be a valid Base64-encoded JSON object "
                     f"of at most {MAX_CLIENT_CONTEXT} bytes.",
                 )
+            if "\x7f" in client_context:  # the one control character JSON allows raw
+                return _api_error(
+                    req,
+                    400,
+                    "InvalidParameterValueException",
+                    "Client context must not contain control characters",
+                )
+        trace = headers.get(_TRACE_ID)
+        tenant = headers.get(_TENANT_ID)
+        for header, value in (
+            (protocol.INVOKE_TRACE_ID_HEADER, trace),
+            (protocol.INVOKE_TENANT_ID_HEADER, tenant),
+        ):
+            if value is not None and _CONTROL.search(value):
+                return _api_error(
+                    req,
+                    400,
+                    "InvalidParameterValueException",
+                    f"{header} must not contain control characters",
+                )
         if kind == _DRY_RUN:
             req.respond(204, [(_REQUEST_ID, str(uuid.uuid4()).encode()), _VERSION])
             return
-        trace = headers.get(_TRACE_ID)
         trace_id = trace.decode("latin-1") if trace and b"Root=" in trace else make_trace_id()
-        tenant = headers.get(_TENANT_ID)
         inv = Invocation(
             body,
             kind=kind,
@@ -234,6 +266,22 @@ class InvokeApi:
             name, qualifier = name.split(":", 1)
         return name in self.names and qualifier in (None, "$LATEST")
 
+    def _arn(self, name: str, qualifier: str | None) -> str:
+        """The ARN a 404 names, qualified as asked, in the form Lambda's message has."""
+        if name.startswith("arn:"):
+            arn = name
+        else:
+            parts = name.split(":")
+            account = DEFAULT_ACCOUNT
+            if len(parts) >= 3 and parts[1] == "function":  # ACCOUNT:function:NAME[:QUALIFIER]
+                account, parts = parts[0], parts[2:]
+            if parts[0] in self.names:
+                parts[0] = self.config.function_name  # "function" (RIE's path) names it too
+            arn = f"{self.arn_prefix}{account}:function:{':'.join(parts)}"
+        if qualifier is not None and arn.count(":") == 6:
+            arn += f":{qualifier}"
+        return arn
+
     def _respond_with_tail(self, req: Request, inv: Invocation) -> None:
         """The log tail ends with the invoke's REPORT, as on Lambda: so the answer waits for the
         end of the invoke (the runtime's next /next), which is what the caller asked for."""
@@ -276,9 +324,15 @@ def _decode_client_context(raw: bytes) -> str | None:
         return None
     try:
         decoded = base64.b64decode(raw, validate=True)
-        value = orjson.loads(decoded)
-    except (binascii.Error, ValueError):
+        value = decode_event(decoded, None)  # what json.loads accepts, as for payloads
+    except (binascii.Error, LambdaError):
         return None
     if not isinstance(value, dict):
         return None
-    return decoded.decode("utf-8")
+    # Tab, CR and LF can only be whitespace between JSON tokens here (raw inside a string they
+    # are invalid JSON), so making them spaces keeps the value and keeps the Runtime API header
+    # a single line.
+    return decoded.translate(_JSON_SPACE).decode("utf-8")
+
+
+_JSON_SPACE = bytes.maketrans(b"\t\r\n", b"   ")

@@ -10,7 +10,7 @@ Fast path: h11 costs about 50 us per message in CPython, and one invoke is three
 three responses (caller -> emulator, /next answer, /response post). So a connection starts in a
 strict fast mode that handles only the plainest requests itself: ``GET``/``POST``, ``HTTP/1.1``,
 token header names, no ``Transfer-Encoding``, ``Expect``, ``Connection`` or obsolete line
-folding, at most one ``Content-Length``, a head under 16 KiB. The first request that is anything
+folding, at most one ``Content-Length``, a head within the limit. The first request that is anything
 else (chunked with trailers, ``Expect: 100-continue``, malformed, ...) switches that connection
 to h11 for good, so h11 decides every case the fast path does not clearly own, including errors.
 
@@ -32,11 +32,22 @@ from typing import Protocol
 
 import h11
 
+from runtime.protocol import XRAY_CAUSE_LIMIT
+
 Headers = list[tuple[bytes, bytes]]
 
 _READ_PAUSE_BYTES = 1 << 20
 _DEFAULT_MAX_BODY = 8 << 20
-_MAX_HEAD = 16 * 1024
+# The request head limit, unless the handler sets ``max_head`` (the Invoke API: 16 KiB, as
+# Lambda's front end). The default fits a runtime's error post with a full-size X-Ray cause.
+_MAX_HEAD = XRAY_CAUSE_LIMIT + 16 * 1024
+# A declared body this far over the handler's limit is refused at once, unread: reading and
+# discarding it would only keep both sides busy.
+_FAR_OVER = 1 << 20
+# After an error answer on a connection whose input is not read to its end, input is read and
+# dropped this long before closing: closing with unread input sends a reset, which can destroy
+# the answer before the client reads it.
+_LINGER_S = 2.0
 
 _REQUEST_LINE = re.compile(rb"(GET|POST) (/[\x21-\x7e]*) HTTP/1\.1")
 # Bytes a head may hold at all (no NUL or other controls besides tab and the line breaks).
@@ -54,8 +65,11 @@ _REASONS = {
     404: b"Not Found",
     405: b"Method Not Allowed",
     410: b"Gone",
+    411: b"Length Required",
     413: b"Payload Too Large",
+    414: b"URI Too Long",
     415: b"Unsupported Media Type",
+    431: b"Request Header Fields Too Large",
     429: b"Too Many Requests",
     500: b"Internal Server Error",
     503: b"Service Unavailable",
@@ -149,21 +163,27 @@ class HttpConnection(asyncio.Protocol):
 
     __slots__ = (
         "buf",
+        "close_after",
         "closed",
         "current",
+        "draining",
         "eof",
         "fast",
         "h11",
         "handler",
         "heads",
         "in_process",
+        "max_head",
         "reading",
         "remaining",
         "transport",
     )
 
-    def __init__(self, handler: Handler, heads: HeadCache | None = None) -> None:
+    def __init__(
+        self, handler: Handler, heads: HeadCache | None = None, max_head: int = _MAX_HEAD
+    ) -> None:
         self.handler = handler
+        self.max_head = max_head
         self.heads = heads if heads is not None else HeadCache()
         self.fast = True
         self.h11: h11.Connection | None = None
@@ -176,6 +196,10 @@ class HttpConnection(asyncio.Protocol):
         self.reading = True
         self.in_process = False
         self.eof = False
+        # The current request's body is left unread: close (gently) once it is answered.
+        self.close_after = False
+        # Answered and half-closed: input is read and dropped until EOF or _LINGER_S.
+        self.draining = False
 
     # -- asyncio.Protocol
 
@@ -188,6 +212,8 @@ class HttpConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        if self.draining:
+            return
         if self.fast:
             self.buf = self.buf + data if self.buf else data
             self._run_fast()
@@ -197,6 +223,9 @@ class HttpConnection(asyncio.Protocol):
             self._process()
 
     def eof_received(self) -> bool | None:
+        if self.draining:
+            self.close()
+            return None
         if self.fast:
             if self.current is None or self.remaining:
                 self.close()
@@ -223,6 +252,53 @@ class HttpConnection(asyncio.Protocol):
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
+
+    def close_gently(self) -> None:
+        """Close after the answer just written has reached the client: send EOF, then drop
+        input until the client closes too (or _LINGER_S passes)."""
+        if self.closed or self.draining:
+            return
+        self.draining = True
+        self.current = None
+        transport = self.transport
+        try:
+            if not transport.can_write_eof():
+                self.close()
+                return
+            transport.write_eof()
+        except (OSError, RuntimeError):
+            self.close()
+            return
+        if not self.reading:
+            self.reading = True
+            transport.resume_reading()
+        asyncio.get_running_loop().call_later(_LINGER_S, self.close)
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer a request that is not handed to the handler, then close the connection."""
+        body = _error_body(message)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        reason = _REASONS.get(status, b"Unknown")
+        h = self.h11
+        if h is not None and h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                out = h.send(h11.Response(status_code=status, headers=headers, reason=reason))
+                out += h.send(h11.Data(data=body))
+                out += h.send(h11.EndOfMessage())
+            except h11.LocalProtocolError:
+                out = b""
+        elif h is None:
+            head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            out = b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, reason, head, body)
+        else:
+            out = b""
+        if out:
+            self.transport.write(out)
+        self.close_gently()
 
     # -- fast mode
 
@@ -260,9 +336,9 @@ class HttpConnection(asyncio.Protocol):
             if not buf:
                 return
             end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD:
-                    self._switch_to_h11()
+            if end < 0 or end > self.max_head:
+                if len(buf) > self.max_head:
+                    self._refuse_long_head(buf)
                 return
             parsed = self.heads.parse(buf[:end])
             if parsed is None:
@@ -274,12 +350,34 @@ class HttpConnection(asyncio.Protocol):
             self.current = req
             self.remaining = length
             self.handler.start(req)
+            if length > req.max_body + _FAR_OVER:
+                self._refuse_body(req)
+                return
             if length == 0:
                 req._complete(None)
                 self.handler.finish(req)
 
+    def _refuse_long_head(self, buf: bytes) -> None:
+        # No line break within the limit: it is the request line, i.e. the URL, that is long.
+        limit = self.max_head
+        if buf.find(b"\r\n", 0, limit) < 0:
+            self.refuse(414, f"request line (URL) over {limit} bytes")
+        else:
+            self.refuse(431, f"request header block over {limit} bytes")
+
+    def _refuse_body(self, req: Request) -> None:
+        """The declared body is far over the limit: answer (the handler's 413) unread."""
+        self.close_after = True
+        self.remaining = 0
+        self.buf = b""
+        req.too_large = True
+        req._complete(None)
+        self.handler.finish(req)
+
     def write_fast(self, status: int, headers: Headers, body: bytes) -> None:
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+        if self.close_after:
+            parts.append(b"connection: close\r\n")
         for name, value in headers:
             if _UNSAFE_VALUE.search(value):
                 # Never let a value that came from a peer split the response.
@@ -293,6 +391,9 @@ class HttpConnection(asyncio.Protocol):
 
     def _answered(self) -> None:
         self.current = None
+        if self.close_after:
+            self.close_gently()
+            return
         if self.eof:
             self.close()
             return
@@ -305,7 +406,7 @@ class HttpConnection(asyncio.Protocol):
     def _switch_to_h11(self) -> None:
         """Hand the connection (between requests) to h11 for the rest of its life."""
         self.fast = False
-        self.h11 = h11.Connection(h11.SERVER)
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
         buf, self.buf = self.buf, b""
         self.h11.receive_data(buf)
         self._process()
@@ -316,6 +417,8 @@ class HttpConnection(asyncio.Protocol):
         h = self.h11
         assert h is not None
         headers.append((b"content-length", str(len(body)).encode()))
+        if self.close_after:
+            headers.append((b"connection", b"close"))
         try:
             out = h.send(h11.Response(status_code=status, headers=headers))
             if body:
@@ -331,8 +434,9 @@ class HttpConnection(asyncio.Protocol):
         h = self.h11
         assert h is not None
         self.current = None
-        if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
-            self.close()
+        if self.close_after or h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+            # The client may still be sending (a body we refused unread).
+            self.close_gently()
             return
         if h.their_state is h11.DONE and h.our_state is h11.DONE:
             try:
@@ -370,13 +474,30 @@ class HttpConnection(asyncio.Protocol):
                 if req is not None:
                     req._add_body(event.data)  # type: ignore[union-attr]
             elif t is h11.Request:
-                req = Request(self, event.method, event.target, dict(event.headers))  # type: ignore[union-attr]
+                headers = dict(event.headers)  # type: ignore[union-attr]
+                if (
+                    event.http_version == b"1.0"  # type: ignore[union-attr]
+                    and event.method == b"POST"  # type: ignore[union-attr]
+                    and b"content-length" not in headers
+                ):
+                    # h11 reads no body here; an HTTP/1.0 client may mean "up to EOF". Refused
+                    # before the handler sees anything, so nothing runs on a guessed body.
+                    self.refuse(411, "POST over HTTP/1.0 needs a Content-Length")
+                    return
+                req = Request(self, event.method, event.target, headers)  # type: ignore[union-attr]
                 self.current = req
                 if h.they_are_waiting_for_100_continue:
                     # curl (inside awslambdaric) waits a whole second for this on large bodies.
                     continue_ = h11.InformationalResponse(status_code=100, headers=[])
                     self.transport.write(h.send(continue_))
                 self.handler.start(req)
+                declared = headers.get(b"content-length", b"")
+                if declared.isdigit() and int(declared) > req.max_body + _FAR_OVER:
+                    self.close_after = True
+                    req.too_large = True
+                    req._complete(None)
+                    self.handler.finish(req)
+                    return
             elif t is h11.EndOfMessage:
                 req = self.current
                 if req is not None:
@@ -402,29 +523,25 @@ class HttpConnection(asyncio.Protocol):
                 return
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
+        status = exc.error_status_hint
+        detail = str(exc)
         h = self.h11
         assert h is not None
-        if h.our_state is h11.SEND_RESPONSE:
-            detail = str(exc).replace('"', "'")[:200]
-            body = b'{"message":"bad HTTP request: ' + detail.encode(errors="replace") + b'"}'
-            try:
-                out = h.send(
-                    h11.Response(
-                        status_code=exc.error_status_hint,
-                        headers=[
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    )
-                )
-                out += h.send(h11.Data(data=body))
-                out += h.send(h11.EndOfMessage())
-                self.transport.write(out)
-            except h11.LocalProtocolError:
-                pass
+        if status == 431:
+            limit = self.max_head
+            if h.trailing_data[0].find(b"\r\n", 0, limit) < 0:
+                status, detail = 414, f"request line (URL) over {limit} bytes"
+            else:
+                detail = f"request header block over {limit} bytes"
         self.current = None
-        self.close()
+        self.refuse(status, f"bad HTTP request: {detail}")
+
+
+def _error_body(message: str) -> bytes:
+    # The shape of the Invoke API's own errors ({"Type", "message"}), without importing it.
+    text = message[:300].replace("\\", "\\\\").replace('"', "'")
+    text = "".join(c if " " <= c < "\x7f" else "?" for c in text)
+    return b'{"Type":"User","message":"' + text.encode() + b'"}'
 
 
 _Parsed = tuple[bytes, bytes, dict[bytes, bytes], int]
@@ -494,13 +611,14 @@ class HttpServer:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.heads = HeadCache()
+        self.max_head: int = getattr(handler, "max_head", _MAX_HEAD)
         self.server: asyncio.base_events.Server | None = None
         self.connections: set[HttpConnection] = set()
         self.host = ""
         self.port = 0
 
     def _factory(self) -> HttpConnection:
-        conn = HttpConnection(_Tracking(self), self.heads)
+        conn = HttpConnection(_Tracking(self), self.heads, self.max_head)
         self.connections.add(conn)
         return conn
 
