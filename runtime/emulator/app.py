@@ -22,7 +22,7 @@ from .invocation import Invocation
 from .invoke_api import InvokeApi
 from .layers import LayerRoot
 from .lifecycle import Lifecycle, Placement
-from .output import Console, stderr_stream
+from .output import Console, TaggedConsole, stderr_stream
 from .runtime_api import RuntimeApi
 from .scheduler import Scheduler
 from .server import HttpServer
@@ -226,10 +226,13 @@ class EmulatorCore:
             assert fn.scheduler is not None
             return HttpServer(RuntimeApi(fn.scheduler.lifecycle, env, config))
 
+        # Several functions share the console: each line says whose it is.
+        console = self.console if self.template is None else TaggedConsole(self.console, fn.name)
+
         def make_lifecycle(placement: Placement) -> Lifecycle:
             return Lifecycle(
                 config,
-                self.console,
+                console,
                 base_env,
                 make_runtime_server,
                 placement,

@@ -19,6 +19,7 @@ value. Anything else names what it met.
 from __future__ import annotations
 
 import difflib
+import functools
 import platform
 import re
 import sys
@@ -27,8 +28,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
-
-import yaml
 
 from .config import DEFAULT_ACCOUNT, ConfigError
 
@@ -61,11 +60,9 @@ NO_VALUE = _NoValue()
 # ---------------------------------------------------------------------- reading
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that turns CloudFormation's short-form tags into their long form."""
+def _tag_constructor(name: str) -> Callable[[Any, Any], dict[str, Any]]:
+    import yaml
 
-
-def _tag_constructor(name: str) -> Callable[[yaml.SafeLoader, yaml.Node], dict[str, Any]]:
     def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
         value: Any
         if isinstance(node, yaml.ScalarNode):
@@ -84,35 +81,31 @@ def _tag_constructor(name: str) -> Callable[[yaml.SafeLoader, yaml.Node], dict[s
     return construct
 
 
-_SHORT_TAGS = {
-    "Ref": "Ref",
-    "Condition": "Condition",
-    **{
-        short: f"Fn::{short}"
-        for short in (
-            "Sub",
-            "GetAtt",
-            "If",
-            "Equals",
-            "Not",
-            "And",
-            "Or",
-            "Join",
-            "Select",
-            "Split",
-            "FindInMap",
-            "ImportValue",
-            "GetAZs",
-            "Base64",
-            "Cidr",
-            "Transform",
-            "Length",
-            "ToJsonString",
-        )
-    },
-}
-for _short, _long in _SHORT_TAGS.items():
-    _Loader.add_constructor(f"!{_short}", _tag_constructor(_long))
+_SHORT_FUNCTIONS = (
+    "Sub", "GetAtt", "If", "Equals", "Not", "And", "Or", "Join", "Select", "Split", "FindInMap",
+    "ImportValue", "GetAZs", "Base64", "Cidr", "Transform", "Length", "ToJsonString",
+)  # fmt: skip
+
+
+@functools.cache
+def _loader() -> type[Any]:
+    """A SafeLoader that turns CloudFormation's short-form tags (``!Ref``, ``!Sub``, ...) into
+    their long form. PyYAML is imported only when a template is read."""
+    try:
+        import yaml
+    except ImportError:
+        raise TemplateError(
+            "--template needs PyYAML to read templates: pip install pyyaml"
+        ) from None
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    tags = {"Ref": "Ref", "Condition": "Condition"}
+    tags.update((short, f"Fn::{short}") for short in _SHORT_FUNCTIONS)
+    for short, long in tags.items():
+        Loader.add_constructor(f"!{short}", _tag_constructor(long))
+    return Loader
 
 
 def read_template(path: Path) -> dict[str, Any]:
@@ -121,9 +114,12 @@ def read_template(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TemplateError(f"--template: cannot read {path}: {exc.strerror}") from None
+    loader = _loader()
+    import yaml
+
     try:
         # JSON is YAML, so one parser reads both.
-        data = yaml.load(text, Loader=_Loader)
+        data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise TemplateError(f"--template: {path} is neither valid YAML nor JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
@@ -842,6 +838,8 @@ def load_template(
     notes: list[str] = []
     host_arch = host_architecture()
     given = env_overrides or {}
+    host_python = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    other_versions: dict[str, list[str]] = {}
     for logical_id, resource in resolver.resources.items():
         if not isinstance(resource, dict):
             raise TemplateError(f"{path.name}: Resources.{logical_id} is not a resource")
@@ -867,11 +865,13 @@ def load_template(
                 f"{host_arch}: it runs on the host's architecture, so native packages built "
                 f"for {spec.architectures[0]} will not load here"
             )
-        host_python = f"python{sys.version_info.major}.{sys.version_info.minor}"
         if spec.runtime is not None and spec.runtime != host_python:
-            notes.append(
-                f"{logical_id}: Runtime {spec.runtime}, run with this host's {host_python}"
-            )
+            other_versions.setdefault(spec.runtime, []).append(logical_id)
+    for runtime, ids in other_versions.items():
+        notes.append(
+            f"{', '.join(ids)}: Runtime {runtime}, run with this host's {host_python} (the "
+            "emulator runs functions with the Python it runs on)"
+        )
     names: dict[str, str] = {}
     for spec in functions:
         for name in {spec.logical_id, spec.function_name}:

@@ -94,6 +94,20 @@ def test_each_function_runs_with_its_own_settings(app: Callable[..., Emulator]) 
     assert emu.stats()["started"] == 2
 
 
+def test_console_lines_say_which_function(app: Callable[..., Emulator]) -> None:
+    import io
+
+    echo = io.BytesIO()
+    emu = app(echo=echo)
+    result = emu.function("UsersFunction").invoke({})
+    assert "START RequestId" in result.log  # (the invoke's own log is not tagged)
+    deadline = time.monotonic() + 5
+    while b"[UsersFunction] REPORT" not in echo.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert f"[UsersFunction] START RequestId: {result.request_id}".encode() in echo.getvalue()
+    assert b"[UsersFunction] REPORT" in echo.getvalue()
+
+
 def test_python_api_needs_a_function_name_with_several(app: Callable[..., Emulator]) -> None:
     emu = app()
     with pytest.raises(RuntimeError, match=r"serves 3 functions .*emulator.function\(NAME\)"):
@@ -122,13 +136,45 @@ def test_boto3_invokes_by_name_logical_id_and_arn(
         lam.invoke(FunctionName="arn:aws:lambda:eu-west-1:123456789012:function:hello-dev")
 
 
-def test_concurrency_is_per_function(app: Callable[..., Emulator]) -> None:
-    emu = app(concurrency=1)
-    hello = emu.function("HelloFunction")
-    users = emu.function("UsersFunction")
-    # One invoke of each: the limit of one does not make the other function wait.
-    assert hello.invoke({}).ok and users.invoke({}).ok
-    assert emu.stats()["environments"] == 2
+def test_concurrency_is_per_function(
+    tmp_path: Path, lambda_emulator: Callable[..., Emulator]
+) -> None:
+    import threading
+
+    from emulator_support import HANDLERS
+
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            Globals:
+              Function:
+                CodeUri: {HANDLERS}
+            Resources:
+              Slow:
+                Type: AWS::Serverless::Function
+                Properties: {{Handler: app.sleep}}
+              Echo:
+                Type: AWS::Serverless::Function
+                Properties: {{Handler: app.echo, Timeout: 9}}
+            """
+        )
+    )
+    emu = lambda_emulator(template=path, concurrency=1, env={MARK_VAR: MARK})
+    slow = emu.function("Slow")
+    done: list[bool] = []
+    worker = threading.Thread(target=lambda: done.append(slow.invoke({"seconds": 1.0}).ok))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while emu.stats("Slow")["busy"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Slow's only slot is taken: Slow refuses a second invoke, Echo has its own.
+    assert slow.invoke({"seconds": 0}).status_code == 429
+    assert emu.function("Echo").invoke({"x": 1}).payload["event"] == {"x": 1}
+    worker.join(timeout=10)
+    assert done == [True]
+    config = {fn.name: fn.config for fn in emu._core.functions}
+    assert (config["Slow"].timeout, config["Echo"].timeout) == (3, 9)
 
 
 def test_parameter_overrides_and_env(app: Callable[..., Emulator]) -> None:
