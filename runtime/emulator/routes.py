@@ -475,3 +475,33 @@ def url_function(host: str | None, urls: Mapping[str, FunctionUrl]) -> FunctionU
         if logical_id.lower() == label.lower():
             return url
     return None
+
+
+# ---------------------------------------------------------------------- events
+
+
+def apply_route(event: dict[str, Any], match: RouteMatch) -> dict[str, Any]:
+    """Adjust an event made for a request (``http_front.function_url_event`` for payload 2.0,
+    ``http_front.api_gateway_event`` for 1.0) to the route it matched: route key, resource,
+    stage, path parameters; stage variables stay empty. Returns ``event``, changed in place."""
+    context = event.setdefault("requestContext", {})
+    if match.payload_format == "2.0":
+        event["routeKey"] = match.route_key
+        context["routeKey"] = match.route_key
+        context["stage"] = match.stage
+        if match.path_parameters:
+            event["pathParameters"] = dict(match.path_parameters)
+        else:
+            event.pop("pathParameters", None)
+        # Payload 2.0 leaves out what is empty.
+        event.pop("stageVariables", None)
+        return event
+    event["resource"] = match.resource
+    event["pathParameters"] = dict(match.path_parameters) if match.path_parameters else None
+    event["stageVariables"] = None
+    context["resourcePath"] = match.resource
+    context["stage"] = match.stage
+    path = event.get("path")
+    if isinstance(path, str):
+        context["path"] = f"/{match.stage}{path}"
+    return event

@@ -233,3 +233,29 @@ def test_function_urls_of_a_template(tmp_path: Path) -> None:
     assert url_function("web.lambda-url.localhost:8080", urls) is web
     assert url_function("Plain.lambda-url.localhost", urls) is None
     assert url_function("localhost:8080", urls) is None
+
+
+def test_events_carry_the_route() -> None:
+    from runtime.emulator.http_front import HttpRequest, api_gateway_event, function_url_event
+    from runtime.emulator.routes import apply_route
+
+    table = RouteTable.from_template(load_template(APP_TEMPLATE))
+    request = HttpRequest("GET", "/users/ada%20l?x=1", [("Host", "localhost:3000")])
+    match = _match(table, "GET", request.target)
+    event = apply_route(api_gateway_event(request, request_id="r1"), match)
+    assert event["resource"] == "/users/{id}"
+    assert event["pathParameters"] == {"id": "ada l"}
+    assert event["stageVariables"] is None
+    assert event["queryStringParameters"] == {"x": "1"}
+    context = event["requestContext"]
+    assert (context["resourcePath"], context["stage"], context["path"]) == (
+        "/users/{id}",
+        "Prod",
+        "/Prod/users/ada%20l",
+    )
+
+    hello = HttpRequest("GET", "/hello", [("Host", "localhost:3000")])
+    event2 = apply_route(function_url_event(hello, request_id="r2"), _match(table, "GET", "/hello"))
+    assert event2["routeKey"] == "GET /hello"
+    assert event2["requestContext"]["routeKey"] == "GET /hello"
+    assert "pathParameters" not in event2 and "stageVariables" not in event2
