@@ -99,7 +99,11 @@ class InvokeApi:
     def finish(self, req: Request) -> None:
         target = req.target
         path, _, query = target.partition(b"?")
-        if req.method == b"GET" and (path.startswith(_FUNCTIONS) or path == _FUNCTIONS[:-1]):
+        if (
+            req.method == b"GET"
+            and (path.startswith(_FUNCTIONS) or path == _FUNCTIONS[:-1])
+            and not path.endswith(_INVOCATIONS)
+        ):
             return answer_read(req, path, query, self.functions, _api_error)
         if not (path.startswith(_FUNCTIONS) and path.endswith(_INVOCATIONS)):
             if path.startswith(_STREAM_FUNCTIONS):

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import botocore.config
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 from emulator_support import MARK, MARK_VAR
@@ -233,6 +234,14 @@ def test_control_plane_reads(app: Callable[..., Emulator], client: Callable[[str
     with pytest.raises(ClientError) as info:
         lam.get_function(FunctionName="Nope")
     assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    # Other reads are not emulated: they say so; a GET of an invoke path is still a 405.
+    with httpx.Client(base_url=emu.url) as http:
+        policy = http.get("/2015-03-31/functions/HelloFunction/policy")
+        assert (policy.status_code, policy.headers["x-amzn-ErrorType"]) == (
+            404,
+            "UnknownOperationException",
+        )
+        assert http.get("/2015-03-31/functions/HelloFunction/invocations").status_code == 405
     # None of it started an environment.
     assert emu.stats()["started"] == 0
 
