@@ -297,10 +297,10 @@ class EmulatorCore:
     async def stop(self) -> None:
         if self.invoke_server is not None:
             self.invoke_server.stop_listening()
-        started = self.functions.started()
-        if started:
+        schedulers = self.functions.close()
+        if schedulers:
             # Answers every invoke still open (503) before the connections go.
-            await asyncio.gather(*(fn.scheduler.close() for fn in started if fn.scheduler))
+            await asyncio.gather(*(scheduler.close() for scheduler in schedulers))
         if self.invoke_server is not None:
             await asyncio.sleep(0)
             self.invoke_server.close()

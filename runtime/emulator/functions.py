@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from .template import FunctionSpec, Template
 
 
+class ShuttingDown(Exception):
+    """A function's scheduler was asked for while the emulator stops."""
+
+
 class Function:
     """One served function: its configuration, its template entry, its scheduler once made."""
 
@@ -101,6 +105,7 @@ class FunctionRegistry:
             # RIE's path, /2015-03-31/functions/function/invocations, reaches the one function.
             self._by_name.setdefault(protocol.RIE_FUNCTION_NAME, self.functions[0])
         self._make_scheduler: Callable[[Function], Scheduler] | None = None
+        self.closing = False
 
     def __iter__(self) -> Iterator[Function]:
         return iter(self.functions)
@@ -140,13 +145,19 @@ class FunctionRegistry:
         self._make_scheduler = make_scheduler
 
     def scheduler(self, fn: Function) -> Scheduler:
+        """``fn``'s scheduler, made now if it has none (ShuttingDown once :meth:`close` began:
+        a scheduler made then would never be stopped)."""
         if fn.scheduler is None:
+            if self.closing:
+                raise ShuttingDown(fn.name)
             assert self._make_scheduler is not None, "FunctionRegistry.bind() first"
             fn.scheduler = self._make_scheduler(fn)
         return fn.scheduler
 
-    def started(self) -> list[Function]:
-        return [fn for fn in self.functions if fn.scheduler is not None]
+    def close(self) -> list[Scheduler]:
+        """No new schedulers from now on; the ones made so far, to stop."""
+        self.closing = True
+        return [fn.scheduler for fn in self.functions if fn.scheduler is not None]
 
 
 def function_configs(base: EmulatorConfig, template: Template) -> list[Function]:

@@ -29,8 +29,9 @@ import orjson
 from runtime import protocol
 from runtime.protocol import MAX_CLIENT_CONTEXT, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
 
+from .config import ConfigError
 from .control_api import answer_read
-from .functions import Function, FunctionRegistry
+from .functions import Function, FunctionRegistry, ShuttingDown
 from .invocation import EVENT, REQUEST_RESPONSE, Invocation
 from .reports import api_error
 from .server import Headers, HttpConnection, Request
@@ -219,10 +220,11 @@ class InvokeApi:
 
     def _function_scheduler(self, req: Request, fn: Function) -> Scheduler | None:
         """``fn``'s scheduler, made on its first invoke; None when that failed (answered)."""
-        from .config import ConfigError
-
         try:
             return self.functions.scheduler(fn)
+        except ShuttingDown:
+            _api_error(req, 503, "ServiceException", "The emulator is shutting down")
+            return None
         except (ConfigError, OSError) as exc:
             # A layer that cannot be unpacked: the function cannot start, as on Lambda.
             _api_error(req, 502, "ServiceException", f"{fn.name} cannot start: {exc}")

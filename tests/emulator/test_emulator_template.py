@@ -197,6 +197,37 @@ def test_parameter_overrides_pick_the_if_branch() -> None:
     assert spec is not None and spec.environment["SIZE"] == "large"
 
 
+def test_registry_names_and_shutdown() -> None:
+    from runtime.emulator.config import EmulatorConfig
+    from runtime.emulator.functions import FunctionRegistry, ShuttingDown, function_configs
+
+    base = EmulatorConfig(template=TEMPLATE)
+    template = load_template(TEMPLATE)
+    registry = FunctionRegistry(function_configs(base, template), region="us-east-1")
+    hello = registry.get("hello-dev")
+    assert hello is not None and registry.get("HelloFunction") is hello
+    for ref in (
+        "hello-dev",
+        "HelloFunction",
+        f"{ARN}hello-dev:$LATEST",
+        "123456789012:function:hello-dev",
+    ):
+        assert registry.lookup(ref) is hello, ref
+    assert registry.lookup("hello-dev", "v2") == f"Function not found: {ARN}hello-dev:v2"
+    assert registry.lookup("arn:aws:s3:::bucket") == "Function not found: arn:aws:s3:::bucket"
+    # Without a template there is no RIE alias for several functions.
+    assert isinstance(registry.lookup("function"), str)
+    made = []
+    registry.bind(lambda fn: made.append(fn) or "scheduler")  # type: ignore[arg-type, func-returns-value]
+    assert registry.scheduler(hello) == "scheduler"
+    assert registry.close() == ["scheduler"]
+    users = registry.get("UsersFunction")
+    assert users is not None
+    with pytest.raises(ShuttingDown):
+        registry.scheduler(users)
+    assert made == [hello]
+
+
 # ---------------------------------------------------------------------- control plane
 
 
