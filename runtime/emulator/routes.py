@@ -505,3 +505,34 @@ def apply_route(event: dict[str, Any], match: RouteMatch) -> dict[str, Any]:
     if isinstance(path, str):
         context["path"] = f"/{match.stage}{path}"
     return event
+
+
+# ---------------------------------------------------------------------- one entry point
+
+
+class HttpRoutes:
+    """Everything the HTTP front of ``serve --template`` routes: function URLs by ``Host``
+    (:func:`url_function`), then the APIs' routes. With no API route and a single function URL,
+    that URL also takes every request on the port (so ``curl localhost:PORT/`` reaches it)."""
+
+    def __init__(self, table: RouteTable, urls: Mapping[str, FunctionUrl]) -> None:
+        self.table = table
+        self.urls = dict(urls)
+
+    @classmethod
+    def from_template(cls, template: Template) -> HttpRoutes:
+        return cls(RouteTable.from_template(template), function_urls(template))
+
+    def __bool__(self) -> bool:
+        return bool(len(self.table) or self.urls)
+
+    def resolve(
+        self, method: str, target: str, headers: Iterable[tuple[str, str]] = ()
+    ) -> RouteMatch | Reply:
+        headers = list(headers)
+        url = url_function(_header(headers, "host"), self.urls)
+        if url is None and not len(self.table) and len(self.urls) == 1:
+            (url,) = self.urls.values()
+        if url is not None:
+            return url.match(method, target, headers)
+        return self.table.match(method, target, headers)

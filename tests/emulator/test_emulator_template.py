@@ -637,3 +637,40 @@ def test_template_option_errors(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("Resources: [\n")
     with pytest.raises(TemplateError, match="neither valid YAML nor JSON"):
         Emulator(template=tmp_path / "broken.yaml")
+
+
+def test_layers_local_and_not(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name / "python").mkdir(parents=True)
+    path = _template(
+        tmp_path,
+        """\
+        Globals:
+          Function:
+            Layers: [!Ref One]
+        Resources:
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              CodeUri: src/
+              Handler: app.handler
+              Layers: [!Ref Two]
+          One:
+            Type: AWS::Serverless::LayerVersion
+            Properties: {ContentUri: one/}
+          Two:
+            Type: AWS::Lambda::LayerVersion
+            Properties: {Content: two}
+          InS3:
+            Type: AWS::Serverless::LayerVersion
+            Properties: {ContentUri: {Bucket: b, Key: k}}
+        """,
+    )
+    spec = load_template(path).functions[0]
+    # Globals' layers come first, as SAM merges lists.
+    assert spec.layers == (tmp_path / "one", tmp_path / "two")
+    path.write_text(path.read_text().replace("Layers: [!Ref Two]", "Layers: [!Ref InS3]"))
+    with pytest.raises(
+        TemplateError, match=r"Resources.InS3.Properties.ContentUri: layer content in S3"
+    ):
+        load_template(path)

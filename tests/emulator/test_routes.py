@@ -259,3 +259,30 @@ def test_events_carry_the_route() -> None:
     assert event2["routeKey"] == "GET /hello"
     assert event2["requestContext"]["routeKey"] == "GET /hello"
     assert "pathParameters" not in event2 and "stageVariables" not in event2
+
+
+def test_http_routes_pick_function_urls_by_host_then_api_routes() -> None:
+    from runtime.emulator.routes import FunctionUrl, HttpRoutes
+
+    table = RouteTable([_http("GET", "/hello", "Hello")])
+    urls = {"Web": FunctionUrl("Web")}
+    routes = HttpRoutes(table, urls)
+    by_host = routes.resolve("POST", "/x", [("Host", "web.lambda-url.localhost:3000")])
+    assert isinstance(by_host, RouteMatch) and by_host.function == "Web"
+    assert _function(routes.resolve("GET", "/hello", [("Host", "localhost:3000")])) == "Hello"
+    assert routes.resolve("GET", "/x", [("Host", "localhost:3000")]) is NOT_FOUND
+    # A lone function URL and no API: it takes the whole port.
+    only_url = HttpRoutes(RouteTable([]), urls)
+    assert _function(only_url.resolve("GET", "/anything")) == "Web"
+    assert not HttpRoutes(RouteTable([]), {})
+    # The template's: StreamFunction's URL by host, the APIs otherwise.
+    app = HttpRoutes.from_template(load_template(APP_TEMPLATE))
+    host = [("Host", "streamfunction.lambda-url.localhost")]
+    assert _function(app.resolve("GET", "/", host)) == "StreamFunction"
+    assert app.urls["StreamFunction"].invoke_mode == "RESPONSE_STREAM"
+    assert _function(app.resolve("GET", "/users/1")) == "UsersFunction"
+
+
+def _function(result: RouteMatch | Reply) -> str:
+    assert isinstance(result, RouteMatch), result
+    return result.function
