@@ -225,6 +225,8 @@ class _Resolver:
         self.condition_defs: Mapping[str, Any] = data.get("Conditions") or {}
         self.conditions: dict[str, bool] = {}
         self._evaluating: set[str] = set()
+        # Functions whose name is being resolved (a name made from its own ARN is a loop).
+        self._naming: set[str] = set()
         self.parameter_defs: Mapping[str, Any] = data.get("Parameters") or {}
         for key in overrides:
             if key not in self.parameter_defs:
@@ -241,12 +243,18 @@ class _Resolver:
     def function_name(self, logical_id: str) -> str:
         """The function's name: its FunctionName, else (as SAM CLI does locally) its id."""
         props = self.resources[logical_id].get("Properties") or {}
-        if "FunctionName" in props:
+        if "FunctionName" not in props:
+            return logical_id
+        if logical_id in self._naming:
+            raise _Unresolvable(f"the FunctionName of {logical_id} depends on itself")
+        self._naming.add(logical_id)
+        try:
             name = self.value(props["FunctionName"])
-            if isinstance(name, str) and name:
-                return name
-            raise _Unresolvable(f"FunctionName resolves to {name!r}, not a name")
-        return logical_id
+        finally:
+            self._naming.discard(logical_id)
+        if isinstance(name, str) and name:
+            return name
+        raise _Unresolvable(f"FunctionName resolves to {name!r}, not a name")
 
     def function_arn(self, logical_id: str) -> str:
         name = self.function_name(logical_id)

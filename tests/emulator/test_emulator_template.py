@@ -444,6 +444,11 @@ def _function(props: str, extra: str = "") -> str:
             "is not a layer of this template",
         ),
         (
+            "FunctionName: !Sub 'x-${Fn.Arn}'\n",
+            "",
+            "Resources.Fn.Properties.FunctionName: the FunctionName of Fn depends on itself",
+        ),
+        (
             "MemorySize: 64\n",
             "",
             "Resources.Fn.Properties.MemorySize: 64 is not a whole number 128-10240",
