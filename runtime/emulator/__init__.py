@@ -14,14 +14,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import Emulator, FunctionError, InvokeResult
+    from .api import Emulator, FunctionClient, FunctionError, InvokeResult
     from .config import ConfigError
     from .reports import Report
 
-__all__ = ["ConfigError", "Emulator", "FunctionError", "InvokeResult", "Report"]
+__all__ = [
+    "ConfigError",
+    "Emulator",
+    "FunctionClient",
+    "FunctionError",
+    "InvokeResult",
+    "Report",
+]
 
 _WHERE = {
     "Emulator": "api",
+    "FunctionClient": "api",
     "FunctionError": "api",
     "InvokeResult": "api",
     "ConfigError": "config",

@@ -147,6 +147,11 @@ class Emulator:
     ``sys.stderr`` (pytest shows them for failing tests); a binary stream works too.
     ``otel_console=True`` prints each invoke's spans as a tree after its REPORT, on the ``echo``
     stream, or on ``sys.stderr`` when ``echo`` is off.
+
+    ``template="template.yaml"`` (with ``parameter_overrides={"Stage": "prod"}``) serves every
+    function of a SAM or CloudFormation template instead of ``handler``: pick one with
+    :meth:`function` (``emulator.function("HelloFunction").invoke(...)``); :meth:`invoke`
+    works only when the template has a single function.
     """
 
     def __init__(self, handler: str = "", *, echo: bool | BinaryIO = False, **options: Any) -> None:
@@ -176,6 +181,8 @@ class Emulator:
             on_event_done=self._event_done,
             on_ended=self._invoke_ended,
         )
+        # The longest function timeout (the bound of waiting for an invoke's end).
+        self._max_timeout = max(fn.config.timeout for fn in self._core.functions)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
@@ -195,7 +202,7 @@ class Emulator:
         except BaseException:
             self._stop_loop()
             raise
-        http_timeout = self.config.timeout + self.config.init_timeout + 30
+        http_timeout = self._max_timeout + self.config.init_timeout + 30
         self._client = httpx.Client(base_url=self.url, timeout=http_timeout)
         return self
 
@@ -244,7 +251,29 @@ class Emulator:
 
     @property
     def invoke_path(self) -> str:
-        return protocol.invoke_path(self.config.function_name)
+        return protocol.invoke_path(self._only_function())
+
+    def _only_function(self) -> str:
+        functions = self._core.functions
+        if len(functions) > 1:
+            names = ", ".join(fn.name for fn in functions)
+            raise RuntimeError(
+                f"this emulator serves {len(functions)} functions ({names}): pick one with "
+                "emulator.function(NAME)"
+            )
+        return functions.default.name
+
+    @property
+    def functions(self) -> list[str]:
+        """The names of the functions served (one without a template)."""
+        return [fn.name for fn in self._core.functions]
+
+    def function(self, name: str) -> FunctionClient:
+        """The function ``name`` (its FunctionName, template logical id or ARN), to invoke."""
+        fn = self._core.functions.lookup(name)
+        if isinstance(fn, str):
+            raise KeyError(fn)
+        return FunctionClient(self, fn.name)
 
     @property
     def runtime_api(self) -> str:
@@ -273,7 +302,31 @@ class Emulator:
         headers: Mapping[str, str] | None = None,
     ) -> InvokeResult:
         """A RequestResponse invoke. ``event`` is JSON-encoded; ``payload`` sends raw bytes."""
+        return self._invoke(
+            self.invoke_path,
+            event,
+            payload=payload,
+            tail=tail,
+            client_context=client_context,
+            trace_id=trace_id,
+            tenant_id=tenant_id,
+            headers=headers,
+        )
+
+    def _invoke(
+        self,
+        path: str,
+        event: Any = None,
+        *,
+        payload: bytes | None = None,
+        tail: bool = False,
+        client_context: Mapping[str, Any] | None = None,
+        trace_id: str | None = None,
+        tenant_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> InvokeResult:
         response = self._post(
+            path,
             event,
             payload,
             protocol.INVOCATION_TYPE_REQUEST_RESPONSE,
@@ -287,8 +340,11 @@ class Emulator:
 
     def invoke_event(self, event: Any = None, *, payload: bytes | None = None) -> str:
         """An Event (asynchronous) invoke; returns its request id for :meth:`wait_event`."""
+        return self._invoke_event(self.invoke_path, event, payload)
+
+    def _invoke_event(self, path: str, event: Any, payload: bytes | None) -> str:
         response = self._post(
-            event, payload, protocol.INVOCATION_TYPE_EVENT, False, None, None, None, None
+            path, event, payload, protocol.INVOCATION_TYPE_EVENT, False, None, None, None, None
         )
         if response.status_code != 202:
             raise RuntimeError(f"Event invoke refused: {response.status_code} {response.text}")
@@ -320,7 +376,7 @@ class Emulator:
         """The invoke's log and report once it is over (bounded: its timeout, plus room for
         killing and reaping a runtime that overran it)."""
         with self._ended_cond:
-            self._ended_cond.wait_for(lambda: inv.ended or self._stopped, self.config.timeout + 10)
+            self._ended_cond.wait_for(lambda: inv.ended or self._stopped, self._max_timeout + 10)
         return inv.log_bytes().decode("utf-8", "replace"), inv.report
 
     def _event_done(self, inv: Invocation) -> None:
@@ -332,6 +388,7 @@ class Emulator:
 
     def _post(
         self,
+        path: str,
         event: Any,
         payload: bytes | None,
         kind: str,
@@ -357,7 +414,7 @@ class Emulator:
             headers[protocol.INVOKE_TENANT_ID_HEADER] = tenant_id
         if extra:
             headers.update(extra)
-        return self._client.post(self.invoke_path, content=body, headers=headers)
+        return self._client.post(path, content=body, headers=headers)
 
     def _result(self, response: httpx.Response) -> InvokeResult:
         request_id = response.headers.get(protocol.AMZN_REQUEST_ID_HEADER, "")
@@ -373,18 +430,21 @@ class Emulator:
 
     # -- state
 
-    def stats(self) -> dict[str, int]:
-        """``environments`` alive, ``busy`` invokes in flight, ``started`` environments so far."""
+    def stats(self, function: str | None = None) -> dict[str, int]:
+        """``environments`` alive, ``busy`` invokes in flight, ``started`` environments so far
+        (of ``function``, else of every function)."""
 
         def collect() -> dict[str, int]:
-            sched = self._core.scheduler
-            assert sched is not None
-            return {
-                "environments": len(sched.lifecycle.envs),
-                "busy": sched.in_flight,
-                "started": sched.lifecycle.started,
-                "processes": len(sched.lifecycle.processes),
-            }
+            totals = {"environments": 0, "busy": 0, "started": 0, "processes": 0}
+            for fn in self._core.functions:
+                sched = fn.scheduler
+                if sched is None or function not in (None, fn.name, fn.logical_id):
+                    continue
+                totals["environments"] += len(sched.lifecycle.envs)
+                totals["busy"] += sched.in_flight
+                totals["started"] += sched.lifecycle.started
+                totals["processes"] += len(sched.lifecycle.processes)
+            return totals
 
         result: dict[str, int] = self._call(collect)
         return result
@@ -398,6 +458,34 @@ class Emulator:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=10)
+
+
+class FunctionClient:
+    """One function of an emulator serving a template: ``emulator.function("Name")``."""
+
+    def __init__(self, emulator: Emulator, name: str) -> None:
+        self.emulator = emulator
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"FunctionClient({self.name!r})"
+
+    @property
+    def invoke_path(self) -> str:
+        return protocol.invoke_path(self.name)
+
+    def invoke(self, event: Any = None, **options: Any) -> InvokeResult:
+        """Like :meth:`Emulator.invoke`, for this function."""
+        return self.emulator._invoke(self.invoke_path, event, **options)
+
+    def invoke_event(self, event: Any = None, *, payload: bytes | None = None) -> str:
+        return self.emulator._invoke_event(self.invoke_path, event, payload)
+
+    def wait_event(self, request_id: str, timeout: float = 30.0) -> InvokeResult:
+        return self.emulator.wait_event(request_id, timeout)
+
+    def stats(self) -> dict[str, int]:
+        return self.emulator.stats(self.name)
 
 
 def _signature() -> inspect.Signature:

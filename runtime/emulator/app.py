@@ -11,20 +11,25 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import runtime
 
 from .config import EmulatorConfig
 from .environment import Environment
+from .functions import Function, FunctionRegistry, function_configs
 from .invocation import Invocation
 from .invoke_api import InvokeApi
 from .layers import LayerRoot
 from .lifecycle import Lifecycle, Placement
-from .output import Console, stderr_stream
+from .output import Console, TaggedConsole, stderr_stream
 from .runtime_api import RuntimeApi
 from .scheduler import Scheduler
 from .server import HttpServer
+
+if TYPE_CHECKING:
+    from .otel import SpanConsole
+    from .template import Template
 
 T = TypeVar("T")
 
@@ -155,10 +160,43 @@ class EmulatorCore:
         self.keep_records = keep_records
         self.on_record = on_record
         self.records: OrderedDict[str, Invocation] = OrderedDict()
-        self.scheduler: Scheduler | None = None
         self.invoke_server: HttpServer | None = None
-        self.layers: LayerRoot | None = None
         self.external: Environment | None = None
+        self.template: Template | None = None
+        self.functions = self._registry(config)
+        # Set by start(): what every function's environments share.
+        self._spans: SpanConsole | None = None
+        self._on_finished: Callable[[Invocation], None] | None = None
+
+    def _registry(self, config: EmulatorConfig) -> FunctionRegistry:
+        """The functions served: the template's (resolved now, so a bad template fails before
+        anything starts), or the one the options describe."""
+        if config.template is None:
+            return FunctionRegistry([Function(config)], region=config.region, rie_alias=True)
+        from .template import load_template
+
+        assert isinstance(config.parameter_overrides, dict)
+        self.template = load_template(
+            config.template,
+            parameter_overrides=config.parameter_overrides,
+            region=config.region,
+            env_overrides=config.env,
+        )
+        return FunctionRegistry(
+            function_configs(config, self.template),
+            region=config.region,
+            unsupported=self.template.unsupported,
+            rie_alias=len(self.template.functions) == 1,
+        )
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """The first function's scheduler (the only one without a template), once made."""
+        return self.functions.default.scheduler
+
+    @property
+    def layers(self) -> LayerRoot | None:
+        return self.functions.default.layers
 
     @property
     def url(self) -> str:
@@ -178,17 +216,38 @@ class EmulatorCore:
         if self.on_record is not None:
             self.on_record(inv)
 
-    def _make_runtime_server(self, env: Environment) -> HttpServer:
-        assert self.scheduler is not None
-        return HttpServer(RuntimeApi(self.scheduler.lifecycle, env, self.config))
+    def _make_scheduler(self, fn: Function) -> Scheduler:
+        """A function's scheduler, with its layer folder and environment (on first use)."""
+        config = fn.config
+        fn.layers = LayerRoot(config.layers)
+        base_env = build_runtime_env(config, fn.layers.path)
+
+        def make_runtime_server(env: Environment) -> HttpServer:
+            assert fn.scheduler is not None
+            return HttpServer(RuntimeApi(fn.scheduler.lifecycle, env, config))
+
+        # Several functions share the console: each line says whose it is.
+        console = self.console if self.template is None else TaggedConsole(self.console, fn.name)
+
+        def make_lifecycle(placement: Placement) -> Lifecycle:
+            return Lifecycle(
+                config,
+                console,
+                base_env,
+                make_runtime_server,
+                placement,
+                on_finished=self._on_finished,
+                spans=self._spans,
+            )
+
+        return Scheduler(
+            config, make_lifecycle, on_event_done=self.on_event_done, on_ended=self.on_ended
+        )
 
     async def start(self) -> None:
         config = self.config
         self.console.loop = asyncio.get_running_loop()
-        self.layers = LayerRoot(config.layers)
         try:
-            base_env = build_runtime_env(config, self.layers.path)
-            spans = None
             if config.otel_console:
                 from .otel import SpanConsole
 
@@ -196,24 +255,15 @@ class EmulatorCore:
                 output = self.console if self.console.enabled else Console(stderr_stream)
                 output.loop = self.console.loop
                 self.span_output = output
-                spans = SpanConsole(output.line)
-            on_finished = self._record if (self.keep_records or self.on_record) else None
-
-            def make_lifecycle(placement: Placement) -> Lifecycle:
-                return Lifecycle(
-                    config,
-                    self.console,
-                    base_env,
-                    self._make_runtime_server,
-                    placement,
-                    on_finished=on_finished,
-                    spans=spans,
-                )
-
-            self.scheduler = Scheduler(
-                config, make_lifecycle, on_event_done=self.on_event_done, on_ended=self.on_ended
+                self._spans = SpanConsole(output.line)
+            self._on_finished = self._record if (self.keep_records or self.on_record) else None
+            self.functions.bind(self._make_scheduler)
+            if self.template is None:
+                # One function: its layers are checked (and unpacked) before serving.
+                self.functions.scheduler(self.functions.default)
+            self.invoke_server = HttpServer(
+                InvokeApi(config, self._get_scheduler, functions=self.functions)
             )
-            self.invoke_server = HttpServer(InvokeApi(config, self._get_scheduler))
             await self.invoke_server.listen(config.host, config.port)
             if config.no_spawn:
                 await self._start_external()
@@ -222,8 +272,7 @@ class EmulatorCore:
             raise
 
     def _get_scheduler(self) -> Scheduler:
-        assert self.scheduler is not None
-        return self.scheduler
+        return self.functions.scheduler(self.functions.default)
 
     async def _start_external(self) -> None:
         sched = self._get_scheduler()
@@ -248,18 +297,20 @@ class EmulatorCore:
     async def stop(self) -> None:
         if self.invoke_server is not None:
             self.invoke_server.stop_listening()
-        if self.scheduler is not None:
+        schedulers = self.functions.close()
+        if schedulers:
             # Answers every invoke still open (503) before the connections go.
-            await self.scheduler.close()
+            await asyncio.gather(*(scheduler.close() for scheduler in schedulers))
         if self.invoke_server is not None:
             await asyncio.sleep(0)
             self.invoke_server.close()
             await self.invoke_server.wait_closed()
         if self.external is not None and self.external.server is not None:
             self.external.server.close()
-        if self.layers is not None:
-            self.layers.cleanup()
-            self.layers = None
+        for fn in self.functions:
+            if fn.layers is not None:
+                fn.layers.cleanup()
+                fn.layers = None
         self.console.flush()
         if self.span_output is not None:
             self.span_output.flush()

@@ -15,13 +15,16 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from runtime import protocol
 
 from .app import run
+
+if TYPE_CHECKING:
+    from .app import EmulatorCore
 from .config import (
     INVOKE,
     OPTIONS,
@@ -60,6 +63,8 @@ def _add_options(parser: argparse.ArgumentParser, command: str) -> None:
             kwargs["action"] = "store_true"
         elif isinstance(option.default, (tuple, list)):
             kwargs.update(action="append", metavar=option.metavar)
+            if option.nargs is not None:
+                kwargs.update(action="extend", nargs=option.nargs)
         else:
             kwargs["metavar"] = option.metavar
             if option.choices is not None:
@@ -199,6 +204,10 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     name = config.function_name
+    if core.template is not None:
+        sys.stderr.write("\n".join(_template_lines(core)) + "\n")
+        sys.stderr.flush()
+        return await _serve_until_stopped(core, stop)
     lines = [
         f"lambda-runtime emulator: {name} ({config.handler or 'no handler'}), timeout "
         f"{config.timeout:g} s, memory {config.memory} MB, concurrency "
@@ -223,12 +232,37 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
                 lines.append(f"  export {key}={_shell_quote(value)}")
     sys.stderr.write("\n".join(lines) + "\n")
     sys.stderr.flush()
+    return await _serve_until_stopped(core, stop)
+
+
+async def _serve_until_stopped(core: EmulatorCore, stop: asyncio.Event) -> int:
     try:
         await stop.wait()
     finally:
         sys.stderr.write("lambda-runtime emulator: stopping\n")
         await core.stop()
     return EXIT_OK
+
+
+def _template_lines(core: EmulatorCore) -> list[str]:
+    """What ``serve --template`` says at start: each function, its invoke path, the notes."""
+    template = core.template
+    assert template is not None
+    lines = [
+        f"lambda-runtime emulator: {len(core.functions)} functions of {template.path.name}, "
+        f"Invoke API {core.url} (environments start on first invoke)"
+    ]
+    for fn in core.functions:
+        config = fn.config
+        alias = f" ({fn.logical_id})" if fn.logical_id not in (None, fn.name) else ""
+        lines.append(
+            f"  {fn.name}{alias}: {config.handler}, timeout {config.timeout:g} s, memory "
+            f"{config.memory} MB -> {protocol.invoke_path(fn.name)}"
+        )
+    for logical_id, reason in template.unsupported.items():
+        lines.append(f"  {logical_id}: not served: {reason}")
+    lines.extend(f"note: {note}" for note in template.notes)
+    return lines
 
 
 def _shell_quote(value: str) -> str:

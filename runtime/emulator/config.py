@@ -59,6 +59,8 @@ class Option:
     check: Callable[[Any], bool] | None = None
     # What is wrong when ``check`` fails; ``{value}`` is the value given.
     problem: str = ""
+    # "+": a list option whose flag takes several values at once (and may be repeated).
+    nargs: str | None = None
 
     @property
     def label(self) -> str:
@@ -246,7 +248,28 @@ class EmulatorConfig:
         flag="--otel-console",
     )
 
+    # Serve every function of a SAM / CloudFormation template (see template.py).
+    template: Path | None = _opt(  # noqa: RUF009
+        None,
+        help="serve every function of this SAM or CloudFormation template (YAML or JSON) under "
+        "its logical id and its FunctionName",
+        flag="--template",
+        metavar="FILE",
+        commands=(SERVE,),
+    )
+    # Key=Value items (SAM's form); a mapping in the Python API. A dict once validated.
+    parameter_overrides: Sequence[str] | Mapping[str, str] = _opt(
+        (),
+        help="template parameter values, SAM style: Key=Value ... (or "
+        "ParameterKey=Key,ParameterValue=Value)",
+        flag="--parameter-overrides",
+        metavar="KEY=VALUE",
+        commands=(SERVE,),
+        nargs="+",
+    )
+
     def __post_init__(self) -> None:
+        self._check_template()
         self.task_root = Path(self.task_root).resolve()
         if not self.task_root.is_dir():
             raise ConfigError(f"--task-root: {self.task_root} is not a folder")
@@ -256,7 +279,7 @@ class EmulatorConfig:
                 raise ConfigError(f"--layer: {layer} does not exist")
             if layer.is_file() and layer.suffix.lower() != ".zip":
                 raise ConfigError(f"--layer: {layer} is neither a folder nor a .zip file")
-        if not self.no_spawn and not self.handler:
+        if not self.no_spawn and not self.handler and self.template is None:
             raise ConfigError("HANDLER is required (for example app.handler)")
         for option in OPTIONS:
             value = getattr(self, option.name)
@@ -280,6 +303,29 @@ class EmulatorConfig:
         if fmt not in ("Text", "JSON"):
             raise ConfigError(f"log format {fmt!r} must be Text or JSON")
         self.log_format = fmt
+
+    def _check_template(self) -> None:
+        self.parameter_overrides = parse_parameter_overrides(self.parameter_overrides or ())
+        if self.template is None:
+            if self.parameter_overrides:
+                raise ConfigError("--parameter-overrides only applies with --template")
+            return
+        self.template = Path(self.template).resolve()
+        if not self.template.is_file():
+            raise ConfigError(f"--template: {self.template} is not a file")
+        # The template gives each function these; a value here would be silently ignored.
+        clashes = {
+            "HANDLER": bool(self.handler),
+            "--layer": bool(self.layers),
+            "--function-name": self.function_name != "function",
+            "--no-spawn": self.no_spawn,
+        }
+        for label, given in clashes.items():
+            if given:
+                raise ConfigError(
+                    f"--template and {label} exclude each other (the template defines each "
+                    "function)"
+                )
 
     @property
     def function_arn(self) -> str:
@@ -382,3 +428,36 @@ def split_command(text: str) -> list[str]:
     if not parts:
         raise ConfigError("--runtime-cmd is empty")
     return parts
+
+
+def parse_parameter_overrides(items: Iterable[str] | Mapping[str, Any]) -> dict[str, str]:
+    """SAM's ``--parameter-overrides``: ``Key=Value`` items (several per string, separated by
+    spaces, quoted like a shell) or ``ParameterKey=Key,ParameterValue=Value``."""
+    if isinstance(items, Mapping):
+        return {str(k): _text(v) for k, v in items.items()}
+    result: dict[str, str] = {}
+    for item in items:
+        try:
+            words = shlex.split(item)
+        except ValueError as exc:
+            raise ConfigError(f"--parameter-overrides: {item!r}: {exc}") from None
+        for word in words:
+            match = re.fullmatch(r"ParameterKey=([^,]+),ParameterValue=(.*)", word)
+            if match:
+                key, value = match.group(1), match.group(2)
+            else:
+                key, sep, value = word.partition("=")
+                if not sep or not key:
+                    raise ConfigError(
+                        f"--parameter-overrides: {word!r} is not Key=Value "
+                        "(or ParameterKey=Key,ParameterValue=Value)"
+                    )
+            result[key] = value
+    return result
+
+
+def _text(value: Any) -> str:
+    # CloudFormation's text of a YAML scalar: booleans in lower case.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

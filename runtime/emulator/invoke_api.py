@@ -32,7 +32,9 @@ from runtime.errors import LambdaError
 from runtime.marshal import decode_event
 from runtime.protocol import MAX_CLIENT_CONTEXT, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
 
-from .config import DEFAULT_ACCOUNT
+from .config import ConfigError
+from .control_api import answer_read
+from .functions import Function, FunctionRegistry, ShuttingDown
 from .invocation import EVENT, REQUEST_RESPONSE, Invocation
 from .reports import api_error
 from .server import Headers, HttpConnection, Request
@@ -84,13 +86,17 @@ class InvokeApi:
         config: EmulatorConfig,
         scheduler: Callable[[], Scheduler],
         on_event: Callable[[Invocation], None] | None = None,
+        *,
+        functions: FunctionRegistry | None = None,
     ) -> None:
         self.config = config
         self._scheduler = scheduler
         self.on_event = on_event
-        name = config.function_name
-        self.names = {name, protocol.RIE_FUNCTION_NAME}
-        self.arn_prefix = f"arn:aws:lambda:{config.region}:"
+        if functions is None:
+            # One function, whose scheduler is the one given.
+            functions = FunctionRegistry([Function(config)], region=config.region, rie_alias=True)
+            functions.bind(lambda fn: scheduler())
+        self.functions = functions
 
     # -- server.Handler
 
@@ -104,6 +110,12 @@ class InvokeApi:
     def finish(self, req: Request) -> None:
         target = req.target
         path, _, query = target.partition(b"?")
+        if (
+            req.method == b"GET"
+            and (path.startswith(_FUNCTIONS) or path == _FUNCTIONS[:-1])
+            and not path.endswith(_INVOCATIONS)
+        ):
+            return answer_read(req, path, query, self.functions, _api_error)
         if not (path.startswith(_FUNCTIONS) and path.endswith(_INVOCATIONS)):
             if path.startswith(_STREAM_FUNCTIONS):
                 return _api_error(
@@ -125,13 +137,9 @@ class InvokeApi:
         if query:
             values = parse_qs(query.decode("latin-1")).get("Qualifier")
             qualifier = values[0] if values else None
-        if not self._known(name, qualifier):
-            return _api_error(
-                req,
-                404,
-                "ResourceNotFoundException",
-                f"Function not found: {self._arn(name, qualifier)}",
-            )
+        fn = self.functions.lookup(name, qualifier)
+        if isinstance(fn, str):
+            return _api_error(req, 404, "ResourceNotFoundException", fn)
         headers = req.headers
         kind_raw = headers.get(_INVOCATION_TYPE, _REQUEST_RESPONSE)
         kind = kind_raw.decode("latin-1")
@@ -219,7 +227,9 @@ class InvokeApi:
             client_context=client_context,
             tenant_id=tenant.decode("latin-1") if tenant else None,
         )
-        sched = self._scheduler()
+        sched = self._function_scheduler(req, fn)
+        if sched is None:
+            return
         if kind == EVENT:
             if sched.closing:
                 return _api_error(req, 503, "ServiceException", "The emulator is shutting down")
@@ -241,46 +251,17 @@ class InvokeApi:
                 Reason="ReservedFunctionConcurrentInvocationLimitExceeded",
             )
 
-    def _known(self, name: str, qualifier: str | None) -> bool:
-        if name.startswith("arn:"):
-            # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
-            parts = name.split(":")
-            if (
-                len(parts) not in (7, 8)
-                or parts[5] != "function"
-                or not name.startswith(self.arn_prefix)
-            ):
-                return False
-            name = parts[6]
-            if len(parts) == 8:
-                qualifier = parts[7]
-        elif name.count(":") >= 2:
-            # ACCOUNT:function:NAME[:QUALIFIER]
-            parts = name.split(":")
-            if parts[1] != "function" or len(parts) > 4:
-                return False
-            name = parts[2]
-            if len(parts) == 4:
-                qualifier = parts[3]
-        elif ":" in name:
-            name, qualifier = name.split(":", 1)
-        return name in self.names and qualifier in (None, "$LATEST")
-
-    def _arn(self, name: str, qualifier: str | None) -> str:
-        """The ARN a 404 names, qualified as asked, in the form Lambda's message has."""
-        if name.startswith("arn:"):
-            arn = name
-        else:
-            parts = name.split(":")
-            account = DEFAULT_ACCOUNT
-            if len(parts) >= 3 and parts[1] == "function":  # ACCOUNT:function:NAME[:QUALIFIER]
-                account, parts = parts[0], parts[2:]
-            if parts[0] in self.names:
-                parts[0] = self.config.function_name  # "function" (RIE's path) names it too
-            arn = f"{self.arn_prefix}{account}:function:{':'.join(parts)}"
-        if qualifier is not None and arn.count(":") == 6:
-            arn += f":{qualifier}"
-        return arn
+    def _function_scheduler(self, req: Request, fn: Function) -> Scheduler | None:
+        """``fn``'s scheduler, made on its first invoke; None when that failed (answered)."""
+        try:
+            return self.functions.scheduler(fn)
+        except ShuttingDown:
+            _api_error(req, 503, "ServiceException", "The emulator is shutting down")
+            return None
+        except (ConfigError, OSError) as exc:
+            # A layer that cannot be unpacked: the function cannot start, as on Lambda.
+            _api_error(req, 502, "ServiceException", f"{fn.name} cannot start: {exc}")
+            return None
 
     def _respond_with_tail(self, req: Request, inv: Invocation) -> None:
         """The log tail ends with the invoke's REPORT, as on Lambda: so the answer waits for the

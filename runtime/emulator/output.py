@@ -81,6 +81,25 @@ class Console:
             pass
 
 
+class TaggedConsole(Console):
+    """A view of a shared console that starts every line with a tag (the function's name, when
+    one emulator serves several functions); batching and the stream stay the shared one's."""
+
+    def __init__(self, shared: Console, tag: str) -> None:
+        super().__init__(shared._stream)
+        self.shared = shared
+        self.tag = f"[{tag}] ".encode()
+
+    def prefix(self, env_id: int) -> bytes:
+        return self.shared.prefix(env_id)
+
+    def line(self, line: bytes, prefix: bytes = b"") -> None:
+        self.shared.line(line, self.tag + prefix)
+
+    def flush(self) -> None:
+        self.shared.flush()
+
+
 def stderr_stream() -> BinaryIO | None:
     stream = sys.stderr
     if stream is None:

@@ -9,6 +9,14 @@ is stopped (environments shut down, processes reaped) when the test ends::
         result = fn.invoke({"name": "World"})
         assert result.ok and result.payload["message"] == "Hello, World!"
 
+A whole SAM or CloudFormation template works the same way; pick a function by its logical id,
+its FunctionName or its ARN::
+
+    def test_users(lambda_emulator):
+        app = lambda_emulator(template="template.yaml", parameter_overrides={"Stage": "test"})
+        result = app.function("UsersFunction").invoke({"pathParameters": {"id": "42"}})
+        assert result.ok
+
 Function output and platform lines are kept per test and shown in the report of a failing test,
 as a section of its own ("lambda emulator log"). They are not echoed to stderr: the emulator
 writes from its own thread, a moment after the response, and pytest's capture may already be

@@ -16,6 +16,8 @@ LAYERS = [
     {"environment"},
     {"lifecycle"},
     {"scheduler"},
+    # The functions served (a template's or one) and the pure parts of the HTTP faces.
+    {"functions", "template", "control_api", "routes"},
     {"runtime_api", "invoke_api"},
     {"app"},
     {"api", "cli"},
