@@ -53,30 +53,33 @@ class Function:
         return f"Function({self.name!r})"
 
 
-def split_function_ref(ref: str, qualifier: str | None) -> tuple[str, str | None, str | None]:
-    """``(name, qualifier, region)`` of what a caller put in the path: a name, ``name:QUAL``,
-    ``ACCOUNT:function:NAME[:QUAL]`` or ``arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUAL]``.
-    Raises ValueError for a malformed ARN."""
-    region = None
+def split_function_ref(
+    ref: str, qualifier: str | None
+) -> tuple[str, str | None, str | None, str | None]:
+    """``(name, qualifier, region, account)`` of what a caller put in the path: a name,
+    ``name:QUAL``, ``ACCOUNT:function:NAME[:QUAL]`` or
+    ``arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUAL]``. Raises ValueError for a malformed
+    ARN."""
+    region = account = None
     if ref.startswith("arn:"):
         parts = ref.split(":")
         if len(parts) not in (7, 8) or parts[2] != "lambda" or parts[5] != "function":
             raise ValueError(ref)
-        region, name = parts[3], parts[6]
+        region, account, name = parts[3], parts[4], parts[6]
         if len(parts) == 8:
             qualifier = parts[7]
     elif ref.count(":") >= 2:
         parts = ref.split(":")
         if parts[1] != "function" or len(parts) > 4:
             raise ValueError(ref)
-        name = parts[2]
+        account, name = parts[0], parts[2]
         if len(parts) == 4:
             qualifier = parts[3]
     elif ":" in ref:
         name, qualifier = ref.split(":", 1)
     else:
         name = ref
-    return name, qualifier, region
+    return name, qualifier, region, account
 
 
 class FunctionRegistry:
@@ -124,20 +127,23 @@ class FunctionRegistry:
     def lookup(self, ref: str, qualifier: str | None = None) -> Function | str:
         """The function ``ref`` names, or the message of the 404 to answer."""
         try:
-            name, qualifier, region = split_function_ref(ref, qualifier)
+            name, qualifier, region, account = split_function_ref(ref, qualifier)
         except ValueError:
             return f"Function not found: {ref}"
         fn = self._by_name.get(name)
-        arn = f"arn:aws:lambda:{self.region}:{DEFAULT_ACCOUNT}:function:{name}"
-        if fn is None or (region is not None and region != self.region):
+        # Lambda's message names the function as asked: its region, account and qualifier.
+        arn = (
+            f"arn:aws:lambda:{region or self.region}:{account or DEFAULT_ACCOUNT}:function:"
+            f"{fn.name if fn is not None else name}" + (f":{qualifier}" if qualifier else "")
+        )
+        elsewhere = region not in (None, self.region) or account not in (None, DEFAULT_ACCOUNT)
+        if fn is None or elsewhere:
             reason = self.unsupported.get(name)
             if reason is not None:
                 return f"Function not found: {arn} ({name} is not served: {reason})"
-            if region is not None:
-                return f"Function not found: {ref}"
-            return f"Function not found: {arn}" + (f":{qualifier}" if qualifier else "")
+            return f"Function not found: {arn}"
         if qualifier not in (None, "$LATEST"):
-            return f"Function not found: {fn.arn}:{qualifier}"
+            return f"Function not found: {arn}"
         return fn
 
     # -- schedulers
