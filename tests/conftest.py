@@ -94,3 +94,31 @@ def enter_invoke() -> Iterator[Callable[..., LambdaContext]]:
     yield enter
     for token in reversed(tokens):
         current_context.reset(token)  # type: ignore[arg-type]
+
+
+# Markers by where a test lives, so a maintainer can pick a layer (`make test-fast` runs the
+# unmarked unit tests). A test that spawns processes or waits on real time in a unit-test
+# file says so itself with @pytest.mark.slow.
+_MARK_BY_FOLDER = {
+    "e2e": "e2e",
+    "soak": "slow",
+    "emulator": "emulator",
+    "packaging": "packaging",
+    "bench": "slow",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parent
+    examples = root.parent / "examples"
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if path.is_relative_to(examples):
+            item.add_marker("emulator")  # every example runs through the emulator
+            continue
+        if not path.is_relative_to(root):
+            continue
+        parts = path.relative_to(root).parts
+        marker = _MARK_BY_FOLDER.get(parts[0]) if len(parts) > 1 else None
+        if marker is not None:
+            item.add_marker(marker)

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from test_traceid import restore_variable  # noqa: F401  (the same fixture)
 
 from runtime import traceid
-from runtime.observability import _xray_root
+from runtime.observability.jsonlog import _xray_root
+from runtime.observability.tracing import xray_span_context
 from runtime.traceid import NAME, TraceIdVariable
-from runtime.tracing import xray_span_context
 
 PROPS = settings(max_examples=200, deadline=None)
 
