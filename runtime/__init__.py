@@ -9,6 +9,7 @@ from runtime.shutdown import on_shutdown
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from runtime.metrics import add_metric, add_property
+    from runtime.streaming import HttpResponse, StreamResponse
 
 __version__ = "0.1.0"
 
@@ -16,7 +17,9 @@ __all__ = [
     "Client",
     "ClientContext",
     "CognitoIdentity",
+    "HttpResponse",
     "LambdaContext",
+    "StreamResponse",
     "__version__",
     "add_metric",
     "add_property",
@@ -24,7 +27,12 @@ __all__ = [
 ]
 
 # Imported on first use, so `import runtime` stays cheap for functions that do not use them.
-_LAZY = {"add_metric": "runtime.metrics", "add_property": "runtime.metrics"}
+_LAZY = {
+    "add_metric": "runtime.metrics",
+    "add_property": "runtime.metrics",
+    "HttpResponse": "runtime.streaming",
+    "StreamResponse": "runtime.streaming",
+}
 
 
 def __getattr__(name: str) -> object:

@@ -33,6 +33,7 @@ from runtime.handler import load_handler, setup_sys_path
 from runtime.layers import InitInfo, compose
 from runtime.logs import RuntimeLog, install
 from runtime.marshal import decode_event, encode_result
+from runtime.streaming import is_stream_result
 from runtime.traceid import TraceIdVariable
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
@@ -165,6 +166,9 @@ class Invoker:
         self._memory = str(config.memory_limit_in_mb)
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._trace_id = TraceIdVariable()
+        self._invocation: Invocation | None = None
+        # A stream's own failure, already reported in its trailers: not to be posted again.
+        self._streamed_error: BaseException | None = None
 
     def loop(self) -> NoReturn:
         next_invocation = self._client.next_invocation
@@ -188,13 +192,19 @@ class Invoker:
             xray_trace_id=invocation.trace_id,
         )
         token = enter_invoke(context)
+        self._invocation = invocation
         try:
             try:
                 _fill_context_headers(context, invocation)
                 event = decode_event(invocation.body, invocation.content_type)
-                body, content_type = encode_result(self._call(event, context))
+                result = self._call(event, context)
+                if result is _STREAMED:
+                    return
+                body, content_type = encode_result(result)
             except BaseException as exc:
-                self._report(invocation, exc)
+                if exc is not self._streamed_error:
+                    self._report(invocation, exc)
+                self._streamed_error = None
             else:
                 # With nothing to run between invokes, /next goes out with the response.
                 self._client.post_response(
@@ -209,7 +219,39 @@ class Invoker:
         result = self._handler(event, context)
         if hasattr(result, "__await__"):
             result = self._run_async(result)
+        if is_stream_result(result):
+            # Streamed here, inside the layers, so that a span covers the whole stream.
+            return self._stream(result)
         return result
+
+    def _stream(self, stream: Any) -> object:
+        """Post a streamed result. An error before the first chunk propagates (a normal
+        /error follows); one after it went into the trailers, is logged, and is re-raised for
+        the layers to see, marked so that it is not posted again."""
+        invocation = self._invocation
+        assert invocation is not None
+        loop = None
+        if hasattr(type(stream), "__anext__"):
+            if self._event_loop is None:
+                self._event_loop = _environment_loop()
+            loop = self._event_loop
+        request_id = invocation.request_id
+
+        def describe(exc: BaseException) -> tuple[str, bytes]:
+            body = _safe_error_body(exc, request_id)
+            return str(body["errorType"]), encode_error(body)
+
+        outcome = self._client.post_stream(invocation, stream, loop, describe)
+        if outcome.fatal:
+            raise RuntimeAPIFatal(f"the streamed response to {request_id} was answered 500")
+        if outcome.problem is not None:
+            self._log.warning(outcome.problem)
+        error = outcome.error
+        if error is not None:
+            self._log.error(_safe_error_body(error, request_id))
+            self._streamed_error = error
+            raise error
+        return _STREAMED
 
     def _run_async(self, awaitable: Any) -> Any:
         if self._event_loop is None:
@@ -222,6 +264,10 @@ class Invoker:
         self._client.post_error(
             invocation, body["errorType"], encode_error(body), _safe_xray_cause(exc)
         )
+
+
+# What the handler call returns once it has streamed its result itself.
+_STREAMED = object()
 
 
 def _environment_loop() -> asyncio.AbstractEventLoop:

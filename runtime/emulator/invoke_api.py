@@ -29,6 +29,7 @@ import orjson
 from runtime import protocol
 from runtime.protocol import MAX_CLIENT_CONTEXT, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
 
+from . import eventstream
 from .invocation import EVENT, REQUEST_RESPONSE, Invocation
 from .reports import api_error
 from .server import Headers, HttpConnection, Request
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 _FUNCTIONS = protocol.FUNCTIONS_PREFIX.encode()
 _STREAM_FUNCTIONS = protocol.STREAM_FUNCTIONS_PREFIX.encode()
 _INVOCATIONS = b"/invocations"
+_STREAM_INVOCATIONS = b"/response-streaming-invocations"
 _VERSION = (protocol.EXECUTED_VERSION_HEADER.encode(), b"$LATEST")
 _UNHANDLED = (protocol.FUNCTION_ERROR_HEADER.encode(), b"Unhandled")
 _INVOCATION_TYPE = protocol.INVOCATION_TYPE_HEADER.lower().encode()
@@ -93,14 +95,13 @@ class InvokeApi:
     def finish(self, req: Request) -> None:
         target = req.target
         path, _, query = target.partition(b"?")
-        if not (path.startswith(_FUNCTIONS) and path.endswith(_INVOCATIONS)):
-            if path.startswith(_STREAM_FUNCTIONS):
-                return _api_error(
-                    req,
-                    400,
-                    "InvalidRequestContentException",
-                    "response streaming invokes are not supported by this emulator",
-                )
+        stream = path.startswith(_STREAM_FUNCTIONS) and path.endswith(_STREAM_INVOCATIONS)
+        if stream:
+            # InvokeWithResponseStream: the same checks, the answer as an event stream.
+            prefix, suffix = _STREAM_FUNCTIONS, _STREAM_INVOCATIONS
+        else:
+            prefix, suffix = _FUNCTIONS, _INVOCATIONS
+        if not (stream or (path.startswith(_FUNCTIONS) and path.endswith(_INVOCATIONS))):
             return _api_error(
                 req,
                 404,
@@ -109,7 +110,7 @@ class InvokeApi:
             )
         if req.method != b"POST":
             return _api_error(req, 405, "UnknownOperationException", "Invoke takes POST")
-        name = unquote(path[len(_FUNCTIONS) : -len(_INVOCATIONS)].decode("latin-1"))
+        name = unquote(path[len(prefix) : -len(suffix)].decode("latin-1"))
         qualifier = None
         if query:
             values = parse_qs(query.decode("latin-1")).get("Qualifier")
@@ -126,14 +127,14 @@ class InvokeApi:
         headers = req.headers
         kind_raw = headers.get(_INVOCATION_TYPE, _REQUEST_RESPONSE)
         kind = kind_raw.decode("latin-1")
-        if kind not in (REQUEST_RESPONSE, EVENT, _DRY_RUN):
+        if kind not in (REQUEST_RESPONSE, EVENT, _DRY_RUN) or (stream and kind == EVENT):
             return _api_error(
                 req,
                 400,
                 "ValidationException",
                 f"1 validation error detected: Value '{kind}' at 'invocationType' failed to "
                 "satisfy constraint: Member must satisfy enum value set: "
-                "[Event, RequestResponse, DryRun]",
+                + ("[RequestResponse, DryRun]" if stream else "[Event, RequestResponse, DryRun]"),
             )
         if req.too_large:
             limit = MAX_EVENT_PAYLOAD if kind == EVENT else MAX_SYNC_PAYLOAD - 100
@@ -196,7 +197,11 @@ class InvokeApi:
                 self.on_event(inv)
             sched.submit_event(inv)
             return
-        if log_type == _TAIL:
+        if stream:
+            sink = EventStreamSink(req, inv.request_id, tail=log_type == _TAIL)
+            inv.sink = sink
+            inv.on_done = sink.done
+        elif log_type == _TAIL:
             inv.on_done = lambda done: self._respond_with_tail(req, done)
         else:
             inv.on_done = lambda done: self._respond(req, done, False)
@@ -256,6 +261,73 @@ class InvokeApi:
         if tail:
             headers.append((_LOG_RESULT, inv.log_tail()))
         req.respond(200, headers, inv.payload)
+
+
+class EventStreamSink:
+    """Answers an InvokeWithResponseStream: 200 ``application/vnd.amazon.eventstream``, a
+    ``PayloadChunk`` event per chunk as the runtime sends it, then ``InvokeComplete`` (with
+    the function's error, and the log tail once the invoke is over when ``tail``). A buffered
+    result goes out as one ``PayloadChunk``, as on Lambda."""
+
+    __slots__ = ("req", "request_id", "started", "tail")
+
+    def __init__(self, req: Request, request_id: str, *, tail: bool) -> None:
+        self.req = req
+        self.request_id = request_id
+        self.tail = tail
+        self.started = False
+
+    def _head(self) -> None:
+        if not self.started:
+            self.started = True
+            self.req.start_stream(
+                200,
+                [
+                    (b"Content-Type", eventstream.CONTENT_TYPE.encode()),
+                    (_REQUEST_ID, self.request_id.encode()),
+                    _VERSION,
+                ],
+            )
+
+    def stream_started(self, content_type: bytes) -> None:
+        # The head waits for the first event: it carries nothing the caller needs earlier.
+        pass
+
+    def stream_data(self, data: bytes) -> None:
+        # (A client that has gone simply stops receiving; the function runs to its end.)
+        self._head()
+        for event in eventstream.payload_chunks(data):
+            self.req.send_chunk(event)
+
+    def done(self, inv: Invocation) -> None:
+        if inv.error_type == "ServiceException" and not self.started:
+            _api_error(self.req, 503, "ServiceException", "The emulator is shutting down")
+            return
+        self._head()
+        if not inv.function_error and not inv.streaming and inv.payload:
+            for event in eventstream.payload_chunks(inv.payload):
+                self.req.send_chunk(event)
+        if self.tail and not inv.ended:
+            inv.on_end = self._complete
+        else:
+            self._complete(inv)
+
+    def _complete(self, inv: Invocation) -> None:
+        code = details = None
+        if inv.function_error:
+            code = inv.error_type or "Unhandled"
+            details = _error_message(inv.payload)
+        log = inv.log_tail().decode() if self.tail else None
+        self.req.send_chunk(eventstream.invoke_complete(code, details, log))
+        self.req.end_stream()
+
+
+def _error_message(payload: bytes) -> str:
+    try:
+        message = orjson.loads(payload).get("errorMessage")
+    except (orjson.JSONDecodeError, AttributeError):
+        message = None
+    return message if isinstance(message, str) else payload.decode("utf-8", "replace")
 
 
 def _api_error(req: Request, status: int, code: str, message: str, **extra: str) -> None:

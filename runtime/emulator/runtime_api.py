@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ import orjson
 from runtime import protocol
 
 from .environment import INIT, READY, Environment
+from .invocation import Invocation, StreamSink
 from .reports import error_payload_from_runtime
 from .server import Headers, HttpConnection, Request
 
@@ -66,6 +68,19 @@ _RESPONSE_TOO_LARGE = orjson.dumps(
         "errorType": "Function.ResponseSizeTooLarge",
     }
 )
+
+_STREAM_TOO_LARGE = orjson.dumps(
+    {
+        "errorMessage": "Response payload size exceeded maximum allowed payload size "
+        f"({protocol.MAX_STREAMED_RESPONSE} bytes).",
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
+)
+# A forwarded stream's size is checked by _Forwarder (which can end it at once), not by the
+# server's body limit.
+_UNLIMITED = 1 << 62
+# Pauses shorter than this are not worth a timer: the next chunk catches up.
+_MIN_PAUSE = 0.002
 
 # Route codes kept in Request.state between start() and finish().
 (
@@ -122,6 +137,46 @@ class RuntimeApi:
         else:
             req.state = (_R_UNKNOWN, None)
         req.max_body = MAX_SYNC_PAYLOAD
+        if req.state[0] == _R_RESPONSE:  # type: ignore[index]
+            mode = req.headers.get(_RESPONSE_MODE)
+            if mode is not None and mode.lower() == _STREAMING:
+                self._start_stream(req, req.state[1])  # type: ignore[index]
+
+    def _start_stream(self, req: Request, request_id: str) -> None:
+        """A streamed response begins: pass it on as it arrives when the caller takes it so
+        (anything invalid is answered at its end, by _answer, as for other posts)."""
+        inv = self.env.current
+        if inv is None or inv.request_id != request_id or inv.done:
+            return
+        sent_id = req.headers.get(_INVOCATION_ID)
+        if sent_id is not None and sent_id.decode("latin-1") != inv.invocation_id:
+            return
+        inv.streaming = True
+        sink = inv.sink
+        if sink is None:
+            # Invoke (RequestResponse), the RIE path: assembled, within the buffered limit.
+            return
+        req.max_body = _UNLIMITED
+        req.on_data = _Forwarder(self, req, inv, sink, self.config.stream_throttle)
+        sink.stream_started(
+            req.headers.get(b"content-type", protocol.STREAM_DEFAULT_CONTENT_TYPE.encode())
+        )
+
+    def stream_too_large(self, req: Request, inv: Invocation) -> None:
+        """A forwarded stream went over 200 MiB: the caller gets Lambda's error now, and the
+        runtime a 413 and a closed connection (it was cut off)."""
+        _error(
+            req,
+            protocol.STATUS_TOO_LARGE,
+            "RequestEntityTooLarge",
+            f"Exceeded maximum allowed streamed payload size ({protocol.MAX_STREAMED_RESPONSE} "
+            "bytes).",
+        )
+        req.conn.close()
+        if self.env.current is inv:
+            self.lifecycle.complete(
+                self.env, inv, _STREAM_TOO_LARGE, error_type="Function.ResponseSizeTooLarge"
+            )
 
     def finish(self, req: Request) -> None:
         route: int
@@ -371,6 +426,45 @@ class RuntimeApi:
         )
         headers: Headers = [_JSON, (_EXTENSION_ID, str(uuid.uuid4()).encode())]
         req.respond(protocol.STATUS_OK, headers, body)
+
+
+class _Forwarder:
+    """Takes a streamed response's body bytes as they arrive and hands them to the caller,
+    with Lambda's limits: 200 MiB at most, and after the first 6 MiB, 2 MiB/s (``throttle``)."""
+
+    __slots__ = ("api", "full_at", "inv", "req", "sink", "throttle")
+
+    def __init__(
+        self, api: RuntimeApi, req: Request, inv: Invocation, sink: StreamSink, throttle: bool
+    ) -> None:
+        self.api = api
+        self.req = req
+        self.inv = inv
+        self.sink = sink
+        self.throttle = throttle
+        # When the stream went past its full-speed part (time.monotonic()).
+        self.full_at: float | None = None
+
+    def __call__(self, data: bytes) -> None:
+        inv = self.inv
+        if inv.done:
+            # Timed out, or cut off at the limit: the rest goes nowhere.
+            return
+        sent = inv.streamed + len(data)
+        if sent > protocol.MAX_STREAMED_RESPONSE:
+            self.api.stream_too_large(self.req, inv)
+            return
+        inv.streamed = sent
+        self.sink.stream_data(data)
+        if self.throttle and sent > protocol.STREAM_FULL_SPEED_BYTES:
+            now = time.monotonic()
+            if self.full_at is None:
+                self.full_at = now
+            due = self.full_at + (
+                (sent - protocol.STREAM_FULL_SPEED_BYTES) / protocol.STREAM_THROTTLED_BYTES_PER_S
+            )
+            if due - now > _MIN_PAUSE:
+                self.req.conn.throttle(due - now)
 
 
 def _body_type(payload: bytes) -> str:

@@ -82,8 +82,10 @@ class Request:
         "max_body",
         "method",
         "on_close",
+        "on_data",
         "responded",
         "state",
+        "streaming",
         "target",
         "too_large",
         "trailers",
@@ -107,6 +109,10 @@ class Request:
         # Free slot for the handler (routing result, ...).
         self.state: object = None
         self._chunks: list[bytes] = []
+        # Set by Handler.start to take the body as it arrives instead of in ``body``.
+        self.on_data: Callable[[bytes], None] | None = None
+        # A chunked response is being written (start_stream ... end_stream).
+        self.streaming = False
 
     @property
     def closed(self) -> bool:
@@ -126,8 +132,44 @@ class Request:
             conn.write_h11(status, headers, body)
         return not conn.closed
 
+    def start_stream(self, status: int, headers: Headers) -> bool:
+        """Send the head of a chunked response; the body follows with :meth:`send_chunk` and
+        ends with :meth:`end_stream`. False when the client has gone or it was answered."""
+        if self.responded:
+            return False
+        self.responded = True
+        conn = self.conn
+        if conn.closed:
+            return False
+        self.streaming = True
+        conn.write_stream_head(status, headers)
+        return not conn.closed
+
+    def send_chunk(self, data: bytes) -> bool:
+        """One chunk of a streamed response, written now; False when the client has gone."""
+        if not self.streaming or self.conn.closed:
+            return False
+        if data:
+            self.conn.write_stream_chunk(data)
+        return not self.conn.closed
+
+    def end_stream(self) -> None:
+        """The last chunk: the response is complete and the connection serves the next one."""
+        if not self.streaming:
+            return
+        self.streaming = False
+        if not self.conn.closed:
+            self.conn.write_stream_end()
+
     def _add_body(self, data: bytes) -> None:
         self.body_size += len(data)
+        on_data = self.on_data
+        if on_data is not None:
+            if self.body_size > self.max_body:
+                self.too_large = True
+            if not self.too_large:
+                on_data(data)
+            return
         if self.body_size > self.max_body:
             # Keep reading (so the connection stays usable) but stop storing.
             self.too_large = True
@@ -214,7 +256,7 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
         req = self.current
         self.current = None
-        if req is not None and not req.responded and req.on_close is not None:
+        if req is not None and (not req.responded or req.streaming) and req.on_close is not None:
             req.on_close(req)
         self.handler.connection_lost(self)
 
@@ -290,6 +332,61 @@ class HttpConnection(asyncio.Protocol):
             parts.append(body)
         self.transport.write(b"".join(parts))
         self._answered()
+
+    # -- streamed responses (both modes)
+
+    def write_stream_head(self, status: int, headers: Headers) -> None:
+        headers = [*headers, (b"transfer-encoding", b"chunked")]
+        if self.fast:
+            parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+            for name, value in headers:
+                parts.append(name + b": " + _UNSAFE_VALUE.sub(b" ", value) + b"\r\n")
+            parts.append(b"\r\n")
+            self.transport.write(b"".join(parts))
+            return
+        h = self.h11
+        assert h is not None
+        try:
+            self.transport.write(h.send(h11.Response(status_code=status, headers=headers)))
+        except h11.LocalProtocolError:
+            self.close()
+
+    def write_stream_chunk(self, data: bytes) -> None:
+        if self.fast:
+            self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            return
+        h = self.h11
+        assert h is not None
+        try:
+            self.transport.writelines(h.send_with_data_passthrough(h11.Data(data=data)))
+        except h11.LocalProtocolError:
+            self.close()
+
+    def write_stream_end(self) -> None:
+        if self.fast:
+            self.transport.write(b"0\r\n\r\n")
+            self._answered()
+            return
+        h = self.h11
+        assert h is not None
+        try:
+            self.transport.write(h.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            self.close()
+            return
+        self._h11_response_done()
+
+    def throttle(self, seconds: float) -> None:
+        """Read nothing more from this client for ``seconds`` (a bandwidth limit)."""
+        if self.reading and not self.closed:
+            self.reading = False
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_later(seconds, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.transport.resume_reading()
 
     def _answered(self) -> None:
         self.current = None
