@@ -239,6 +239,14 @@ class Emulator:
     endpoint_url = url
 
     @property
+    def http_url(self) -> str:
+        """Base URL of the function-URL front (with ``http_port``, e.g. 0 for any free port)."""
+        url = self._core.http_url
+        if url is None:
+            raise RuntimeError("http_url is only defined with http_port set (0: any free port)")
+        return url
+
+    @property
     def function_name(self) -> str:
         return self.config.function_name
 

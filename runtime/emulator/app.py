@@ -17,6 +17,7 @@ import runtime
 
 from .config import EmulatorConfig
 from .environment import Environment
+from .function_url import FunctionUrlFront
 from .invocation import Invocation
 from .invoke_api import InvokeApi
 from .layers import LayerRoot
@@ -157,6 +158,7 @@ class EmulatorCore:
         self.records: OrderedDict[str, Invocation] = OrderedDict()
         self.scheduler: Scheduler | None = None
         self.invoke_server: HttpServer | None = None
+        self.http_server: HttpServer | None = None
         self.layers: LayerRoot | None = None
         self.external: Environment | None = None
 
@@ -164,6 +166,12 @@ class EmulatorCore:
     def url(self) -> str:
         assert self.invoke_server is not None
         return f"http://{self.invoke_server.host}:{self.invoke_server.port}"
+
+    @property
+    def http_url(self) -> str | None:
+        """Base URL of the function-URL front (``http_port``), or None without one."""
+        server = self.http_server
+        return None if server is None else f"http://{server.host}:{server.port}"
 
     @property
     def runtime_api_address(self) -> str | None:
@@ -215,6 +223,9 @@ class EmulatorCore:
             )
             self.invoke_server = HttpServer(InvokeApi(config, self._get_scheduler))
             await self.invoke_server.listen(config.host, config.port)
+            if config.http_port is not None:
+                self.http_server = HttpServer(FunctionUrlFront(config, self._get_scheduler))
+                await self.http_server.listen("127.0.0.1", config.http_port)
             if config.no_spawn:
                 await self._start_external()
         except BaseException:
@@ -248,6 +259,8 @@ class EmulatorCore:
     async def stop(self) -> None:
         if self.invoke_server is not None:
             self.invoke_server.stop_listening()
+        if self.http_server is not None:
+            self.http_server.stop_listening()
         if self.scheduler is not None:
             # Answers every invoke still open (503) before the connections go.
             await self.scheduler.close()
@@ -255,6 +268,9 @@ class EmulatorCore:
             await asyncio.sleep(0)
             self.invoke_server.close()
             await self.invoke_server.wait_closed()
+        if self.http_server is not None:
+            self.http_server.close()
+            await self.http_server.wait_closed()
         if self.external is not None and self.external.server is not None:
             self.external.server.close()
         if self.layers is not None:
