@@ -120,7 +120,7 @@ class RuntimeClient:
                 self._conn,
                 invocation.request_id,
                 stream,
-                invocation_id=invocation.invocation_id,
+                invocation_id=invocation.invocation_id or "",
                 loop=loop,
                 describe_error=describe_error,
             )

@@ -19,10 +19,13 @@ Each environment has its own port (see :mod:`runtime.emulator.lifecycle`), so on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -137,10 +140,13 @@ class RuntimeApi:
         else:
             req.state = (_R_UNKNOWN, None)
         req.max_body = MAX_SYNC_PAYLOAD
-        if req.state[0] == _R_RESPONSE:  # type: ignore[index]
+        route: int
+        request_id: str
+        route, request_id = req.state  # type: ignore[misc, assignment]
+        if route == _R_RESPONSE:
             mode = req.headers.get(_RESPONSE_MODE)
             if mode is not None and mode.lower() == _STREAMING:
-                self._start_stream(req, req.state[1])  # type: ignore[index]
+                self._start_stream(req, request_id)
 
     def _start_stream(self, req: Request, request_id: str) -> None:
         """A streamed response begins: pass it on as it arrives when the caller takes it so
@@ -179,6 +185,11 @@ class RuntimeApi:
             )
 
     def finish(self, req: Request) -> None:
+        forwarder = req.on_data
+        if isinstance(forwarder, _Forwarder) and forwarder.held:
+            # The end of a throttled stream comes after its last bytes.
+            forwarder.on_drained = lambda: self.finish(req)
+            return
         route: int
         request_id: str
         route, request_id = req.state  # type: ignore[misc]
@@ -430,9 +441,25 @@ class RuntimeApi:
 
 class _Forwarder:
     """Takes a streamed response's body bytes as they arrive and hands them to the caller,
-    with Lambda's limits: 200 MiB at most, and after the first 6 MiB, 2 MiB/s (``throttle``)."""
+    with Lambda's limits: 200 MiB at most, and after the first 6 MiB, 2 MiB/s (``throttle``).
 
-    __slots__ = ("api", "full_at", "inv", "req", "sink", "throttle")
+    Throttled bytes are held back until their time (and the runtime's connection is not read
+    meanwhile, so the runtime feels the limit too); the end of the response waits for them.
+    """
+
+    __slots__ = (
+        "api",
+        "full_at",
+        "held",
+        "inv",
+        "on_drained",
+        "received",
+        "released",
+        "req",
+        "sink",
+        "throttle",
+        "timer",
+    )
 
     def __init__(
         self, api: RuntimeApi, req: Request, inv: Invocation, sink: StreamSink, throttle: bool
@@ -442,29 +469,65 @@ class _Forwarder:
         self.inv = inv
         self.sink = sink
         self.throttle = throttle
+        self.received = 0
+        self.released = 0
+        self.held: deque[bytes] = deque()
+        self.timer: asyncio.TimerHandle | None = None
         # When the stream went past its full-speed part (time.monotonic()).
         self.full_at: float | None = None
+        # Runs once nothing is held back any more (the end of the response, deferred).
+        self.on_drained: Callable[[], None] | None = None
 
     def __call__(self, data: bytes) -> None:
         inv = self.inv
         if inv.done:
             # Timed out, or cut off at the limit: the rest goes nowhere.
             return
-        sent = inv.streamed + len(data)
-        if sent > protocol.MAX_STREAMED_RESPONSE:
+        received = self.received + len(data)
+        if received > protocol.MAX_STREAMED_RESPONSE:
+            self.held.clear()
             self.api.stream_too_large(self.req, inv)
             return
-        inv.streamed = sent
+        self.received = inv.streamed = received
+        if self.held or (self.throttle and self._wait(received) > _MIN_PAUSE):
+            self.held.append(data)
+            if self.timer is None:
+                self._schedule()
+            return
+        self.released = received
         self.sink.stream_data(data)
-        if self.throttle and sent > protocol.STREAM_FULL_SPEED_BYTES:
-            now = time.monotonic()
-            if self.full_at is None:
-                self.full_at = now
-            due = self.full_at + (
-                (sent - protocol.STREAM_FULL_SPEED_BYTES) / protocol.STREAM_THROTTLED_BYTES_PER_S
-            )
-            if due - now > _MIN_PAUSE:
-                self.req.conn.throttle(due - now)
+
+    def _wait(self, upto: int) -> float:
+        """Seconds until the stream may have delivered ``upto`` bytes."""
+        if upto <= protocol.STREAM_FULL_SPEED_BYTES:
+            return 0.0
+        now = time.monotonic()
+        if self.full_at is None:
+            self.full_at = now
+        over = upto - protocol.STREAM_FULL_SPEED_BYTES
+        return self.full_at + over / protocol.STREAM_THROTTLED_BYTES_PER_S - now
+
+    def _schedule(self) -> None:
+        delay = max(0.0, self._wait(self.released + len(self.held[0])))
+        self.req.conn.throttle(delay)
+        self.timer = asyncio.get_running_loop().call_later(delay, self._release)
+
+    def _release(self) -> None:
+        self.timer = None
+        held = self.held
+        while held:
+            if self.inv.done:
+                held.clear()
+                break
+            if self._wait(self.released + len(held[0])) > _MIN_PAUSE:
+                self._schedule()
+                return
+            data = held.popleft()
+            self.released += len(data)
+            self.sink.stream_data(data)
+        callback, self.on_drained = self.on_drained, None
+        if callback is not None:
+            callback()
 
 
 def _body_type(payload: bytes) -> str:

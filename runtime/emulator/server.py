@@ -358,7 +358,7 @@ class HttpConnection(asyncio.Protocol):
         h = self.h11
         assert h is not None
         try:
-            self.transport.writelines(h.send_with_data_passthrough(h11.Data(data=data)))
+            self.transport.writelines(h.send_with_data_passthrough(h11.Data(data=data)) or ())
         except h11.LocalProtocolError:
             self.close()
 
