@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import runtime
 from runtime import HttpResponse, StreamResponse
 
 
@@ -75,3 +77,22 @@ def endless(event: dict[str, Any], context: Any) -> Iterator[bytes]:
 
 def buffered(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"buffered": True, "event": event}
+
+
+_log = logging.getLogger("streaming")
+
+
+def observed(event: dict[str, Any], context: Any) -> Iterator[bytes]:
+    """Logs and adds a metric while streaming, with pauses, so its span has a known length."""
+    for index in range(3):
+        if index:
+            time.sleep(0.2)
+        _log.info("chunk %d", index)
+        runtime.add_metric("chunks", 1, "Count")
+        yield f"{index}\n".encode()
+
+
+async def loop_identity(event: dict[str, Any], context: Any) -> AsyncIterator[str]:
+    """The loop the async generator runs on, and whether a module-level loop object survives."""
+    await asyncio.sleep(0)
+    yield str(id(asyncio.get_running_loop()))
