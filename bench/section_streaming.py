@@ -62,6 +62,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ("CPU ms per 6 MB invoke, 64 KiB chunks", statistics.median(cpu["streamed"]), None),
         ("CPU streamed / buffered", ratio, 1.2),
         *(
+            (f"  of which {name}, ms", statistics.median(cpu[name]), None)
+            for name in ("buffered user", "buffered sys", "streamed user", "streamed sys")
+        ),
+        *(
             (f"yield -> client ({name}), median ms", statistics.median(values), 5.0)
             for name, values in front.items()
         ),
@@ -170,6 +174,10 @@ def _cpu_comparison(log_dir: Path, rounds: int, batch: int) -> dict[str, list[fl
     ours = RuntimeSpec("ours", "runtime")
     server = Server(None)
     results: dict[str, list[float]] = {"buffered": [], "streamed": []}
+    # Where the time goes: user space (Python) and the kernel (the socket writes).
+    split: dict[str, list[float]] = {
+        f"{case} {part}": [] for case in results for part in ("user", "sys")
+    }
     runtimes: dict[str, Runtime] = {}
     try:
         server.load("6mb", BIG_EVENT)
@@ -187,20 +195,24 @@ def _cpu_comparison(log_dir: Path, rounds: int, batch: int) -> dict[str, list[fl
                 rt.wait_idle(30.0)
                 time.sleep(SETTLE_S)
                 cpu0, _ = procstats.cpu_ns(rt.pid)
+                user0, sys0 = procstats.user_sys_ns(rt.pid)
                 server.start_batch("6mb", batch)
                 _, stats = rt.wait_idle(120.0)
                 time.sleep(SETTLE_S)
                 cpu1, _ = procstats.cpu_ns(rt.pid)
+                user1, sys1 = procstats.user_sys_ns(rt.pid)
                 rt.stop()
                 if stats.responses != batch or stats.errors:
                     raise BenchError(f"{case}: {stats.responses} of {batch}: {stats.first_error}")
                 if r:  # the first round warms caches
                     results[case].append((cpu1 - cpu0) / batch / 1e6)
+                    split[f"{case} user"].append((user1 - user0) / batch / 1e6)
+                    split[f"{case} sys"].append((sys1 - sys0) / batch / 1e6)
     finally:
         for rt in runtimes.values():
             rt.stop()
         server.stop()
-    return results
+    return {**results, **split}
 
 
 # --- through the emulator -------------------------------------------------------------------
