@@ -33,7 +33,6 @@ from runtime.handler import load_handler, setup_sys_path
 from runtime.layers import InitInfo, compose
 from runtime.logs import RuntimeLog, install
 from runtime.marshal import decode_event, encode_result
-from runtime.streaming import is_stream_result
 from runtime.traceid import TraceIdVariable
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
@@ -219,7 +218,10 @@ class Invoker:
         result = self._handler(event, context)
         if hasattr(result, "__await__"):
             result = self._run_async(result)
-        if is_stream_result(result):
+        kind = type(result)
+        # runtime.streaming.is_stream_result, inlined: that module is imported only by
+        # functions that stream, and the common results (dict, str, ...) fail both at once.
+        if hasattr(kind, "__next__") or hasattr(kind, "__anext__"):
             # Streamed here, inside the layers, so that a span covers the whole stream.
             return self._stream(result)
         return result
