@@ -139,6 +139,9 @@ class HttpSink:
             self.req.start_stream(head.status, _encode_headers(head.header_list()))
         self.req.send_chunk(data)
 
+    def when_drained(self, callback: Callable[[], None]) -> bool:
+        return self.req.streaming and self.req.conn.when_drained(callback)
+
     def done(self, inv: Invocation) -> None:
         req = self.req
         if req.streaming:

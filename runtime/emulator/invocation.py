@@ -41,6 +41,10 @@ class StreamSink(Protocol):
     def stream_data(self, data: bytes) -> None:
         """Bytes of the response body, as they arrive."""
 
+    def when_drained(self, callback: Callable[[], None]) -> bool:
+        """True when the caller is behind: ``callback`` runs once it has caught up (or gone),
+        and the runtime is not read from meanwhile."""
+
 
 class Invocation:
     """State of one invoke, which ends in two steps, as on Lambda.

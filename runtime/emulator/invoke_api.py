@@ -299,6 +299,9 @@ class EventStreamSink:
         for event in eventstream.payload_chunks(data):
             self.req.send_chunk(event)
 
+    def when_drained(self, callback: Callable[[], None]) -> bool:
+        return self.req.streaming and self.req.conn.when_drained(callback)
+
     def done(self, inv: Invocation) -> None:
         if inv.error_type == "ServiceException" and not self.started:
             _api_error(self.req, 503, "ServiceException", "The emulator is shutting down")

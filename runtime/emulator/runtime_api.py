@@ -441,7 +441,8 @@ class RuntimeApi:
 
 class _Forwarder:
     """Takes a streamed response's body bytes as they arrive and hands them to the caller,
-    with Lambda's limits: 200 MiB at most, and after the first 6 MiB, 2 MiB/s (``throttle``).
+    with Lambda's limits: 200 MiB at most, and after the first 6 MiB, 2 MiB/s (``throttle``);
+    and no faster than the caller reads them.
 
     Throttled bytes are held back until their time (and the runtime's connection is not read
     meanwhile, so the runtime feels the limit too); the end of the response waits for them.
@@ -495,7 +496,14 @@ class _Forwarder:
                 self._schedule()
             return
         self.released = received
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
         self.sink.stream_data(data)
+        # A caller that reads slowly slows the runtime down, as on Lambda, instead of the
+        # emulator buffering the whole stream.
+        if self.sink.when_drained(self.req.conn.release):
+            self.req.conn.hold()
 
     def _wait(self, upto: int) -> float:
         """Seconds until the stream may have delivered ``upto`` bytes."""
@@ -524,7 +532,7 @@ class _Forwarder:
                 return
             data = held.popleft()
             self.released += len(data)
-            self.sink.stream_data(data)
+            self._deliver(data)
         callback, self.on_drained = self.on_drained, None
         if callback is not None:
             callback()

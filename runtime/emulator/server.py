@@ -193,6 +193,7 @@ class HttpConnection(asyncio.Protocol):
         "buf",
         "closed",
         "current",
+        "drain_waiters",
         "eof",
         "fast",
         "h11",
@@ -202,6 +203,7 @@ class HttpConnection(asyncio.Protocol):
         "reading",
         "remaining",
         "transport",
+        "write_paused",
     )
 
     def __init__(self, handler: Handler, heads: HeadCache | None = None) -> None:
@@ -218,6 +220,9 @@ class HttpConnection(asyncio.Protocol):
         self.reading = True
         self.in_process = False
         self.eof = False
+        # The transport's write buffer is over its high-water mark (a slow client).
+        self.write_paused = False
+        self.drain_waiters: list[Callable[[], None]] = []
 
     # -- asyncio.Protocol
 
@@ -252,8 +257,29 @@ class HttpConnection(asyncio.Protocol):
             self._process()
         return None
 
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain_waiters()
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            waiter()
+
+    def when_drained(self, callback: Callable[[], None]) -> bool:
+        """True when the client is behind: ``callback`` runs once it has caught up (or gone)."""
+        if self.closed or not self.write_paused:
+            return False
+        self.drain_waiters.append(callback)
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        # Whoever waits for this client to catch up must not wait forever.
+        self._wake_drain_waiters()
         req = self.current
         self.current = None
         if req is not None and (not req.responded or req.streaming) and req.on_close is not None:
@@ -376,17 +402,22 @@ class HttpConnection(asyncio.Protocol):
             return
         self._h11_response_done()
 
-    def throttle(self, seconds: float) -> None:
-        """Read nothing more from this client for ``seconds`` (a bandwidth limit)."""
+    def hold(self) -> None:
+        """Read nothing more from this client until :meth:`release` (flow control)."""
         if self.reading and not self.closed:
             self.reading = False
             self.transport.pause_reading()
-            asyncio.get_running_loop().call_later(seconds, self._unthrottle)
 
-    def _unthrottle(self) -> None:
+    def release(self) -> None:
         if not self.reading and not self.closed:
             self.reading = True
             self.transport.resume_reading()
+
+    def throttle(self, seconds: float) -> None:
+        """Read nothing more from this client for ``seconds`` (a bandwidth limit)."""
+        if self.reading and not self.closed:
+            self.hold()
+            asyncio.get_running_loop().call_later(seconds, self.release)
 
     def _answered(self) -> None:
         self.current = None

@@ -259,3 +259,21 @@ def test_serve_http_port_prints_the_function_url_and_serves_it():
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
+
+
+def test_a_slow_client_holds_the_function_back(make):
+    # 40 MiB: more than every socket buffer on the way can hold (a few MiB each on loopback).
+    fn = make("streaming.flood", http_port=0, stream_throttle=False, timeout=20)
+    with httpx.Client(timeout=20) as http, http.stream("GET", fn.http_url + "/") as r:
+        pieces = r.iter_raw()
+        received = len(next(pieces))
+        time.sleep(1.0)
+        resumed = time.time()
+        tail = b""
+        for piece in pieces:
+            received += len(piece)
+            tail = (tail + piece)[-64:]
+    assert received == 40 * protocol.MIB + len(tail.split(b"END:")[1]) + 4
+    finished = float(tail.split(b"END:")[1])
+    # The function could only finish once the client read again.
+    assert finished >= resumed - 0.2

@@ -96,3 +96,11 @@ async def loop_identity(event: dict[str, Any], context: Any) -> AsyncIterator[st
     """The loop the async generator runs on, and whether a module-level loop object survives."""
     await asyncio.sleep(0)
     yield str(id(asyncio.get_running_loop()))
+
+
+def flood(event: dict[str, Any], context: Any) -> Iterator[bytes]:
+    """``mib`` MiB as fast as it can be taken, then the time it was all taken."""
+    chunk = b"y" * (64 * 1024)
+    for _ in range(int(event.get("mib", 40)) * 16):
+        yield chunk
+    yield f"END:{time.time():.6f}".encode()
