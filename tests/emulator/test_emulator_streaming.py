@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -158,18 +157,23 @@ def test_a_client_leaving_mid_stream_does_not_stick_the_runtime(make, lambda_cli
     assert fn.stats()["started"] == 1
 
 
-def test_the_runtime_api_refuses_other_response_modes(make):
-    fn = make("streaming.buffered", no_spawn=True, runtime_cmd=None)
-    host, port = fn.runtime_api.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        head = (
-            f"POST {protocol.response_path('x')} HTTP/1.1\r\nHost: h\r\n"
-            f"{protocol.RESPONSE_MODE_HEADER}: buffered-please\r\nContent-Length: 2\r\n\r\n{{}}"
-        )
-        sock.sendall(head.encode())
-        answer = sock.recv(4096)
-    # (No invoke is outstanding; the mode is checked on the current one: 403 during init.)
-    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 403"))
+def test_over_the_size_limit_the_stream_ends_with_lambdas_error(make, lambda_client, monkeypatch):
+    # The limit (200 MiB) made small, so that crossing it is cheap; the runtime's own check
+    # is left at 200 MiB, so it is the emulator that cuts the stream off.
+    monkeypatch.setattr(protocol, "MAX_STREAMED_RESPONSE", 2 * protocol.MIB)
+    fn = make("streaming.big", stream_throttle=False, timeout=10)
+    client = lambda_client(fn.url)
+    events = stream(client, {"mib": 4}, LogType="Tail")
+    assert sum(len(c) for c in chunks(events)) <= 2 * protocol.MIB
+    done = complete(events)
+    assert done["ErrorCode"] == "Function.ResponseSizeTooLarge"
+    assert str(2 * protocol.MIB) in done["ErrorDetails"]
+    log = base64.b64decode(done["LogResult"]).decode()
+    # The runtime was told (413, or its connection closed), logged it and went on.
+    assert "[WARNING]" in log and ("answered 413" in log or "connection closed" in log)
+    events = stream(client, {"mib": 1}, LogType="Tail")
+    assert sum(len(c) for c in chunks(events)) == protocol.MIB
+    assert fn.stats()["started"] == 1
 
 
 # --- the function-URL front ------------------------------------------------------------------
