@@ -12,6 +12,8 @@ import base64
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +95,17 @@ def test_a_failed_stream_is_logged_like_any_error(lambda_emulator):
     request_id = response["ResponseMetadata"]["RequestId"]
     assert f"\t{request_id}\tValueError: broke after two chunks" in log
     assert "[ERROR]" in log and "Traceback" in log
+
+
+def test_only_functions_that_stream_import_the_streaming_module():
+    code = (
+        "import sys, runtime, runtime.bootstrap\n"
+        "print('runtime.streaming' in sys.modules)\n"
+        "from runtime import HttpResponse, StreamResponse\n"
+        "print(HttpResponse.__module__, StreamResponse.__module__)\n"
+        "print('HttpResponse' in runtime.__all__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.split()
+    assert out == ["False", "runtime.streaming", "runtime.streaming", "True"]
