@@ -147,6 +147,9 @@ class Emulator:
     ``sys.stderr`` (pytest shows them for failing tests); a binary stream works too.
     ``otel_console=True`` prints each invoke's spans as a tree after its REPORT, on the ``echo``
     stream, or on ``sys.stderr`` when ``echo`` is off.
+    ``http_port=0`` (or a port) also serves the function as a function URL: see
+    :attr:`http_url`. Streamed responses are throttled as on Lambda unless
+    ``stream_throttle=False``.
     """
 
     def __init__(self, handler: str = "", *, echo: bool | BinaryIO = False, **options: Any) -> None:

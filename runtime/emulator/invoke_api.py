@@ -4,6 +4,13 @@
 (the path of AWS's Runtime Interface Emulator), a full or partial ARN, optionally with the
 ``$LATEST`` qualifier (as ``name:$LATEST`` or ``?Qualifier=$LATEST``).
 
+``POST /2021-11-15/functions/{name}/response-streaming-invocations`` (InvokeWithResponseStream,
+boto3's ``invoke_with_response_stream``) takes the same names and headers (``RequestResponse``
+or ``DryRun``) and answers 200 ``application/vnd.amazon.eventstream``: a ``PayloadChunk`` event
+per piece of the function's stream as it arrives (one for a buffered result), then
+``InvokeComplete`` with ``ErrorCode`` (the error type) and ``ErrorDetails`` (its message) for a
+function error and ``LogResult`` with ``Tail``.
+
 Headers honoured: ``X-Amz-Invocation-Type`` (``RequestResponse``, ``Event``: 202 and run in the
 background with Lambda's two retries, ``DryRun``: 204), ``X-Amz-Log-Type: Tail`` (answers
 ``X-Amz-Log-Result``, once the invoke is over so that the tail ends with its REPORT),

@@ -10,7 +10,11 @@ Each environment has its own port (see :mod:`runtime.emulator.lifecycle`), so on
   ``Lambda-Runtime-Invocation-Id`` that does not match the current attempt, or a bad
   ``Lambda-Runtime-Function-Response-Mode``; 403 during init; 413 for a payload over 6 MiB (the
   invoke then fails with ``Function.ResponseSizeTooLarge``). Streamed responses (chunked, with
-  the error trailers) are assembled and answered the same way.
+  the error trailers): when the caller takes a stream (InvokeWithResponseStream, the
+  function-URL front) each piece of body is passed on as it arrives, within Lambda's limits
+  (200 MiB, then the stream is cut off with 413; past 6 MiB, 2 MiB/s unless
+  ``stream_throttle`` is off) and no faster than the caller reads; other callers (Invoke, the
+  RIE path) get the body assembled, within the buffered 6 MiB.
 * ``POST /runtime/init/error``: 202 during init (the invoke that caused the init gets the error),
   403 afterwards.
 * ``POST /2020-01-01/extension/register``: 200 with ``Lambda-Extension-Identifier``; from then

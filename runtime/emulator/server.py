@@ -16,8 +16,13 @@ to h11 for good, so h11 decides every case the fast path does not clearly own, i
 
 A :class:`Handler` sees each request twice: :meth:`Handler.start` when the head has arrived (it
 may set a body limit) and :meth:`Handler.finish` when the body (and trailers) are complete. It
-answers once with :meth:`Request.respond`. A connection that closes while a request is
-unanswered calls ``Request.on_close``. Requests on one connection are answered in order: the
+answers once with :meth:`Request.respond`, or streams its answer (:meth:`Request.start_stream`,
+``send_chunk``, ``end_stream``: chunked). A handler that sets ``Request.on_data`` in ``start`` gets
+the body piece by piece as it arrives instead of in ``Request.body``; ``HttpConnection.hold`` and
+``release`` stop and resume reading from a client (flow control, bandwidth limits), and
+``when_drained`` tells when a client that reads slowly has caught up. A connection that closes
+while a request is unanswered (or its answer still streaming) calls ``Request.on_close``.
+Requests on one connection are answered in order: the
 next one is not read before the current one is answered.
 """
 
