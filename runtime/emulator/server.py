@@ -22,8 +22,8 @@ the body piece by piece as it arrives instead of in ``Request.body``; ``HttpConn
 ``release`` stop and resume reading from a client (flow control, bandwidth limits), and
 ``when_drained`` tells when a client that reads slowly has caught up. A connection that closes
 while a request is unanswered (or its answer still streaming) calls ``Request.on_close``.
-Requests on one connection are answered in order: the
-next one is not read before the current one is answered.
+Requests on one connection are answered in order: the next one is not read before the current
+one is answered.
 """
 
 from __future__ import annotations
