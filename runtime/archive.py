@@ -359,9 +359,8 @@ def write_deterministic_zip(
     unzipped = 0
     names = sorted([*folders, *by_name])
     real_root = Path(os.path.realpath(root)) if root is not None else None
-    with zipfile.ZipFile(
-        tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
-    ) as zf:
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED,
+                         compresslevel=compresslevel) as zf:
         for index, name in enumerate(names, 1):
             if on_entry is not None:
                 on_entry(index, len(names), name)
@@ -372,11 +371,9 @@ def write_deterministic_zip(
             if src.is_symlink():
                 link = os.readlink(src)
                 resolved = Path(os.path.realpath(src))
-                if (
-                    real_root is None
-                    or not (resolved == real_root or real_root in resolved.parents)
-                    or link.startswith("/")
-                ):
+                if real_root is None or not (
+                    resolved == real_root or real_root in resolved.parents
+                ) or link.startswith("/"):
                     raise UnsafeArchiveError(
                         f"{src} is a symlink to {link!r}, outside the folder being packaged; "
                         "replace it with the file it points to"

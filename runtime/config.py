@@ -109,6 +109,7 @@ class ObservabilityConfig(_Frozen):
         return bool(self.trace_exporters or self.metrics or self.log_buffer)
 
 
+
 OBSERVABILITY_OFF = ObservabilityConfig()
 
 
@@ -230,7 +231,9 @@ def _split_host_port(address: str) -> tuple[str, int]:
         or not (port.isascii() and port.isdigit())
         or not 0 < int(port) < 65536
     ):
-        raise ConfigError(f"AWS_LAMBDA_RUNTIME_API must be HOST:PORT, got {address!r}")
+        raise ConfigError(
+            f"AWS_LAMBDA_RUNTIME_API must be HOST:PORT, got {address!r}"
+        )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)

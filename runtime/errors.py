@@ -43,7 +43,9 @@ _BASE_EXCEPTION_GROUP: type[BaseException] | None = getattr(builtins, "BaseExcep
 class LambdaError(Exception):
     """An error the runtime reports with a Lambda error type of its own (``Runtime.*``)."""
 
-    def __init__(self, error_type: str, message: str, stack_trace: list[str] | None = None) -> None:
+    def __init__(
+        self, error_type: str, message: str, stack_trace: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message

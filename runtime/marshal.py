@@ -82,7 +82,8 @@ def _encode_slow(result: Any, exc: Exception) -> bytes:
         if type(obj).__name__ == "Decimal":
             raise LambdaError(
                 "Runtime.MarshalError",
-                f"Unable to marshal response: Decimal({str(obj)!r}) has no JSON form (at {path})",
+                f"Unable to marshal response: Decimal({str(obj)!r}) has no JSON form "
+                f"(at {path})",
             ) from None
         raise LambdaError(
             "Runtime.MarshalError",
@@ -175,17 +176,8 @@ def find_unserializable(obj: Any, path: str = "result") -> tuple[str, Any] | Non
     import enum
     import uuid
 
-    scalars = (
-        str,
-        int,
-        float,
-        bool,
-        type(None),
-        datetime.datetime,
-        datetime.date,
-        datetime.time,
-        uuid.UUID,
-    )
+    scalars = (str, int, float, bool, type(None), datetime.datetime, datetime.date,
+               datetime.time, uuid.UUID)
     stack: list[tuple[str, Any]] = [(path, obj)]
     seen: set[int] = set()
     while stack:

@@ -222,8 +222,5 @@ class EmfWriter:
             logging.getLogger("runtime.metrics").warning(
                 "dropped %d metric value(s) over EMF's limits (%d custom metrics, %d values "
                 "each, per invoke): %s",
-                len(custom.dropped),
-                MAX_CUSTOM_METRICS,
-                MAX_VALUES,
-                names,
+                len(custom.dropped), MAX_CUSTOM_METRICS, MAX_VALUES, names,
             )

@@ -51,21 +51,8 @@ DISTRIBUTION = "lambda-runtime"
 # Never deployed: caches, virtual environments, VCS metadata and build output of common tools.
 EXCLUDED_DIRS = frozenset(
     {
-        "__pycache__",
-        ".git",
-        ".hg",
-        ".svn",
-        ".venv",
-        "venv",
-        ".tox",
-        ".nox",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".hypothesis",
-        ".aws-sam",
-        "node_modules",
-        ".idea",
+        "__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
+        ".pytest_cache", ".ruff_cache", ".hypothesis", ".aws-sam", "node_modules", ".idea",
         ".vscode",
     }
 )
@@ -139,10 +126,7 @@ def find_interpreter(version: str) -> str | None:
     try:
         probe = subprocess.run(
             [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            capture_output=True, text=True, timeout=30, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -300,17 +284,8 @@ def _run_pip(
     pip_python: str, args: list[str], progress: Progress, *, what: str, cwd: Path | None = None
 ) -> None:
     cmd = [
-        pip_python,
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--no-compile",
-        "--no-warn-script-location",
-        "--progress-bar",
-        "off",
-        *args,
+        pip_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+        "--no-compile", "--no-warn-script-location", "--progress-bar", "off", *args,
     ]
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
@@ -341,15 +316,8 @@ def _run_pip(
 
 
 def _pip_target_args(target: Target, dest: Path, cache_dir: Path | None) -> list[str]:
-    args = [
-        "--target",
-        str(dest),
-        "--only-binary=:all:",
-        "--implementation",
-        "cp",
-        "--python-version",
-        target.python,
-    ]
+    args = ["--target", str(dest), "--only-binary=:all:", "--implementation", "cp",
+            "--python-version", target.python]
     for tag in target.platforms:
         args += ["--platform", tag]
     if cache_dir is not None:
@@ -370,22 +338,9 @@ def _precompile(interpreter: str, folder: Path, deployed_at: str, progress: Prog
     # stays valid whatever timestamps Lambda gives the unzipped files. -d puts the deployed path
     # in tracebacks instead of the temporary build folder.
     proc = subprocess.run(
-        [
-            interpreter,
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            "--invalidation-mode",
-            "unchecked-hash",
-            "-d",
-            deployed_at,
-            str(folder),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+        [interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
+         "unchecked-hash", "-d", deployed_at, str(folder)],
+        capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
         lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
@@ -457,8 +412,7 @@ def build(options: BuildOptions, progress: Progress) -> BuildResult:
         _run_pip(
             pip_python,
             [*_pip_target_args(target, layer / "python", options.cache_dir), *deps],
-            progress,
-            what=f"the runtime's dependencies for {target}",
+            progress, what=f"the runtime's dependencies for {target}",
         )
         _drop_scripts(layer / "python")
 
@@ -468,14 +422,9 @@ def build(options: BuildOptions, progress: Progress) -> BuildResult:
             progress.note(f"installing {requirements.name}")
             _run_pip(
                 pip_python,
-                [
-                    *_pip_target_args(target, function, options.cache_dir),
-                    "-r",
-                    str(requirements.resolve()),
-                ],
-                progress,
-                what=f"{requirements} for {target}",
-                cwd=function_dir,
+                [*_pip_target_args(target, function, options.cache_dir), "-r",
+                 str(requirements.resolve())],
+                progress, what=f"{requirements} for {target}", cwd=function_dir,
             )
             _drop_scripts(function)
 
@@ -505,15 +454,12 @@ def build(options: BuildOptions, progress: Progress) -> BuildResult:
         os.replace(layer_zip.path, final_layer)
         os.replace(function_zip.path, final_function)
 
-    layer_zip = ZipSummary(
-        final_layer, layer_zip.entries, layer_zip.zipped_size, layer_zip.unzipped_size
-    )
-    function_zip = ZipSummary(
-        final_function, function_zip.entries, function_zip.zipped_size, function_zip.unzipped_size
-    )
-    return BuildResult(
-        layer_zip, function_zip, _sha256(final_layer), _sha256(final_function), precompiled
-    )
+    layer_zip = ZipSummary(final_layer, layer_zip.entries, layer_zip.zipped_size,
+                           layer_zip.unzipped_size)
+    function_zip = ZipSummary(final_function, function_zip.entries, function_zip.zipped_size,
+                              function_zip.unzipped_size)
+    return BuildResult(layer_zip, function_zip, _sha256(final_layer), _sha256(final_function),
+                       precompiled)
 
 
 def _check_limits(layer: ZipSummary, function: ZipSummary, options: BuildOptions) -> None:
@@ -583,72 +529,30 @@ def _parser() -> argparse.ArgumentParser:
             "provided.al2 / provided.al2023 Lambda runtimes."
         ),
     )
-    parser.add_argument(
-        "function_dir",
-        metavar="FUNCTION_DIR",
-        type=Path,
-        help="folder with the function's code (and optional requirements.txt)",
-    )
-    parser.add_argument(
-        "--output",
-        "-o",
-        metavar="DIR",
-        type=Path,
-        required=True,
-        help="folder that receives the two zips",
-    )
-    parser.add_argument(
-        "--arch",
-        choices=sorted(ARCHES),
-        default=default_arch,
-        required=default_arch is None,
-        help=f"Lambda architecture (default: this machine's, {default_arch})",
-    )
-    parser.add_argument(
-        "--python",
-        type=_python_version,
-        default=None,
-        metavar="X.Y",
-        help=f"target Python, {SUPPORTED_PYTHONS[0]} to {SUPPORTED_PYTHONS[-1]} "
-        f"(default: this interpreter's, {host_python()})",
-    )
-    parser.add_argument(
-        "--glibc",
-        type=_glibc_version,
-        default="2.17",
-        metavar="2.N",
-        help="newest manylinux glibc to accept wheels for (default 2.17, runs "
-        "on provided.al2 and al2023; al2023 allows up to 2.34)",
-    )
-    parser.add_argument(
-        "--bootstrap",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="bootstrap script for the layer root (default: the runtime's own)",
-    )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="pip cache folder (default: pip's own)",
-    )
-    parser.add_argument(
-        "--max-zipped-mb",
-        type=_positive_mib,
-        default=ZIPPED_LIMIT_MIB,
-        metavar="MIB",
-        help="fail when a zip is larger (default: Lambda's 50)",
-    )
-    parser.add_argument(
-        "--max-unzipped-mb",
-        type=_positive_mib,
-        default=UNZIPPED_LIMIT_MIB,
-        metavar="MIB",
-        help="fail when layer + function unzip larger (default: Lambda's 250)",
-    )
-    parser.add_argument("--no-compile", action="store_true", help="do not precompile .pyc files")
+    parser.add_argument("function_dir", metavar="FUNCTION_DIR", type=Path,
+                        help="folder with the function's code (and optional requirements.txt)")
+    parser.add_argument("--output", "-o", metavar="DIR", type=Path, required=True,
+                        help="folder that receives the two zips")
+    parser.add_argument("--arch", choices=sorted(ARCHES), default=default_arch,
+                        required=default_arch is None,
+                        help=f"Lambda architecture (default: this machine's, {default_arch})")
+    parser.add_argument("--python", type=_python_version, default=None, metavar="X.Y",
+                        help=f"target Python, {SUPPORTED_PYTHONS[0]} to {SUPPORTED_PYTHONS[-1]} "
+                        f"(default: this interpreter's, {host_python()})")
+    parser.add_argument("--glibc", type=_glibc_version, default="2.17", metavar="2.N",
+                        help="newest manylinux glibc to accept wheels for (default 2.17, runs "
+                        "on provided.al2 and al2023; al2023 allows up to 2.34)")
+    parser.add_argument("--bootstrap", type=Path, default=None, metavar="FILE",
+                        help="bootstrap script for the layer root (default: the runtime's own)")
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="pip cache folder (default: pip's own)")
+    parser.add_argument("--max-zipped-mb", type=_positive_mib, default=ZIPPED_LIMIT_MIB,
+                        metavar="MIB", help="fail when a zip is larger (default: Lambda's 50)")
+    parser.add_argument("--max-unzipped-mb", type=_positive_mib, default=UNZIPPED_LIMIT_MIB,
+                        metavar="MIB",
+                        help="fail when layer + function unzip larger (default: Lambda's 250)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="do not precompile .pyc files")
     return parser
 
 

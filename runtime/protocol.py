@@ -106,7 +106,6 @@ def invoke_path(function_name: str) -> str:
 def stream_invoke_path(function_name: str) -> str:
     return f"{STREAM_FUNCTIONS_PREFIX}{function_name}/response-streaming-invocations"
 
-
 # Invoke API headers, as callers (boto3, the AWS CLI, RIE scripts) send and read them.
 INVOCATION_TYPE_HEADER = "X-Amz-Invocation-Type"
 INVOCATION_TYPE_REQUEST_RESPONSE = "RequestResponse"

@@ -40,10 +40,8 @@ def run_hooks(budget_seconds: float, report: Callable[[str], None]) -> None:
             try:
                 hook()
             except BaseException as exc:  # sys.exit() in one hook must not skip the others
-                report(
-                    f"shutdown hook {getattr(hook, '__qualname__', hook)!r} failed: "
-                    f"{type(exc).__name__}: {exc}"
-                )
+                report(f"shutdown hook {getattr(hook, '__qualname__', hook)!r} failed: "
+                       f"{type(exc).__name__}: {exc}")
 
     import threading  # only at shutdown: threading is not part of a cold start otherwise
 
