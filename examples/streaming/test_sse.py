@@ -1,6 +1,6 @@
 """The SSE function through the emulator's function-URL front, read as a browser would.
 
-Run: pytest examples/streaming/test_app.py
+Run: pytest examples/streaming/test_sse.py
 """
 
 import json
