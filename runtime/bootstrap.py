@@ -212,6 +212,7 @@ class Invoker:
         finally:
             for after_invoke in self._after_invoke:
                 after_invoke()
+            self._invocation = None
             leave_invoke(token)
 
     def _call_handler(self, event: Any, context: LambdaContext) -> Any:

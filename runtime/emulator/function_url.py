@@ -55,8 +55,8 @@ def _encode_headers(pairs: list[tuple[str, str]]) -> Headers:
     ]
 
 
-def _reply(req: Request, reply: HttpReply) -> None:
-    req.respond(reply.status, _encode_headers(reply.headers), reply.body)
+def _reply(req: Request, reply: HttpReply, *extra: tuple[bytes, bytes]) -> None:
+    req.respond(reply.status, [*_encode_headers(reply.headers), *extra], reply.body)
 
 
 def _message(req: Request, status: int, message: str) -> None:
@@ -97,7 +97,7 @@ class FunctionUrlFront:
         else:
             event = function_url_event(request, request_id=inv.request_id)
         inv.event = orjson.dumps(event)
-        sink = HttpSink(req, self.config.http_payload)
+        sink = HttpSink(req, self.config.http_payload, inv.request_id)
         inv.sink = sink
         inv.on_done = sink.done
         if not self._scheduler().submit(inv):
@@ -107,11 +107,13 @@ class FunctionUrlFront:
 class HttpSink:
     """Writes one invoke's answer as the HTTP response to the function URL's client."""
 
-    __slots__ = ("failed", "prelude", "req", "version")
+    __slots__ = ("failed", "prelude", "req", "request_id", "version")
 
-    def __init__(self, req: Request, version: str) -> None:
+    def __init__(self, req: Request, version: str, request_id: str) -> None:
         self.req = req
         self.version = version
+        # Function URLs name the invoke in x-amzn-RequestId: the id in the function's log.
+        self.request_id = (b"x-amzn-RequestId", request_id.encode())
         self.prelude: PreludeReader | None = None
         # The stream is unusable (bad prelude): the client got its 502; the rest is dropped.
         self.failed = False
@@ -120,7 +122,7 @@ class HttpSink:
         if content_type.split(b";")[0].strip().lower() == _INTEGRATION:
             self.prelude = PreludeReader()
         else:
-            self.req.start_stream(200, [(b"content-type", content_type)])
+            self.req.start_stream(200, [(b"content-type", content_type), self.request_id])
 
     def stream_data(self, data: bytes) -> None:
         if self.failed:
@@ -136,7 +138,8 @@ class HttpSink:
             if found is None:
                 return
             head, data = found
-            self.req.start_stream(head.status, _encode_headers(head.header_list()))
+            headers = _encode_headers(head.header_list())
+            self.req.start_stream(head.status, [*headers, self.request_id])
         self.req.send_chunk(data)
 
     def when_drained(self, callback: Callable[[], None]) -> bool:
@@ -154,5 +157,5 @@ class HttpSink:
             return _message(req, 503, "Service Unavailable")
         if inv.function_error or inv.streaming:
             # A failure, or a stream that never got through its prelude.
-            return _reply(req, error_reply())
-        _reply(req, map_result(inv.payload, version=self.version))
+            return _reply(req, error_reply(), self.request_id)
+        _reply(req, map_result(inv.payload, version=self.version), self.request_id)

@@ -187,6 +187,7 @@ def test_the_http_front_maps_the_prelude_and_streams_the_body(make):
         assert r.headers["content-type"] == "text/event-stream"
         assert r.headers["x-path"] == "/sse"
         assert r.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2"]
+        assert r.headers["x-amzn-requestid"]
         arrivals = []
         for part in r.iter_raw():
             arrivals.append((time.monotonic(), part))
@@ -206,6 +207,7 @@ def test_the_http_front_maps_buffered_results_and_errors(make):
         )
         assert r.status_code == 200 and r.headers["content-type"] == "application/json"
         event = r.json()["event"]
+        assert event["requestContext"]["requestId"] == r.headers["x-amzn-requestid"]
         assert event["version"] == "2.0"
         assert event["rawPath"] == "/a/b" and event["rawQueryString"] == "x=1&x=2"
         assert event["cookies"] == ["c=1"] and event["body"] == "hi"
