@@ -9,6 +9,7 @@ from runtime.shutdown import on_shutdown
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from runtime.observability.metrics import add_metric, add_property
+    from runtime.streaming import HttpResponse, StreamResponse
 
 __version__ = "0.1.0"
 
@@ -16,7 +17,9 @@ __all__ = [
     "Client",
     "ClientContext",
     "CognitoIdentity",
+    "HttpResponse",
     "LambdaContext",
+    "StreamResponse",
     "__version__",
     "add_metric",
     "add_property",
@@ -27,6 +30,8 @@ __all__ = [
 _LAZY = {
     "add_metric": "runtime.observability.metrics",
     "add_property": "runtime.observability.metrics",
+    "HttpResponse": "runtime.streaming",
+    "StreamResponse": "runtime.streaming",
 }
 
 

@@ -15,6 +15,13 @@ from runtime import __version__
 from runtime import protocol as p
 from runtime.http import Connection, HTTPError, RequestError, Response
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
+    from typing import Any
+
+    from runtime.streaming import StreamOutcome
+
 
 class RuntimeAPIFatal(Exception):
     """The Runtime API told us (or showed us) that this environment is done: exit now."""
@@ -105,6 +112,32 @@ class RuntimeClient:
             headers.append((p.INVOCATION_ID_HEADER, invocation.invocation_id))
         target = p.error_path(invocation.request_id)
         self._post(target, headers, body)
+
+    def post_stream(
+        self,
+        invocation: Invocation,
+        stream: Any,
+        loop: asyncio.AbstractEventLoop | None,
+        describe_error: Callable[[BaseException], tuple[str, bytes]],
+    ) -> StreamOutcome:
+        """Post ``stream`` as the streamed response (see :func:`runtime.streaming.post_stream`:
+        an error before the first chunk propagates). A broken Runtime API is fatal, as for
+        every other call."""
+        from runtime.streaming import post_stream
+
+        try:
+            return post_stream(
+                self._conn,
+                invocation.request_id,
+                stream,
+                invocation_id=invocation.invocation_id or "",
+                loop=loop,
+                describe_error=describe_error,
+            )
+        except RequestError:
+            raise
+        except HTTPError as exc:
+            raise RuntimeAPIFatal(f"Runtime API at {self._address} failed: {exc}") from exc
 
     def post_init_error(self, error_type: str, body: bytes, xray_cause: bytes | None) -> None:
         headers = _error_headers(error_type, xray_cause)

@@ -203,6 +203,9 @@ class Invoker:
         self._memory = str(config.memory_limit_in_mb)
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._trace_id = TraceIdVariable()
+        self._invocation: Invocation | None = None
+        # A stream's own failure, already reported in its trailers: not to be posted again.
+        self._streamed_error: BaseException | None = None
 
     def loop(self) -> NoReturn:
         next_invocation = self._client.next_invocation
@@ -225,6 +228,7 @@ class Invoker:
             xray_trace_id=invocation.trace_id,
         )
         token = enter_invoke(context)
+        self._invocation = invocation
         try:
             try:
                 # Inside the try: a value the environment cannot hold (a NUL byte) fails this
@@ -232,9 +236,14 @@ class Invoker:
                 self._trace_id.set(invocation.trace_id)
                 _fill_context_headers(context, invocation)
                 event = decode_event(invocation.body, invocation.content_type)
-                body, content_type = encode_result(self._call(event, context))
+                result = self._call(event, context)
+                if result is _STREAMED:
+                    return
+                body, content_type = encode_result(result)
             except BaseException as exc:
-                self._report(invocation, exc)
+                if exc is not self._streamed_error:
+                    self._report(invocation, exc)
+                self._streamed_error = None
             else:
                 # With nothing to run between invokes, /next goes out with the response.
                 self._client.post_response(
@@ -243,13 +252,49 @@ class Invoker:
         finally:
             for after_invoke in self._after_invoke:
                 after_invoke()
+            self._invocation = None
             leave_invoke(token)
 
     def _call_handler(self, event: Any, context: LambdaContext) -> Any:
         result = self._handler(event, context)
         if hasattr(result, "__await__"):
             result = self._run_async(result)
+        kind = type(result)
+        # runtime.streaming.is_stream_result, inlined: that module is imported only by
+        # functions that stream, and the common results (dict, str, ...) fail both at once.
+        if hasattr(kind, "__next__") or hasattr(kind, "__anext__"):
+            # Streamed here, inside the layers, so that a span covers the whole stream.
+            return self._stream(result)
         return result
+
+    def _stream(self, stream: Any) -> object:
+        """Post a streamed result. An error before the first chunk propagates (a normal
+        /error follows); one after it went into the trailers, is logged, and is re-raised for
+        the layers to see, marked so that it is not posted again."""
+        invocation = self._invocation
+        assert invocation is not None
+        loop = None
+        if hasattr(type(stream), "__anext__"):
+            if self._event_loop is None:
+                self._event_loop = _environment_loop()
+            loop = self._event_loop
+        request_id = invocation.request_id
+
+        def describe(exc: BaseException) -> tuple[str, bytes]:
+            body = _safe_error_body(exc, request_id)
+            return str(body["errorType"]), encode_error(body)
+
+        outcome = self._client.post_stream(invocation, stream, loop, describe)
+        if outcome.fatal:
+            raise RuntimeAPIFatal(f"the streamed response to {request_id} was answered 500")
+        if outcome.problem is not None:
+            self._log.warning(outcome.problem)
+        error = outcome.error
+        if error is not None:
+            self._log.error(_safe_error_body(error, request_id))
+            self._streamed_error = error
+            raise error
+        return _STREAMED
 
     def _run_async(self, awaitable: Any) -> Any:
         if self._event_loop is None:
@@ -262,6 +307,10 @@ class Invoker:
         self._client.post_error(
             invocation, body["errorType"], encode_error(body), _safe_xray_cause(exc)
         )
+
+
+# What the handler call returns once it has streamed its result itself.
+_STREAMED = object()
 
 
 def _environment_loop() -> asyncio.AbstractEventLoop:

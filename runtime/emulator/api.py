@@ -152,6 +152,9 @@ class Emulator:
     function of a SAM or CloudFormation template instead of ``handler``: pick one with
     :meth:`function` (``emulator.function("HelloFunction").invoke(...)``); :meth:`invoke`
     works only when the template has a single function.
+    ``http_port=0`` (or a port) also serves the function as a function URL: see
+    :attr:`http_url`. Streamed responses are throttled as on Lambda unless
+    ``stream_throttle=False``.
     """
 
     def __init__(self, handler: str = "", *, echo: bool | BinaryIO = False, **options: Any) -> None:
@@ -244,6 +247,14 @@ class Emulator:
         return self._core.url
 
     endpoint_url = url
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the function-URL front (with ``http_port``, e.g. 0 for any free port)."""
+        url = self._core.http_url
+        if url is None:
+            raise RuntimeError("http_url is only defined with http_port set (0: any free port)")
+        return url
 
     @property
     def function_name(self) -> str:

@@ -17,6 +17,7 @@ import runtime
 
 from .config import EmulatorConfig
 from .environment import Environment
+from .function_url import FunctionUrlFront
 from .functions import Function, FunctionRegistry, function_configs
 from .invocation import Invocation
 from .invoke_api import InvokeApi
@@ -161,6 +162,7 @@ class EmulatorCore:
         self.on_record = on_record
         self.records: OrderedDict[str, Invocation] = OrderedDict()
         self.invoke_server: HttpServer | None = None
+        self.http_server: HttpServer | None = None
         self.external: Environment | None = None
         self.template: Template | None = None
         self.functions = self._registry(config)
@@ -202,6 +204,12 @@ class EmulatorCore:
     def url(self) -> str:
         assert self.invoke_server is not None
         return f"http://{self.invoke_server.host}:{self.invoke_server.port}"
+
+    @property
+    def http_url(self) -> str | None:
+        """Base URL of the function-URL front (``http_port``), or None without one."""
+        server = self.http_server
+        return None if server is None else f"http://{server.host}:{server.port}"
 
     @property
     def runtime_api_address(self) -> str | None:
@@ -265,6 +273,9 @@ class EmulatorCore:
                 InvokeApi(config, self._get_scheduler, functions=self.functions)
             )
             await self.invoke_server.listen(config.host, config.port)
+            if config.http_port is not None:
+                self.http_server = HttpServer(FunctionUrlFront(config, self._get_scheduler))
+                await self.http_server.listen("127.0.0.1", config.http_port)
             if config.no_spawn:
                 await self._start_external()
         except BaseException:
@@ -297,6 +308,8 @@ class EmulatorCore:
     async def stop(self) -> None:
         if self.invoke_server is not None:
             self.invoke_server.stop_listening()
+        if self.http_server is not None:
+            self.http_server.stop_listening()
         schedulers = self.functions.close()
         if schedulers:
             # Answers every invoke still open (503) before the connections go.
@@ -305,6 +318,9 @@ class EmulatorCore:
             await asyncio.sleep(0)
             self.invoke_server.close()
             await self.invoke_server.wait_closed()
+        if self.http_server is not None:
+            self.http_server.close()
+            await self.http_server.wait_closed()
         if self.external is not None and self.external.server is not None:
             self.external.server.close()
         for fn in self.functions:

@@ -60,7 +60,8 @@ def _add_options(parser: argparse.ArgumentParser, command: str) -> None:
         # Flags the user leaves out are left out of the Config call: the Config's defaults rule.
         kwargs["default"] = option.command_defaults.get(command, argparse.SUPPRESS)
         if isinstance(option.default, bool):
-            kwargs["action"] = "store_true"
+            # A flag switches an option away from its default (--no-stream-throttle).
+            kwargs["action"] = "store_false" if option.default else "store_true"
         elif isinstance(option.default, (tuple, list)):
             kwargs.update(action="append", metavar=option.metavar)
             if option.nargs is not None:
@@ -69,6 +70,8 @@ def _add_options(parser: argparse.ArgumentParser, command: str) -> None:
             kwargs["metavar"] = option.metavar
             if option.choices is not None:
                 kwargs["choices"] = option.choices
+            elif option.value_type is not None:
+                kwargs["type"] = option.value_type
             elif isinstance(option.default, (int, float)):
                 kwargs["type"] = type(option.default)
         parser.add_argument(option.flag, **kwargs)
@@ -214,6 +217,8 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
         f"{1 if config.no_spawn else config.concurrency}",
         f"Invoke API: {core.url}{protocol.invoke_path(name)}",
     ]
+    if core.http_url is not None:
+        lines.append(f"Function URL (payload {config.http_payload}): {core.http_url}/")
     if config.otel_console:
         lines.append(
             "OpenTelemetry: spans are received on each environment's Runtime API port "

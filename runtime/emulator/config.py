@@ -57,6 +57,8 @@ class Option:
     # A per-command default that differs from the Config's (invoke listens on any free port).
     command_defaults: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[[Any], bool] | None = None
+    # How the CLI converts the flag's text when the default does not tell (a None default).
+    value_type: Callable[[str], Any] | None = None
     # What is wrong when ``check`` fails; ``{value}`` is the value given.
     problem: str = ""
     # "+": a list option whose flag takes several values at once (and may be repeated).
@@ -266,6 +268,33 @@ class EmulatorConfig:
         metavar="KEY=VALUE",
         commands=(SERVE,),
         nargs="+",
+    )
+
+    stream_throttle: bool = _opt(
+        True,
+        help="apply Lambda's bandwidth rule to streamed responses (the first 6 MB at full speed, "
+        "then 2 MiB/s); --no-stream-throttle lifts it",
+        flag="--no-stream-throttle",
+    )
+    # Serve a function URL (plain HTTP) on this port (0: any free port; None: none).
+    http_port: int | None = _opt(
+        None,
+        help="also serve the function as a function URL: plain HTTP requests on "
+        "127.0.0.1:PORT become function URL events (0: any free port)",
+        flag="--http-port",
+        metavar="PORT",
+        commands=(SERVE,),
+        value_type=int,
+        check=lambda v: v is None or 0 <= v <= 65535,
+        problem="{value} is not a TCP port",
+    )
+    http_payload: str = _opt(
+        "2.0",
+        help="event format of the --http-port front: 2.0 (function URL) or 1.0 (API Gateway "
+        "REST proxy)",
+        flag="--http-payload",
+        choices=("2.0", "1.0"),
+        commands=(SERVE,),
     )
 
     def __post_init__(self) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from runtime import protocol
 
@@ -29,6 +29,21 @@ def new_request_id() -> str:
     h = os.urandom(16).hex()
     variant = "89ab"[int(h[16], 16) & 3]
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+
+
+class StreamSink(Protocol):
+    """Where a streamed response goes as the runtime sends it (a caller that can take it
+    chunk by chunk). The end, or the failure, comes as usual through ``on_done``."""
+
+    def stream_started(self, content_type: bytes) -> None:
+        """The runtime began a streamed response with this content type."""
+
+    def stream_data(self, data: bytes) -> None:
+        """Bytes of the response body, as they arrive."""
+
+    def when_drained(self, callback: Callable[[], None]) -> bool:
+        """True when the caller is behind: ``callback`` runs once it has caught up (or gone),
+        and the runtime is not read from meanwhile."""
 
 
 class Invocation:
@@ -64,6 +79,8 @@ class Invocation:
         "payload",
         "report",
         "request_id",
+        "sink",
+        "streamed",
         "streaming",
         "tenant_id",
         "timer",
@@ -96,6 +113,10 @@ class Invocation:
         self.deadline_ms = 0
         self.timer: asyncio.TimerHandle | None = None
         self.streaming = False
+        # Callers that take a stream as it comes set this; others get it assembled.
+        self.sink: StreamSink | None = None
+        # Body bytes the runtime streamed to ``sink`` (they are not in ``payload``).
+        self.streamed = 0
         self.log: list[bytes] = []
         self.log_size = 0
         self.log_truncated = False
@@ -187,3 +208,4 @@ class Invocation:
         self.error_type = None
         self.report = None
         self.streaming = False
+        self.streamed = 0

@@ -4,6 +4,13 @@
 (the path of AWS's Runtime Interface Emulator), a full or partial ARN, optionally with the
 ``$LATEST`` qualifier (as ``name:$LATEST`` or ``?Qualifier=$LATEST``).
 
+``POST /2021-11-15/functions/{name}/response-streaming-invocations`` (InvokeWithResponseStream,
+boto3's ``invoke_with_response_stream``) takes the same names and headers (``RequestResponse``
+or ``DryRun``) and answers 200 ``application/vnd.amazon.eventstream``: a ``PayloadChunk`` event
+per piece of the function's stream as it arrives (one for a buffered result), then
+``InvokeComplete`` with ``ErrorCode`` (the error type) and ``ErrorDetails`` (its message) for a
+function error and ``LogResult`` with ``Tail``.
+
 Headers honoured: ``X-Amz-Invocation-Type`` (``RequestResponse``, ``Event``: 202 and run in the
 background with Lambda's two retries, ``DryRun``: 204), ``X-Amz-Log-Type: Tail`` (answers
 ``X-Amz-Log-Result``, once the invoke is over so that the tail ends with its REPORT),
@@ -32,6 +39,7 @@ from runtime.errors import LambdaError
 from runtime.marshal import decode_event
 from runtime.protocol import MAX_CLIENT_CONTEXT, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD
 
+from . import eventstream
 from .config import ConfigError
 from .control_api import answer_read
 from .functions import Function, FunctionRegistry, ShuttingDown
@@ -46,6 +54,7 @@ if TYPE_CHECKING:
 _FUNCTIONS = protocol.FUNCTIONS_PREFIX.encode()
 _STREAM_FUNCTIONS = protocol.STREAM_FUNCTIONS_PREFIX.encode()
 _INVOCATIONS = b"/invocations"
+_STREAM_INVOCATIONS = b"/response-streaming-invocations"
 _VERSION = (protocol.EXECUTED_VERSION_HEADER.encode(), b"$LATEST")
 _UNHANDLED = (protocol.FUNCTION_ERROR_HEADER.encode(), b"Unhandled")
 _INVOCATION_TYPE = protocol.INVOCATION_TYPE_HEADER.lower().encode()
@@ -116,14 +125,13 @@ class InvokeApi:
             and not path.endswith(_INVOCATIONS)
         ):
             return answer_read(req, path, query, self.functions, _api_error)
-        if not (path.startswith(_FUNCTIONS) and path.endswith(_INVOCATIONS)):
-            if path.startswith(_STREAM_FUNCTIONS):
-                return _api_error(
-                    req,
-                    400,
-                    "InvalidRequestContentException",
-                    "response streaming invokes are not supported by this emulator",
-                )
+        stream = path.startswith(_STREAM_FUNCTIONS) and path.endswith(_STREAM_INVOCATIONS)
+        if stream:
+            # InvokeWithResponseStream: the same checks, the answer as an event stream.
+            prefix, suffix = _STREAM_FUNCTIONS, _STREAM_INVOCATIONS
+        else:
+            prefix, suffix = _FUNCTIONS, _INVOCATIONS
+        if not (stream or (path.startswith(_FUNCTIONS) and path.endswith(_INVOCATIONS))):
             return _api_error(
                 req,
                 404,
@@ -132,7 +140,7 @@ class InvokeApi:
             )
         if req.method != b"POST":
             return _api_error(req, 405, "UnknownOperationException", "Invoke takes POST")
-        name = unquote(path[len(_FUNCTIONS) : -len(_INVOCATIONS)].decode("latin-1"))
+        name = unquote(path[len(prefix) : -len(suffix)].decode("latin-1"))
         qualifier = None
         if query:
             values = parse_qs(query.decode("latin-1")).get("Qualifier")
@@ -143,14 +151,14 @@ class InvokeApi:
         headers = req.headers
         kind_raw = headers.get(_INVOCATION_TYPE, _REQUEST_RESPONSE)
         kind = kind_raw.decode("latin-1")
-        if kind not in (REQUEST_RESPONSE, EVENT, _DRY_RUN):
+        if kind not in (REQUEST_RESPONSE, EVENT, _DRY_RUN) or (stream and kind == EVENT):
             return _api_error(
                 req,
                 400,
                 "ValidationException",
                 f"1 validation error detected: Value '{kind}' at 'invocationType' failed to "
                 "satisfy constraint: Member must satisfy enum value set: "
-                "[Event, RequestResponse, DryRun]",
+                + ("[RequestResponse, DryRun]" if stream else "[Event, RequestResponse, DryRun]"),
             )
         if req.too_large:
             limit = MAX_EVENT_PAYLOAD if kind == EVENT else MAX_SYNC_PAYLOAD - 100
@@ -238,7 +246,11 @@ class InvokeApi:
                 self.on_event(inv)
             sched.submit_event(inv)
             return
-        if log_type == _TAIL:
+        if stream:
+            sink = EventStreamSink(req, inv.request_id, tail=log_type == _TAIL)
+            inv.sink = sink
+            inv.on_done = sink.done
+        elif log_type == _TAIL:
             inv.on_done = lambda done: self._respond_with_tail(req, done)
         else:
             inv.on_done = lambda done: self._respond(req, done, False)
@@ -285,6 +297,76 @@ class InvokeApi:
         if tail:
             headers.append((_LOG_RESULT, inv.log_tail()))
         req.respond(200, headers, inv.payload)
+
+
+class EventStreamSink:
+    """Answers an InvokeWithResponseStream: 200 ``application/vnd.amazon.eventstream``, a
+    ``PayloadChunk`` event per chunk as the runtime sends it, then ``InvokeComplete`` (with
+    the function's error, and the log tail once the invoke is over when ``tail``). A buffered
+    result goes out as one ``PayloadChunk``, as on Lambda."""
+
+    __slots__ = ("req", "request_id", "started", "tail")
+
+    def __init__(self, req: Request, request_id: str, *, tail: bool) -> None:
+        self.req = req
+        self.request_id = request_id
+        self.tail = tail
+        self.started = False
+
+    def _head(self) -> None:
+        if not self.started:
+            self.started = True
+            self.req.start_stream(
+                200,
+                [
+                    (b"Content-Type", eventstream.CONTENT_TYPE.encode()),
+                    (_REQUEST_ID, self.request_id.encode()),
+                    _VERSION,
+                ],
+            )
+
+    def stream_started(self, content_type: bytes) -> None:
+        # The head waits for the first event: it carries nothing the caller needs earlier.
+        pass
+
+    def stream_data(self, data: bytes) -> None:
+        # (A client that has gone simply stops receiving; the function runs to its end.)
+        self._head()
+        for event in eventstream.payload_chunks(data):
+            self.req.send_chunk(event)
+
+    def when_drained(self, callback: Callable[[], None]) -> bool:
+        return self.req.streaming and self.req.conn.when_drained(callback)
+
+    def done(self, inv: Invocation) -> None:
+        if inv.error_type == "ServiceException" and not self.started:
+            _api_error(self.req, 503, "ServiceException", "The emulator is shutting down")
+            return
+        self._head()
+        if not inv.function_error and not inv.streaming and inv.payload:
+            for event in eventstream.payload_chunks(inv.payload):
+                self.req.send_chunk(event)
+        if self.tail and not inv.ended:
+            inv.on_end = self._complete
+        else:
+            self._complete(inv)
+
+    def _complete(self, inv: Invocation) -> None:
+        code = details = None
+        if inv.function_error:
+            code = inv.error_type or "Unhandled"
+            details = _error_message(inv.payload)
+        log = inv.log_tail().decode() if self.tail else None
+        self.req.send_chunk(eventstream.invoke_complete(code, details, log))
+        self.req.end_stream()
+
+
+def _error_message(payload: bytes) -> str:
+    try:
+        message = orjson.loads(payload).get("errorMessage")
+    except (orjson.JSONDecodeError, AttributeError):
+        message = None
+    return message if isinstance(message, str) else payload.decode("utf-8", "replace")
 
 
 def _api_error(req: Request, status: int, code: str, message: str, **extra: str) -> None:

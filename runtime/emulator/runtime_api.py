@@ -10,7 +10,11 @@ Each environment has its own port (see :mod:`runtime.emulator.lifecycle`), so on
   ``Lambda-Runtime-Invocation-Id`` that does not match the current attempt, or a bad
   ``Lambda-Runtime-Function-Response-Mode``; 403 during init; 413 for a payload over 6 MiB (the
   invoke then fails with ``Function.ResponseSizeTooLarge``). Streamed responses (chunked, with
-  the error trailers) are assembled and answered the same way.
+  the error trailers): when the caller takes a stream (InvokeWithResponseStream, the
+  function-URL front) each piece of body is passed on as it arrives, within Lambda's limits
+  (200 MiB, then the stream is cut off with 413; past 6 MiB, 2 MiB/s unless
+  ``stream_throttle`` is off) and no faster than the caller reads; other callers (Invoke, the
+  RIE path) get the body assembled, within the buffered 6 MiB.
 * ``POST /runtime/init/error``: 202 during init (the invoke that caused the init gets the error),
   403 afterwards.
 * ``POST /2020-01-01/extension/register``: 200 with ``Lambda-Extension-Identifier``; from then
@@ -19,9 +23,13 @@ Each environment has its own port (see :mod:`runtime.emulator.lifecycle`), so on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -29,6 +37,7 @@ import orjson
 from runtime import protocol
 
 from .environment import INIT, READY, Environment
+from .invocation import Invocation, StreamSink
 from .reports import error_payload_from_runtime
 from .server import Headers, HttpConnection, Request
 
@@ -66,6 +75,19 @@ _RESPONSE_TOO_LARGE = orjson.dumps(
         "errorType": "Function.ResponseSizeTooLarge",
     }
 )
+
+_STREAM_TOO_LARGE = orjson.dumps(
+    {
+        "errorMessage": "Response payload size exceeded maximum allowed payload size "
+        f"({protocol.MAX_STREAMED_RESPONSE} bytes).",
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
+)
+# A forwarded stream's size is checked by _Forwarder (which can end it at once), not by the
+# server's body limit.
+_UNLIMITED = 1 << 62
+# Pauses shorter than this are not worth a timer: the next chunk catches up.
+_MIN_PAUSE = 0.002
 
 # Route codes kept in Request.state between start() and finish().
 (
@@ -122,8 +144,56 @@ class RuntimeApi:
         else:
             req.state = (_R_UNKNOWN, None)
         req.max_body = MAX_SYNC_PAYLOAD
+        route: int
+        request_id: str
+        route, request_id = req.state  # type: ignore[misc, assignment]
+        if route == _R_RESPONSE:
+            mode = req.headers.get(_RESPONSE_MODE)
+            if mode is not None and mode.lower() == _STREAMING:
+                self._start_stream(req, request_id)
+
+    def _start_stream(self, req: Request, request_id: str) -> None:
+        """A streamed response begins: pass it on as it arrives when the caller takes it so
+        (anything invalid is answered at its end, by _answer, as for other posts)."""
+        inv = self.env.current
+        if inv is None or inv.request_id != request_id or inv.done:
+            return
+        sent_id = req.headers.get(_INVOCATION_ID)
+        if sent_id is not None and sent_id.decode("latin-1") != inv.invocation_id:
+            return
+        inv.streaming = True
+        sink = inv.sink
+        if sink is None:
+            # Invoke (RequestResponse), the RIE path: assembled, within the buffered limit.
+            return
+        req.max_body = _UNLIMITED
+        req.on_data = _Forwarder(self, req, inv, sink, self.config.stream_throttle)
+        sink.stream_started(
+            req.headers.get(b"content-type", protocol.STREAM_DEFAULT_CONTENT_TYPE.encode())
+        )
+
+    def stream_too_large(self, req: Request, inv: Invocation) -> None:
+        """A forwarded stream went over 200 MiB: the caller gets Lambda's error now, and the
+        runtime a 413 and a closed connection (it was cut off)."""
+        _error(
+            req,
+            protocol.STATUS_TOO_LARGE,
+            "RequestEntityTooLarge",
+            f"Exceeded maximum allowed streamed payload size ({protocol.MAX_STREAMED_RESPONSE} "
+            "bytes).",
+        )
+        req.conn.close()
+        if self.env.current is inv:
+            self.lifecycle.complete(
+                self.env, inv, _STREAM_TOO_LARGE, error_type="Function.ResponseSizeTooLarge"
+            )
 
     def finish(self, req: Request) -> None:
+        forwarder = req.on_data
+        if isinstance(forwarder, _Forwarder) and forwarder.held:
+            # The end of a throttled stream comes after its last bytes.
+            forwarder.on_drained = lambda: self.finish(req)
+            return
         route: int
         request_id: str
         route, request_id = req.state  # type: ignore[misc]
@@ -371,6 +441,105 @@ class RuntimeApi:
         )
         headers: Headers = [_JSON, (_EXTENSION_ID, str(uuid.uuid4()).encode())]
         req.respond(protocol.STATUS_OK, headers, body)
+
+
+class _Forwarder:
+    """Takes a streamed response's body bytes as they arrive and hands them to the caller,
+    with Lambda's limits: 200 MiB at most, and after the first 6 MiB, 2 MiB/s (``throttle``);
+    and no faster than the caller reads them.
+
+    Throttled bytes are held back until their time (and the runtime's connection is not read
+    meanwhile, so the runtime feels the limit too); the end of the response waits for them.
+    """
+
+    __slots__ = (
+        "api",
+        "full_at",
+        "held",
+        "inv",
+        "on_drained",
+        "received",
+        "released",
+        "req",
+        "sink",
+        "throttle",
+        "timer",
+    )
+
+    def __init__(
+        self, api: RuntimeApi, req: Request, inv: Invocation, sink: StreamSink, throttle: bool
+    ) -> None:
+        self.api = api
+        self.req = req
+        self.inv = inv
+        self.sink = sink
+        self.throttle = throttle
+        self.received = 0
+        self.released = 0
+        self.held: deque[bytes] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+        # When the stream went past its full-speed part (time.monotonic()).
+        self.full_at: float | None = None
+        # Runs once nothing is held back any more (the end of the response, deferred).
+        self.on_drained: Callable[[], None] | None = None
+
+    def __call__(self, data: bytes) -> None:
+        inv = self.inv
+        if inv.done:
+            # Timed out, or cut off at the limit: the rest goes nowhere.
+            return
+        received = self.received + len(data)
+        if received > protocol.MAX_STREAMED_RESPONSE:
+            self.held.clear()
+            self.api.stream_too_large(self.req, inv)
+            return
+        self.received = inv.streamed = received
+        if self.held or (self.throttle and self._wait(received) > _MIN_PAUSE):
+            self.held.append(data)
+            if self.timer is None:
+                self._schedule()
+            return
+        self.released = received
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        self.sink.stream_data(data)
+        # A caller that reads slowly slows the runtime down, as on Lambda, instead of the
+        # emulator buffering the whole stream.
+        if self.sink.when_drained(self.req.conn.release):
+            self.req.conn.hold()
+
+    def _wait(self, upto: int) -> float:
+        """Seconds until the stream may have delivered ``upto`` bytes."""
+        if upto <= protocol.STREAM_FULL_SPEED_BYTES:
+            return 0.0
+        now = time.monotonic()
+        if self.full_at is None:
+            self.full_at = now
+        over = upto - protocol.STREAM_FULL_SPEED_BYTES
+        return self.full_at + over / protocol.STREAM_THROTTLED_BYTES_PER_S - now
+
+    def _schedule(self) -> None:
+        delay = max(0.0, self._wait(self.released + len(self.held[0])))
+        self.req.conn.throttle(delay)
+        self.timer = asyncio.get_running_loop().call_later(delay, self._release)
+
+    def _release(self) -> None:
+        self.timer = None
+        held = self.held
+        while held:
+            if self.inv.done:
+                held.clear()
+                break
+            if self._wait(self.released + len(held[0])) > _MIN_PAUSE:
+                self._schedule()
+                return
+            data = held.popleft()
+            self.released += len(data)
+            self._deliver(data)
+        callback, self.on_drained = self.on_drained, None
+        if callback is not None:
+            callback()
 
 
 def _body_type(payload: bytes) -> str:

@@ -16,9 +16,14 @@ to h11 for good, so h11 decides every case the fast path does not clearly own, i
 
 A :class:`Handler` sees each request twice: :meth:`Handler.start` when the head has arrived (it
 may set a body limit) and :meth:`Handler.finish` when the body (and trailers) are complete. It
-answers once with :meth:`Request.respond`. A connection that closes while a request is
-unanswered calls ``Request.on_close``. Requests on one connection are answered in order: the
-next one is not read before the current one is answered.
+answers once with :meth:`Request.respond`, or streams its answer (:meth:`Request.start_stream`,
+``send_chunk``, ``end_stream``: chunked). A handler that sets ``Request.on_data`` in ``start`` gets
+the body piece by piece as it arrives instead of in ``Request.body``; ``HttpConnection.hold`` and
+``release`` stop and resume reading from a client (flow control, bandwidth limits), and
+``when_drained`` tells when a client that reads slowly has caught up. A connection that closes
+while a request is unanswered (or its answer still streaming) calls ``Request.on_close``.
+Requests on one connection are answered in order: the next one is not read before the current
+one is answered.
 """
 
 from __future__ import annotations
@@ -96,8 +101,10 @@ class Request:
         "max_body",
         "method",
         "on_close",
+        "on_data",
         "responded",
         "state",
+        "streaming",
         "target",
         "too_large",
         "trailers",
@@ -121,6 +128,10 @@ class Request:
         # Free slot for the handler (routing result, ...).
         self.state: object = None
         self._chunks: list[bytes] = []
+        # Set by Handler.start to take the body as it arrives instead of in ``body``.
+        self.on_data: Callable[[bytes], None] | None = None
+        # A chunked response is being written (start_stream ... end_stream).
+        self.streaming = False
 
     @property
     def closed(self) -> bool:
@@ -140,8 +151,44 @@ class Request:
             conn.write_h11(status, headers, body)
         return not conn.closed
 
+    def start_stream(self, status: int, headers: Headers) -> bool:
+        """Send the head of a chunked response; the body follows with :meth:`send_chunk` and
+        ends with :meth:`end_stream`. False when the client has gone or it was answered."""
+        if self.responded:
+            return False
+        self.responded = True
+        conn = self.conn
+        if conn.closed:
+            return False
+        self.streaming = True
+        conn.write_stream_head(status, headers)
+        return not conn.closed
+
+    def send_chunk(self, data: bytes) -> bool:
+        """One chunk of a streamed response, written now; False when the client has gone."""
+        if not self.streaming or self.conn.closed:
+            return False
+        if data:
+            self.conn.write_stream_chunk(data)
+        return not self.conn.closed
+
+    def end_stream(self) -> None:
+        """The last chunk: the response is complete and the connection serves the next one."""
+        if not self.streaming:
+            return
+        self.streaming = False
+        if not self.conn.closed:
+            self.conn.write_stream_end()
+
     def _add_body(self, data: bytes) -> None:
         self.body_size += len(data)
+        on_data = self.on_data
+        if on_data is not None:
+            if self.body_size > self.max_body:
+                self.too_large = True
+            if not self.too_large:
+                on_data(data)
+            return
         if self.body_size > self.max_body:
             # Keep reading (so the connection stays usable) but stop storing.
             self.too_large = True
@@ -166,6 +213,7 @@ class HttpConnection(asyncio.Protocol):
         "close_after",
         "closed",
         "current",
+        "drain_waiters",
         "draining",
         "eof",
         "fast",
@@ -177,6 +225,7 @@ class HttpConnection(asyncio.Protocol):
         "reading",
         "remaining",
         "transport",
+        "write_paused",
     )
 
     def __init__(
@@ -200,6 +249,9 @@ class HttpConnection(asyncio.Protocol):
         self.close_after = False
         # Answered and half-closed: input is read and dropped until EOF or _LINGER_S.
         self.draining = False
+        # The transport's write buffer is over its high-water mark (a slow client).
+        self.write_paused = False
+        self.drain_waiters: list[Callable[[], None]] = []
 
     # -- asyncio.Protocol
 
@@ -239,11 +291,32 @@ class HttpConnection(asyncio.Protocol):
             self._process()
         return None
 
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain_waiters()
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for waiter in waiters:
+            waiter()
+
+    def when_drained(self, callback: Callable[[], None]) -> bool:
+        """True when the client is behind: ``callback`` runs once it has caught up (or gone)."""
+        if self.closed or not self.write_paused:
+            return False
+        self.drain_waiters.append(callback)
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        # Whoever waits for this client to catch up must not wait forever.
+        self._wake_drain_waiters()
         req = self.current
         self.current = None
-        if req is not None and not req.responded and req.on_close is not None:
+        if req is not None and (not req.responded or req.streaming) and req.on_close is not None:
             req.on_close(req)
         self.handler.connection_lost(self)
 
@@ -388,6 +461,66 @@ class HttpConnection(asyncio.Protocol):
             parts.append(body)
         self.transport.write(b"".join(parts))
         self._answered()
+
+    # -- streamed responses (both modes)
+
+    def write_stream_head(self, status: int, headers: Headers) -> None:
+        headers = [*headers, (b"transfer-encoding", b"chunked")]
+        if self.fast:
+            parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+            for name, value in headers:
+                parts.append(name + b": " + _UNSAFE_VALUE.sub(b" ", value) + b"\r\n")
+            parts.append(b"\r\n")
+            self.transport.write(b"".join(parts))
+            return
+        h = self.h11
+        assert h is not None
+        try:
+            self.transport.write(h.send(h11.Response(status_code=status, headers=headers)))
+        except h11.LocalProtocolError:
+            self.close()
+
+    def write_stream_chunk(self, data: bytes) -> None:
+        if self.fast:
+            self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            return
+        h = self.h11
+        assert h is not None
+        try:
+            self.transport.writelines(h.send_with_data_passthrough(h11.Data(data=data)) or ())
+        except h11.LocalProtocolError:
+            self.close()
+
+    def write_stream_end(self) -> None:
+        if self.fast:
+            self.transport.write(b"0\r\n\r\n")
+            self._answered()
+            return
+        h = self.h11
+        assert h is not None
+        try:
+            self.transport.write(h.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            self.close()
+            return
+        self._h11_response_done()
+
+    def hold(self) -> None:
+        """Read nothing more from this client until :meth:`release` (flow control)."""
+        if self.reading and not self.closed:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def release(self) -> None:
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.transport.resume_reading()
+
+    def throttle(self, seconds: float) -> None:
+        """Read nothing more from this client for ``seconds`` (a bandwidth limit)."""
+        if self.reading and not self.closed:
+            self.hold()
+            asyncio.get_running_loop().call_later(seconds, self.release)
 
     def _answered(self) -> None:
         self.current = None

@@ -7,6 +7,7 @@ process may not hold more sockets, pipes or pidfds than before.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -85,3 +86,35 @@ def emulator(make: Factory, runtime_name: str) -> Callable[..., Emulator]:
         return make(handler, runtime=runtime_name, **options)
 
     return factory
+
+
+@pytest.fixture
+def lambda_client():
+    """``lambda_client(url)``: a boto3 Lambda client for an emulator, closed after the test."""
+    # (boto3 takes a while to import: only the tests that use it pay.)
+    import boto3
+    import botocore.config
+
+    clients = []
+
+    def make_client(url: str):
+        client = boto3.client(
+            "lambda",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=botocore.config.Config(
+                retries={"max_attempts": 1, "mode": "standard"}, read_timeout=30
+            ),
+        )
+        clients.append(client)
+        return client
+
+    yield make_client
+    for client in clients:
+        client.close()
+    # A botocore response keeps its connection checked out of the pool (so client.close() does
+    # not reach it) until the response is garbage collected; collect now so the leak check
+    # sees only what the emulator left behind.
+    gc.collect()

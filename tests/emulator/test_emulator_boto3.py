@@ -3,42 +3,12 @@
 from __future__ import annotations
 
 import base64
-import gc
 import json
 import threading
 import time
 
-import boto3
-import botocore.config
 import pytest
 from botocore.exceptions import ClientError
-
-
-@pytest.fixture
-def lambda_client():
-    clients = []
-
-    def make_client(url: str):
-        client = boto3.client(
-            "lambda",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=botocore.config.Config(
-                retries={"max_attempts": 1, "mode": "standard"}, read_timeout=30
-            ),
-        )
-        clients.append(client)
-        return client
-
-    yield make_client
-    for client in clients:
-        client.close()
-    # A botocore response keeps its connection checked out of the pool (so client.close() does
-    # not reach it) until the response is garbage collected; collect now so the leak check
-    # sees only what the emulator left behind.
-    gc.collect()
 
 
 def test_boto3_invoke_success_error_and_tail(emulator, lambda_client):

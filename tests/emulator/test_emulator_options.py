@@ -29,9 +29,12 @@ NON_DEFAULTS = {
     "event_retries": (["--event-retries", "1"], 1),
     "log_format": (["--log-format", "JSON"], "JSON"),
     "otel_console": (["--otel-console"], True),
+    "stream_throttle": (["--no-stream-throttle"], False),
 }
 SERVE_ONLY = {
     "no_spawn": (["--no-spawn", "--runtime-api", "127.0.0.1:9555"], True),
+    "http_port": (["--http-port", "8123"], 8123),
+    "http_payload": (["--http-payload", "1.0"], "1.0"),
 }
 # (flag and value, the message both the CLI and the API give)
 BAD_VALUES = [
