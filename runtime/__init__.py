@@ -9,6 +9,7 @@ from runtime.shutdown import on_shutdown
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from runtime.observability.metrics import add_metric, add_property
+    from runtime.snapstart import register_after_restore, register_before_snapshot
 
 __version__ = "0.1.0"
 
@@ -21,12 +22,16 @@ __all__ = [
     "add_metric",
     "add_property",
     "on_shutdown",
+    "register_after_restore",
+    "register_before_snapshot",
 ]
 
 # Imported on first use, so `import runtime` stays cheap for functions that do not use them.
 _LAZY = {
     "add_metric": "runtime.observability.metrics",
     "add_property": "runtime.observability.metrics",
+    "register_after_restore": "runtime.snapstart",
+    "register_before_snapshot": "runtime.snapstart",
 }
 
 

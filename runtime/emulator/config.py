@@ -245,6 +245,15 @@ class EmulatorConfig:
         "print each invoke's spans as a tree on stderr, after its REPORT",
         flag="--otel-console",
     )
+    # SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start): init and the before-snapshot hooks,
+    # a simulated snapshot and restore, the after-restore hooks, then the invoke.
+    snap_start: bool = _opt(
+        False,
+        help="run the function as a SnapStart version: init and its before-snapshot hooks, a "
+        "simulated snapshot and restore, its after-restore hooks; the first invoke's REPORT "
+        "shows Restore Duration",
+        flag="--snap-start",
+    )
 
     def __post_init__(self) -> None:
         self.task_root = Path(self.task_root).resolve()
@@ -276,6 +285,9 @@ class EmulatorConfig:
             if self.runtime_cmd is not None:
                 raise ConfigError("--runtime-cmd and --no-spawn exclude each other")
             self.runtime_api_address()
+        if self.env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+            # The runtime will ask for /restore/next: serve it.
+            self.snap_start = True
         fmt = self.log_format or self.env.get("AWS_LAMBDA_LOG_FORMAT") or "Text"
         if fmt not in ("Text", "JSON"):
             raise ConfigError(f"log format {fmt!r} must be Text or JSON")
