@@ -29,6 +29,7 @@ NON_DEFAULTS = {
     "event_retries": (["--event-retries", "1"], 1),
     "log_format": (["--log-format", "JSON"], "JSON"),
     "otel_console": (["--otel-console"], True),
+    "snap_start": (["--snap-start"], True),
 }
 SERVE_ONLY = {
     "no_spawn": (["--no-spawn", "--runtime-api", "127.0.0.1:9555"], True),
