@@ -375,6 +375,8 @@ class Lifecycle:
         now = _now()
         if not env.external:
             env.init_duration_ms = (now - env.spawn_time) * 1000
+        # What the before-snapshot hooks printed comes before the INIT_REPORT.
+        self._drain(env)
         inv = env.pending
         self.log_line(
             env,
@@ -393,6 +395,7 @@ class Lifecycle:
     def restore_done(self, env: Environment) -> None:
         """The restored runtime asked for its first invoke: the restore is over."""
         env.restore_duration_ms = (_now() - env.restore_start) * 1000
+        self._drain(env)
         self.log_line(env, env.pending, self.platform.restore_report(env.restore_duration_ms))
         self.init_done(env)
 
