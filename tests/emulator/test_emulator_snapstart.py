@@ -150,3 +150,22 @@ def test_the_variable_alone_turns_snap_start_on(make):
         result = fn.invoke({})
     assert result.ok, result.raw
     assert result.report.restore_duration_ms is not None
+
+
+def test_restore_calls_follow_the_state_machine(make):
+    import httpx
+
+    from runtime import protocol
+
+    with make("app.handler", no_spawn=True, snap_start=True) as fn:
+        base = f"http://{fn.runtime_api}"
+        with httpx.Client(base_url=base, timeout=5) as api:
+            early_error = api.post(protocol.RESTORE_ERROR_PATH, content=b"{}")
+            first = api.get(protocol.RESTORE_NEXT_PATH)
+            again = api.get(protocol.RESTORE_NEXT_PATH)
+            init_error = api.post(protocol.INIT_ERROR_PATH, content=b"{}")
+    # restore/error only while restoring; restore/next ends init once; init is over after it.
+    assert early_error.status_code == 403
+    assert first.status_code == 200
+    assert again.status_code == 403
+    assert init_error.status_code == 403
