@@ -13,6 +13,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from runtime.config import SNAP_START
+
 DEFAULT_ACCOUNT = "123456789012"
 
 # Set by the emulator from its own options; an --env for them is a mistake worth reporting.
@@ -285,7 +287,7 @@ class EmulatorConfig:
             if self.runtime_cmd is not None:
                 raise ConfigError("--runtime-cmd and --no-spawn exclude each other")
             self.runtime_api_address()
-        if self.env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+        if self.env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == SNAP_START:
             # The runtime will ask for /restore/next: serve it.
             self.snap_start = True
         fmt = self.log_format or self.env.get("AWS_LAMBDA_LOG_FORMAT") or "Text"

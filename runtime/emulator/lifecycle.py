@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from runtime import protocol
+from runtime.config import SNAP_START
 
 from . import reports
 from .environment import DEAD, INIT, READY, RESTORING, Environment
@@ -61,7 +62,6 @@ _INIT_ERROR_EXIT_WAIT = 1.0
 _CLOSE_WAIT = 2.0
 # SnapStart: Lambda gives the restore (the after-restore hooks) 10 seconds.
 RESTORE_TIMEOUT = 10.0
-SNAP_START = "snap-start"
 _RESTORE_TIMEOUT_PAYLOAD = reports.error_payload(
     "SnapStartTimeoutException", "Lambda couldn't restore the snapshot within the timeout limit."
 )
