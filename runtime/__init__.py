@@ -9,6 +9,7 @@ from runtime.shutdown import on_shutdown
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from runtime.observability.metrics import add_metric, add_property
+    from runtime.snapstart import register_after_restore, register_before_snapshot
     from runtime.streaming import HttpResponse, StreamResponse
 
 __version__ = "0.1.0"
@@ -24,6 +25,8 @@ __all__ = [
     "add_metric",
     "add_property",
     "on_shutdown",
+    "register_after_restore",
+    "register_before_snapshot",
 ]
 
 # Imported on first use, so `import runtime` stays cheap for functions that do not use them.
@@ -32,6 +35,8 @@ _LAZY = {
     "add_property": "runtime.observability.metrics",
     "HttpResponse": "runtime.streaming",
     "StreamResponse": "runtime.streaming",
+    "register_after_restore": "runtime.snapstart",
+    "register_before_snapshot": "runtime.snapstart",
 }
 
 

@@ -143,6 +143,19 @@ class RuntimeClient:
         headers = _error_headers(error_type, xray_cause)
         self._post(p.INIT_ERROR_PATH, headers, body)
 
+    def restore_next(self) -> None:
+        """SnapStart: tell Lambda init is done and wait, across the snapshot, for the restore.
+        No timeout: the answer comes in the restored environment, whenever that is."""
+        response = self._call("GET", p.RESTORE_NEXT_PATH, (), b"")
+        if response.status != p.STATUS_OK:
+            raise RuntimeAPIFatal(
+                f"/restore/next answered {response.status}: {_excerpt(response.body)}"
+            )
+
+    def post_restore_error(self, error_type: str, body: bytes, xray_cause: bytes | None) -> None:
+        """SnapStart: an after-restore hook failed (the runtime exits afterwards)."""
+        self._post(p.RESTORE_ERROR_PATH, _error_headers(error_type, xray_cause), body)
+
     def register_extension(self, name: str) -> str:
         """Register an internal extension with no events, so Lambda sends SIGTERM at shutdown."""
         response = self._call(

@@ -5,7 +5,8 @@ modules never import them, and they never import this module.
 
 Init reads the configuration, routes logs, puts the task root and layers on ``sys.path``, imports
 the handler (reporting a failure to ``/init/error``) and, when the user registered shutdown hooks,
-registers an internal extension so Lambda sends SIGTERM. The loop then takes one event at a time
+registers an internal extension so Lambda sends SIGTERM. With SnapStart, the snapshot and
+restore phase (:func:`snapshot_and_restore`) comes next. The loop then takes one event at a time
 from ``/next``, calls the handler and posts exactly one response or one error for it. Shutdown is
 SIGTERM (hooks, then exit 0) or the Runtime API telling us the sandbox is gone (exit 1).
 """
@@ -16,7 +17,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import orjson
@@ -55,6 +56,11 @@ CONFIG_ERROR_TYPE = "Runtime.InvalidConfiguration"
 # reports a hook that overran and exits by itself. Locally nothing may come after SIGTERM, so
 # the bound is ours to keep.
 SHUTDOWN_BUDGET_SECONDS = 0.4
+# SnapStart hook failures: the error types and exit statuses awslambdaric uses.
+BEFORE_SNAPSHOT_ERROR = "Runtime.BeforeSnapshotError"
+AFTER_RESTORE_ERROR = "Runtime.AfterRestoreError"
+BEFORE_SNAPSHOT_EXIT = 64
+AFTER_RESTORE_EXIT = 65
 
 
 def main(argv: Sequence[str] | None = None, started_ns: int | None = None) -> NoReturn:
@@ -78,6 +84,8 @@ def main(argv: Sequence[str] | None = None, started_ns: int | None = None) -> No
             log.write("ERROR", str(exc))
             _post_config_error(client, exc)
             sys.exit(2)
+        if config.snap_start:
+            snapshot_and_restore(client, log)
         Invoker(config, client, handler, log, layers).loop()
     except RuntimeAPIFatal as exc:
         log.write("ERROR", f"runtime exiting: {exc}")
@@ -135,6 +143,39 @@ def init(
         signal.signal(signal.SIGTERM, on_sigterm)
     loaded_ns = time.time_ns()
     return handler, InitInfo(started_ns, loaded_ns, loaded_ns - import_started_ns)
+
+
+def snapshot_and_restore(client: RuntimeClient, log: RuntimeLog) -> None:
+    """SnapStart, between init and the first ``/next``: the before-snapshot hooks, then
+    ``/restore/next``, which answers in each environment restored from the snapshot, then
+    what must not be shared between those environments is refreshed and the after-restore
+    hooks run. A failing hook is reported as awslambdaric reports it, and the runtime exits."""
+    from runtime import snapstart
+
+    try:
+        snapstart.run_before_snapshot()
+    except BaseException as exc:
+        _report_hook_error(exc, log, client.post_init_error, BEFORE_SNAPSHOT_ERROR)
+        sys.exit(BEFORE_SNAPSHOT_EXIT)
+    client.restore_next()
+    snapstart.refresh_after_restore()
+    try:
+        snapstart.run_after_restore()
+    except BaseException as exc:
+        _report_hook_error(exc, log, client.post_restore_error, AFTER_RESTORE_ERROR)
+        sys.exit(AFTER_RESTORE_EXIT)
+
+
+def _report_hook_error(
+    exc: BaseException,
+    log: RuntimeLog,
+    post: Callable[[str, bytes, bytes | None], None],
+    error_type: str,
+) -> None:
+    # The body names the exception, as for any other error; the header says which phase failed.
+    body = _safe_error_body(exc, "")
+    log.error(body)
+    post(error_type, encode_error(body), _safe_xray_cause(exc))
 
 
 def install_logs(config: Config) -> RuntimeLog:

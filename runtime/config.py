@@ -26,6 +26,8 @@ TRACE_SAMPLERS = (
     "parentbased_traceidratio",
 )
 DEFAULT_TRACE_SAMPLER = "parentbased_always_on"
+# AWS_LAMBDA_INITIALIZATION_TYPE of a SnapStart function: init, snapshot, restore, then invokes.
+SNAP_START = "snap-start"
 
 
 class ConfigError(Exception):
@@ -348,6 +350,12 @@ class Config(_Frozen):
         set_(self, "log_level", log_level)
         set_(self, "initialization_type", initialization_type)
         set_(self, "observability", observability)
+
+    @property
+    def snap_start(self) -> bool:
+        """Init is followed by a snapshot and restores from it (SnapStart): the runtime runs
+        the snapshot hooks and waits on ``/restore/next`` before its first ``/next``."""
+        return self.initialization_type == SNAP_START
 
     @classmethod
     def from_environ(

@@ -13,6 +13,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from runtime.config import SNAP_START
+
 DEFAULT_ACCOUNT = "123456789012"
 
 # Set by the emulator from its own options; an --env for them is a mistake worth reporting.
@@ -249,6 +251,15 @@ class EmulatorConfig:
         "print each invoke's spans as a tree on stderr, after its REPORT",
         flag="--otel-console",
     )
+    # SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start): init and the before-snapshot hooks,
+    # a simulated snapshot and restore, the after-restore hooks, then the invoke.
+    snap_start: bool = _opt(
+        False,
+        help="run the function as a SnapStart version: init and its before-snapshot hooks, a "
+        "simulated snapshot and restore, its after-restore hooks; the first invoke's REPORT "
+        "shows Restore Duration",
+        flag="--snap-start",
+    )
 
     # Serve every function of a SAM / CloudFormation template (see template.py).
     template: Path | None = _opt(  # noqa: RUF009
@@ -328,6 +339,9 @@ class EmulatorConfig:
             if self.runtime_cmd is not None:
                 raise ConfigError("--runtime-cmd and --no-spawn exclude each other")
             self.runtime_api_address()
+        if self.env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == SNAP_START:
+            # The runtime will ask for /restore/next: serve it.
+            self.snap_start = True
         fmt = self.log_format or self.env.get("AWS_LAMBDA_LOG_FORMAT") or "Text"
         if fmt not in ("Text", "JSON"):
             raise ConfigError(f"log format {fmt!r} must be Text or JSON")

@@ -1,8 +1,9 @@
 """One execution environment: the state an environment carries through its life.
 
 States: ``INIT`` (started, its runtime has not asked for work yet), ``READY`` (initialized),
-``DEAD`` (retired: killed, exited or shut down). Transitions are made by
-:mod:`runtime.emulator.lifecycle`; this module only holds the data.
+``DEAD`` (retired: killed, exited or shut down); with SnapStart, ``RESTORING`` comes between
+``INIT`` and ``READY`` (the snapshot was taken and restored; the after-restore hooks run).
+Transitions are made by :mod:`runtime.emulator.lifecycle`; this module only holds the data.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 INIT = 1
 READY = 2
 DEAD = 3
+RESTORING = 4
 
 # Request ids remembered per environment, for 400 (already answered) and 410 (timed out).
 _FINISHED_KEEP = 64
@@ -55,6 +57,11 @@ class Environment:
         self.report_init = not external
         self.init_timer: asyncio.TimerHandle | None = None
         self.init_error: tuple[str, bytes] | None = None
+        # SnapStart: when the restore began, how long it took (for the first REPORT), and the
+        # error an after-restore hook reported.
+        self.restore_start = 0.0
+        self.restore_duration_ms: float | None = None
+        self.restore_error: tuple[str, bytes] | None = None
         self.start_error: OSError | None = None
         # True for the re-init Lambda runs inside an invoke after a failed init.
         self.suppressed = False
@@ -86,4 +93,5 @@ class Environment:
     @property
     def busy(self) -> bool:
         """Initializing, or working on an invoke (answered or not): memory is sampled."""
-        return self.state == INIT or self.current is not None or self.ending is not None
+        starting = self.state == INIT or self.state == RESTORING
+        return starting or self.current is not None or self.ending is not None

@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from runtime import protocol
+from runtime.config import SNAP_START
 
 from . import reports
-from .environment import DEAD, INIT, READY, Environment
+from .environment import DEAD, INIT, READY, RESTORING, Environment
 from .invocation import EVENT, Invocation
 from .logpump import LogPump
 from .memory import MIB, MemoryMonitor, ProcessTree
@@ -59,6 +60,11 @@ _now = time.monotonic
 _INIT_ERROR_EXIT_WAIT = 1.0
 # How long stopping the emulator waits for answered invokes to reach their runtime's /next.
 _CLOSE_WAIT = 2.0
+# SnapStart: Lambda gives the restore (the after-restore hooks) 10 seconds.
+RESTORE_TIMEOUT = 10.0
+_RESTORE_TIMEOUT_PAYLOAD = reports.error_payload(
+    "SnapStartTimeoutException", "Lambda couldn't restore the snapshot within the timeout limit."
+)
 
 
 class Placement(Protocol):
@@ -141,7 +147,7 @@ class Lifecycle:
 
     def _output_lines(self, env: Environment, lines: list[bytes]) -> None:
         """What the runtime wrote belongs to the invoke running (or ending, or initializing)."""
-        inv = env.current or env.ending or (env.pending if env.state == INIT else None)
+        inv = env.current or env.ending or (env.pending if env.state in _STARTING else None)
         console = self.console.enabled
         prefix = self.line_prefix(env) if console else b""
         for line in lines:
@@ -165,7 +171,7 @@ class Lifecycle:
         if (
             env.current is None
             and env.ending is None
-            and not (env.state == INIT and env.pending is not None)
+            and not (env.state in _STARTING and env.pending is not None)
         ):
             self.spans.flush(env.id, None, self.line_prefix(env))
 
@@ -219,7 +225,16 @@ class Lifecycle:
             # The environment's own Runtime API port takes the spans (POST /v1/traces), so they
             # are known to come from this environment.
             variables["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{env.address}"
+        if self.config.snap_start:
+            variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = SNAP_START
+            # Lambda does not set these for SnapStart functions (one snapshot, many streams).
+            variables.pop("AWS_LAMBDA_LOG_GROUP_NAME", None)
+            variables.pop("AWS_LAMBDA_LOG_STREAM_NAME", None)
         return variables
+
+    @property
+    def init_type(self) -> str:
+        return SNAP_START if self.config.snap_start else "on-demand"
 
     async def _start(self, env: Environment) -> None:
         server = self.make_server(env)
@@ -239,7 +254,7 @@ class Lifecycle:
             self._reaped(env)
             return
         phase = "invoke" if env.suppressed else "init"
-        self.log_line(env, env.pending, self.platform.init_start(phase=phase))
+        self.log_line(env, env.pending, self.platform.init_start(self.init_type, phase))
         try:
             process = RuntimeProcess.spawn(
                 self.config.command(), cwd=self.config.task_root, env=self.runtime_env(env)
@@ -268,7 +283,8 @@ class Lifecycle:
             env.init_timer = None
         now = _now()
         if not env.external:
-            env.init_duration_ms = (now - env.spawn_time) * 1000
+            if env.init_duration_ms is None:  # (with SnapStart: measured at the snapshot)
+                env.init_duration_ms = (now - env.spawn_time) * 1000
             if env.memory is not None:
                 self.memory.check(env.memory)
         if env.suppressed:
@@ -288,12 +304,15 @@ class Lifecycle:
         env.kill_timer = self.loop.call_later(_INIT_ERROR_EXIT_WAIT, self.kill, env, signal.SIGKILL)
 
     def _init_timeout(self, env: Environment) -> None:
+        """Init (or, with SnapStart, the restore) took too long."""
         env.init_timer = None
-        if env.state != INIT:
+        if env.state not in _STARTING:
             return
         env.init_timed_out = True
         if env.process is not None:
             self.kill(env, signal.SIGKILL)
+        elif env.state == RESTORING:
+            self._restore_failed(env)
         # A runtime that has not even started yet is handled when _start finishes.
 
     def _init_failed(self, env: Environment) -> None:
@@ -305,21 +324,15 @@ class Lifecycle:
         env.pending = None
         now = _now()
         duration_ms = (now - env.spawn_time) * 1000
-        if env.init_timed_out:
-            status, error_type = "timeout", None
-        elif env.init_error is not None:
-            status, error_type = "error", env.init_error[0]
-        elif env.start_error is not None:
-            status, error_type = "error", "Runtime.InvalidEntrypoint"
-        elif env.oom:
-            status, error_type = "error", "Runtime.OutOfMemory"
-        else:
-            status, error_type = "error", "Runtime.ExitError"
+        status, error_type = _failure(env, env.init_error)
         phase = "invoke" if env.suppressed else "init"
-        self.log_line(env, inv, self.platform.init_report(duration_ms, phase, status, error_type))
+        report = self.platform.init_report(duration_ms, phase, status, error_type, self.init_type)
+        self.log_line(env, inv, report)
         if inv is None or inv.done:
             return
-        if not env.suppressed and not env.external and not self.closing:
+        # (Not for SnapStart: its init runs when the version is published, and fails it.)
+        retry = not (env.suppressed or env.external or self.closing or self.config.snap_start)
+        if retry:
             # Lambda's "suppressed init": init again, inside the invoke and its timeout.
             inv.invoke_start = now
             self.spawn(inv, suppressed=True)
@@ -347,7 +360,98 @@ class Lifecycle:
                 payload = reports.exit_payload(request_id, error_type, env.returncode or 0)
             report_status = "error"
             self._log_error_lines(env, inv, payload, error_type)
+            if env.init_error is not None and self.config.snap_start:
+                self._log_exit(env, inv)
         self._finish_failed(env, inv, payload, error_type, report_status)
+
+    # ------------------------------------------------------------------ SnapStart
+
+    def snapshot_and_restore(self, env: Environment) -> None:
+        """The runtime finished init and its before-snapshot hooks (``/restore/next``). The
+        snapshot and the restore from it are simulated: the environment restores at once, and
+        is restored when its runtime, after the after-restore hooks, asks for its first invoke
+        (:meth:`restore_done`)."""
+        if env.init_timer is not None:
+            env.init_timer.cancel()
+        now = _now()
+        if not env.external:
+            env.init_duration_ms = (now - env.spawn_time) * 1000
+        # What the before-snapshot hooks printed comes before the INIT_REPORT.
+        self._drain(env)
+        inv = env.pending
+        self.log_line(
+            env,
+            inv,
+            self.platform.init_report(
+                env.init_duration_ms or 0.0, "init", "success", None, SNAP_START
+            ),
+        )
+        # Lambda's REPORT shows the Restore Duration instead (init ran at publish time).
+        env.report_init = False
+        env.state = RESTORING
+        env.restore_start = now
+        self.log_line(env, inv, self.platform.restore_start())
+        env.init_timer = self.loop.call_later(RESTORE_TIMEOUT, self._init_timeout, env)
+
+    def restore_done(self, env: Environment) -> None:
+        """The restored runtime asked for its first invoke: the restore is over."""
+        env.restore_duration_ms = (_now() - env.restore_start) * 1000
+        self._drain(env)
+        self.log_line(env, env.pending, self.platform.restore_report(env.restore_duration_ms))
+        self.init_done(env)
+
+    def restore_error_posted(self, env: Environment, error_type: str, body: bytes) -> None:
+        env.restore_error = (error_type, body)
+        if env.external:
+            self._restore_failed(env)
+            # A runtime started by hand is started again by hand, and initializes again.
+            env.restore_error = None
+            env.state = INIT
+            return
+        env.kill_timer = self.loop.call_later(_INIT_ERROR_EXIT_WAIT, self.kill, env, signal.SIGKILL)
+
+    def _restore_failed(self, env: Environment) -> None:
+        """The restore did not finish (an after-restore hook failed, the runtime died or took
+        too long): the invoke waiting for it fails, with no second attempt."""
+        if env.init_timer is not None:
+            env.init_timer.cancel()
+            env.init_timer = None
+        inv = env.pending
+        env.pending = None
+        now = _now()
+        env.restore_duration_ms = (now - env.restore_start) * 1000
+        status, error_type = _failure(env, env.restore_error)
+        self.log_line(
+            env, inv, self.platform.restore_report(env.restore_duration_ms, status, error_type)
+        )
+        if inv is None or inv.done:
+            return
+        if inv.invoke_start is None:
+            inv.invoke_start = now
+        self.log_line(env, inv, self.platform.start(inv.request_id))
+        if status == "timeout":
+            self._finish_failed(
+                env, inv, _RESTORE_TIMEOUT_PAYLOAD, "SnapStartTimeoutException", "timeout"
+            )
+            return
+        assert error_type is not None
+        if env.restore_error is not None:
+            payload = reports.error_payload_from_runtime(*env.restore_error)
+        else:
+            payload = reports.exit_payload(inv.request_id, error_type, env.returncode or 0)
+        self._log_error_lines(env, inv, payload, error_type)
+        if env.restore_error is not None:
+            self._log_exit(env, inv)
+        self._finish_failed(env, inv, payload, error_type, "error")
+
+    def _log_exit(self, env: Environment, inv: Invocation) -> None:
+        """How the runtime ended after reporting a failed phase (e.g. exit status 64 after a
+        before-snapshot hook failed), when the emulator saw it end."""
+        returncode = env.returncode
+        if returncode is not None and not env.running:
+            description = reports.exit_description(returncode)
+            line = f"RequestId: {inv.request_id} Error: Runtime exited with error: {description}"
+            self.log_line(env, inv, line.encode())
 
     # ------------------------------------------------------------------ invokes
 
@@ -542,8 +646,10 @@ class Lifecycle:
             env.init_duration_ms if env.report_init else None,
             status=status,
             error_type=None if status == "timeout" else error_type,
+            restore_duration_ms=env.restore_duration_ms,
         )
         env.report_init = False
+        env.restore_duration_ms = None
         inv.report = report
         end = self.platform.end(inv.request_id)
         if end is not None:
@@ -630,6 +736,8 @@ class Lifecycle:
             self.placement.invoke_over(ending)
         if was_state == INIT:
             self._init_failed(env)
+        elif was_state == RESTORING:
+            self._restore_failed(env)
         elif was_state == READY:
             if current is not None and not current.done:
                 payload = reports.exit_payload(current.request_id, error_type, returncode)
@@ -721,6 +829,24 @@ class Lifecycle:
                 await asyncio.wait_for(self._endings_changed.wait(), left)
             except asyncio.TimeoutError:
                 return
+
+
+# The states in which what the runtime writes belongs to the invoke it initializes for.
+_STARTING = (INIT, RESTORING)
+
+
+def _failure(env: Environment, posted: tuple[str, bytes] | None) -> tuple[str, str | None]:
+    """Status and error type of an init or restore that did not finish; ``posted`` is the
+    error the runtime reported for it, if any."""
+    if env.init_timed_out:
+        return "timeout", None
+    if posted is not None:
+        return "error", posted[0]
+    if env.start_error is not None:
+        return "error", "Runtime.InvalidEntrypoint"
+    if env.oom:
+        return "error", "Runtime.OutOfMemory"
+    return "error", "Runtime.ExitError"
 
 
 _REQUEST_ID = protocol.REQUEST_ID_HEADER.encode()

@@ -45,6 +45,16 @@ class Report:
     # "timeout" or "error" (the runtime crashed, ran out of memory or failed to init).
     status: str | None = None
     error_type: str | None = None
+    # SnapStart: on the first invoke of a restored environment, instead of the Init Duration.
+    restore_duration_ms: float | None = None
+
+    @property
+    def billed_restore_duration_ms(self) -> int | None:
+        # The snapshot's own restore is simulated (no time), so all of it is billed: the
+        # runtime's restore and the after-restore hooks.
+        if self.restore_duration_ms is None:
+            return None
+        return billed_ms(self.restore_duration_ms)
 
     def text(self) -> str:
         parts = [
@@ -56,6 +66,9 @@ class Report:
         ]
         if self.init_duration_ms is not None:
             parts.append(f"Init Duration: {self.init_duration_ms:.2f} ms")
+        if self.restore_duration_ms is not None:
+            parts.append(f"Restore Duration: {self.restore_duration_ms:.2f} ms")
+            parts.append(f"Billed Restore Duration: {self.billed_restore_duration_ms} ms")
         if self.status is not None:
             parts.append(f"Status: {self.status}")
             if self.error_type:
@@ -71,6 +84,9 @@ class Report:
         }
         if self.init_duration_ms is not None:
             metrics["initDurationMs"] = round(self.init_duration_ms, 2)
+        if self.restore_duration_ms is not None:
+            metrics["restoreDurationMs"] = round(self.restore_duration_ms, 2)
+            metrics["billedRestoreDurationMs"] = self.billed_restore_duration_ms
         record: dict[str, object] = {"requestId": self.request_id, "metrics": metrics}
         if self.status == "timeout":
             record["status"] = "timeout"
@@ -119,11 +135,16 @@ class PlatformLog:
         ).encode()
 
     def init_report(
-        self, duration_ms: float, phase: str, status: str, error_type: str | None
+        self,
+        duration_ms: float,
+        phase: str,
+        status: str,
+        error_type: str | None,
+        init_type: str = "on-demand",
     ) -> bytes:
         if self.json:
             record: dict[str, object] = {
-                "initializationType": "on-demand",
+                "initializationType": init_type,
                 "phase": phase,
                 "status": status,
                 "metrics": {"durationMs": round(duration_ms, 2)},
@@ -134,6 +155,41 @@ class PlatformLog:
         line = f"INIT_REPORT Init Duration: {duration_ms:.2f} ms\tPhase: {phase}\tStatus: {status}"
         if error_type:
             line += f"\tError Type: {error_type}"
+        return line.encode()
+
+    def restore_start(self) -> bytes:
+        """SnapStart: an environment is being restored from the snapshot."""
+        if self.json:
+            return _record(
+                "platform.restoreStart",
+                {
+                    "runtimeVersion": RUNTIME_VERSION,
+                    "runtimeVersionArn": self.arn,
+                    "functionName": self.function_name,
+                    "functionVersion": VERSION,
+                },
+            )
+        return (
+            f"RESTORE_START Runtime Version: {RUNTIME_VERSION}\tRuntime Version ARN: {self.arn}"
+        ).encode()
+
+    def restore_report(
+        self, duration_ms: float, status: str = "success", error_type: str | None = None
+    ) -> bytes:
+        """SnapStart: the restore (with the after-restore hooks) is over."""
+        if self.json:
+            record: dict[str, object] = {
+                "status": status,
+                "metrics": {"durationMs": round(duration_ms, 2)},
+            }
+            if error_type:
+                record["errorType"] = error_type
+            return _record("platform.restoreReport", record)
+        line = f"RESTORE_REPORT Restore Duration: {duration_ms:.2f} ms"
+        if status != "success":
+            line += f"\tStatus: {status}"
+            if error_type:
+                line += f"\tError Type: {error_type}"
         return line.encode()
 
     def start(self, request_id: str) -> bytes:

@@ -17,6 +17,11 @@ Each environment has its own port (see :mod:`runtime.emulator.lifecycle`), so on
   RIE path) get the body assembled, within the buffered 6 MiB.
 * ``POST /runtime/init/error``: 202 during init (the invoke that caused the init gets the error),
   403 afterwards.
+* ``GET /runtime/restore/next`` (SnapStart, ``--snap-start``): 200 at the end of init, after the
+  before-snapshot hooks; the snapshot and restore are simulated, and the environment is
+  ``RESTORING`` until the runtime's first ``/next``. ``POST /runtime/restore/error``: 202 while
+  restoring (the invoke waiting for the environment gets the error). Both 403 in any other
+  state, or without SnapStart.
 * ``POST /2020-01-01/extension/register``: 200 with ``Lambda-Extension-Identifier``; from then
   on the environment is shut down with SIGTERM and a grace period before SIGKILL.
 """
@@ -36,7 +41,7 @@ import orjson
 
 from runtime import protocol
 
-from .environment import INIT, READY, Environment
+from .environment import INIT, READY, RESTORING, Environment
 from .invocation import Invocation, StreamSink
 from .reports import error_payload_from_runtime
 from .server import Headers, HttpConnection, Request
@@ -53,6 +58,8 @@ _INVOCATION = protocol.INVOCATION_PREFIX.encode()
 _RESPONSE = protocol.RESPONSE_SUFFIX.encode().lstrip(b"/")
 _ERROR = protocol.ERROR_SUFFIX.encode().lstrip(b"/")
 _RESTORE = _PREFIX + b"restore/"
+_RESTORE_NEXT = protocol.RESTORE_NEXT_PATH.encode()
+_RESTORE_ERROR = protocol.RESTORE_ERROR_PATH.encode()
 _EXT_REGISTER = protocol.EXTENSION_REGISTER_PATH.encode()
 _EXT_NEXT = protocol.EXTENSION_NEXT_PATH.encode()
 _OTLP_TRACES = b"/v1/traces"
@@ -98,8 +105,10 @@ _MIN_PAUSE = 0.002
     _R_REGISTER,
     _R_EXT_NEXT,
     _R_OTLP,
+    _R_RESTORE_NEXT,
+    _R_RESTORE_ERROR,
     _R_UNKNOWN,
-) = range(8)
+) = range(10)
 
 
 def _error(req: Request, status: int, error_type: str, message: str) -> None:
@@ -139,6 +148,10 @@ class RuntimeApi:
             req.state = (_R_REGISTER, None)
         elif target == _EXT_NEXT:
             req.state = (_R_EXT_NEXT, None)
+        elif target == _RESTORE_NEXT and self.config.snap_start:
+            req.state = (_R_RESTORE_NEXT, None)
+        elif target == _RESTORE_ERROR and self.config.snap_start:
+            req.state = (_R_RESTORE_ERROR, None)
         elif target == _OTLP_TRACES and self.lifecycle.spans is not None:
             req.state = (_R_OTLP, None)
         else:
@@ -215,6 +228,14 @@ class RuntimeApi:
         elif route == _R_EXT_NEXT:
             # Internal extensions registered for no events: nothing will ever come.
             req.on_close = None
+        elif route == _R_RESTORE_NEXT:
+            if method != b"GET":
+                return _error(req, 405, "MethodNotAllowed", "use GET for /restore/next")
+            self._restore_next(req)
+        elif route == _R_RESTORE_ERROR:
+            if method != b"POST":
+                return _error(req, 405, "MethodNotAllowed", "use POST for /restore/error")
+            self._restore_error(req)
         elif route == _R_OTLP:
             if method != b"POST":
                 return _error(req, 405, "MethodNotAllowed", "use POST for /v1/traces")
@@ -266,7 +287,7 @@ class RuntimeApi:
         if env.ending is not None:
             # Asking for more work is what ends the invoke answered last (END, REPORT).
             life.end_invoke(env)
-        if env.state != INIT and env.state != READY:
+        if env.state not in (INIT, READY, RESTORING):
             return _error(
                 req,
                 protocol.STATUS_FATAL,
@@ -277,6 +298,8 @@ class RuntimeApi:
         req.on_close = self._parked_closed
         if env.state == INIT:
             life.init_done(env)
+        elif env.state == RESTORING:
+            life.restore_done(env)
         if env.pending is not None and env.parked is req and not life.closing:
             life.deliver(env)
 
@@ -394,10 +417,33 @@ class RuntimeApi:
                 "InvalidStateTransition",
                 "init errors can only be reported once, during init",
             )
-        error_type = req.headers.get(_ERROR_TYPE, b"").decode("latin-1") or "Runtime.Unknown"
-        body = req.body if not req.too_large else b""
         _accepted(req)
-        self.lifecycle.init_error_posted(env, error_type, body)
+        self.lifecycle.init_error_posted(env, *_posted_error(req))
+
+    def _restore_next(self, req: Request) -> None:
+        env = self.env
+        if env.state != INIT or env.init_error is not None:
+            return _error(
+                req,
+                protocol.STATUS_FORBIDDEN,
+                "InvalidStateTransition",
+                "/restore/next ends init, once: the environment is past init",
+            )
+        # The body of Lambda's answer carries nothing a runtime needs.
+        req.respond(protocol.STATUS_OK, [_JSON], b"{}")
+        self.lifecycle.snapshot_and_restore(env)
+
+    def _restore_error(self, req: Request) -> None:
+        env = self.env
+        if env.state != RESTORING or env.restore_error is not None:
+            return _error(
+                req,
+                protocol.STATUS_FORBIDDEN,
+                "InvalidStateTransition",
+                "restore errors can only be reported once, while restoring",
+            )
+        _accepted(req)
+        self.lifecycle.restore_error_posted(env, *_posted_error(req))
 
     def _register(self, req: Request) -> None:
         if req.method != b"POST":
@@ -540,6 +586,10 @@ class _Forwarder:
         callback, self.on_drained = self.on_drained, None
         if callback is not None:
             callback()
+def _posted_error(req: Request) -> tuple[str, bytes]:
+    """The error type (header) and body of an /init/error or /restore/error post."""
+    error_type = req.headers.get(_ERROR_TYPE, b"").decode("latin-1") or "Runtime.Unknown"
+    return error_type, (req.body if not req.too_large else b"")
 
 
 def _body_type(payload: bytes) -> str:

@@ -30,6 +30,7 @@ NON_DEFAULTS = {
     "log_format": (["--log-format", "JSON"], "JSON"),
     "otel_console": (["--otel-console"], True),
     "stream_throttle": (["--no-stream-throttle"], False),
+    "snap_start": (["--snap-start"], True),
 }
 SERVE_ONLY = {
     "no_spawn": (["--no-spawn", "--runtime-api", "127.0.0.1:9555"], True),
