@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -223,12 +224,20 @@ COMMANDS: dict[str, str] = {
     "--event '{\"orderId\": \"o-42\", \"items\": [{\"sku\": \"tea\", \"price\": 4.5}]}'": RUN_HERE,
     "pip install 'lambda-runtime[emulator]'": "not run: needs the package on an index",
     "lambda-runtime package examples/hello --output out/package --arch x86_64 --python 3.12":
-        "tests/test_package.py (same command on a test function, real pip)",
+        "tests/packaging/test_package.py (same command on a test function, real pip)",
     "docker build -f container/Dockerfile -t hello .":
         "tests/packaging/test_container.py (buildah)",
     "docker build -f container/Dockerfile -t my-fn . --build-arg FUNCTION_DIR=path/to/my-fn "
     "--build-arg BASE_IMAGE=python:3.13-slim": "tests/packaging/test_container.py (buildah)",
-    "docker run --rm -p 9000:8080 hello": "tests/packaging/test_container.py (buildah run)",
+    "docker build -f container/Dockerfile --build-arg WITH=otel,structlog -t my-fn .":
+        "tests/packaging/test_container.py (buildah, WITH=emulator,otel,structlog)",
+    "docker build -f container/Dockerfile --build-arg WITH=emulator -t hello-local .":
+        "tests/packaging/test_container.py (buildah, WITH=emulator,otel,structlog)",
+    "docker run --rm -p 9000:8080 hello-local":
+        "tests/packaging/test_container.py (the image's entrypoint and CMD, buildah run)",
+    "lambda-runtime serve --template template.yaml --parameter-overrides Stage=prod": RUN_HERE,
+    "curl -d '{\"name\": \"Ada\"}' "
+    "http://127.0.0.1:9000/2015-03-31/functions/hello-prod/invocations": RUN_HERE,
     "curl -d '{\"name\": \"you\"}' http://localhost:9000/2015-03-31/functions/function/invocations":
         "tests/packaging/test_container.py (the same request to the image's emulator)",
     "docker build -f container/Dockerfile.al2023 -t hello-al2023 . [--build-arg PYTHON=python3.11]":
@@ -293,13 +302,14 @@ def test_command_extraction_joins_continuations_and_drops_comments() -> None:
     ]
 
 
-def _shell(command: str, **kwargs: object) -> subprocess.Popen[str]:
-    """Runs a documented command as a user would in a shell at the repo root, with the
-    project's .venv/bin first on PATH (where `make setup` put lambda-runtime)."""
+def _shell(command: str, cwd: Path = REPO, **kwargs: object) -> subprocess.Popen[str]:
+    """Runs a documented command as a user would in a shell (at the repo root unless the docs
+    say where), with the project's .venv/bin first on PATH (where `make setup` put
+    lambda-runtime)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("PYTHONPATH", None)
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        ["sh", "-c", command], cwd=REPO, env=env, text=True,
+        ["sh", "-c", command], cwd=cwd, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kwargs,
     )
 
@@ -372,11 +382,13 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _serve(command: str, ready: str, ports: tuple[int, ...]) -> tuple[subprocess.Popen[str], str]:
+def _serve(
+    command: str, ready: str, ports: tuple[int, ...], cwd: Path = REPO
+) -> tuple[subprocess.Popen[str], str]:
     busy = [p for p in ports if not _port_free(p)]
     if busy:
         pytest.skip(f"the documented command needs port(s) {busy}, in use on this machine")
-    proc = _shell(_documented(command))
+    proc = _shell(_documented(command), cwd=cwd)
     assert proc.stderr is not None
     banner = ""
     deadline = time.monotonic() + 30
@@ -434,3 +446,70 @@ def test_serve_no_spawn_as_documented() -> None:
     )
     _stop(proc)
     assert "export AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001" in banner
+
+
+def test_serve_a_template_as_documented(tmp_path: Path) -> None:
+    """The local-development page's template, written where the page says (next to a copy of
+    examples/hello), served and invoked with the page's own commands."""
+    page = (DOCS / "local-development.md").read_text(encoding="utf-8")
+    (template,) = list(_code_blocks(page, "yaml"))
+    (tmp_path / "template.yaml").write_text(template + "\n", encoding="utf-8")
+    shutil.copytree(REPO / "examples" / "hello", tmp_path / "hello")
+    proc, banner = _serve(
+        "lambda-runtime serve --template template.yaml --parameter-overrides Stage=prod",
+        "GoodbyeFunction: app.handler", (9000,), cwd=tmp_path,
+    )
+    try:
+        assert "hello-prod (HelloFunction)" in banner and "GoodbyeFunction" in banner, banner
+        status, out, err = _run(
+            "curl -d '{\"name\": \"Ada\"}' "
+            "http://127.0.0.1:9000/2015-03-31/functions/hello-prod/invocations"
+        )
+        assert status == 0, err
+        answer = json.loads(out)
+        assert (answer["message"], answer["function_name"]) == ("Hello, Ada!", "hello-prod")
+        assert answer["memory_limit_in_mb"] == "256"
+    finally:
+        err = _stop(proc)
+    assert "[hello-prod] REPORT RequestId:" in err
+
+
+# --- the configuration table is the code's ------------------------------------------------------
+
+
+def _table_cells(page: str) -> set[str]:
+    """The backticked words that start a table row's first or second cell."""
+    cells: set[str] = set()
+    for line in page.splitlines():
+        if line.startswith("|"):
+            for cell in line.strip("|").split("|")[:2]:
+                cells.update(re.findall(r"`([^`]+)`", cell))
+    return {cell.split()[0] for cell in cells if cell.split()}
+
+
+def test_every_option_of_the_code_is_in_the_configuration_table() -> None:
+    """Every flag of serve, invoke and package, every keyword of Emulator(...), and every
+    build argument of the two Dockerfiles has a row in docs/configuration.md."""
+    from runtime.emulator import cli as emulator_cli
+    from runtime.emulator.config import OPTIONS
+    from runtime.packaging import package
+
+    documented = _table_cells((DOCS / "configuration.md").read_text(encoding="utf-8"))
+    parsers = [emulator_cli._parser("serve"), emulator_cli._parser("invoke"), package._parser()]
+    flags = {
+        flag
+        for parser in parsers
+        for action in parser._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag not in ("--help", "--version")
+    }
+    keywords = {option.name for option in OPTIONS if option.name != "handler"}
+    build_args = {
+        match
+        for recipe in ("Dockerfile", "Dockerfile.al2023")
+        for match in re.findall(
+            r"^ARG (\w+)", (REPO / "container" / recipe).read_text(encoding="utf-8"), re.M
+        )
+    }
+    missing = sorted((flags | keywords | build_args) - documented)
+    assert not missing, f"docs/configuration.md has no row for: {missing}"
