@@ -70,6 +70,21 @@ _DRY_RUN = protocol.INVOCATION_TYPE_DRY_RUN
 _EVENT = protocol.INVOCATION_TYPE_EVENT.encode()
 _REQUEST_RESPONSE = protocol.INVOCATION_TYPE_REQUEST_RESPONSE.encode()
 _EMPTY_EVENT = b"{}"
+# SnapStart failures Lambda answers as Invoke API errors (botocore's Lambda model), not as
+# function errors: the hook's own error is in the function's log.
+_API_FAILURES = {
+    "Runtime.AfterRestoreError": (
+        400,
+        "SnapStartException",
+        "The afterRestore() runtime hook encountered an error. For more information, check "
+        "the Amazon CloudWatch logs.",
+    ),
+    "SnapStartTimeoutException": (
+        408,
+        "SnapStartTimeoutException",
+        "Lambda couldn't restore the snapshot within the timeout limit.",
+    ),
+}
 # Control characters (tab included): Lambda refuses them in these header values, and one
 # forwarded into a Runtime API header would make the /next answer malformed.
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
@@ -287,6 +302,10 @@ class InvokeApi:
         if inv.error_type == "ServiceException":
             _api_error(req, 503, "ServiceException", "The emulator is shutting down")
             return
+        api_failure = _API_FAILURES.get(inv.error_type or "")
+        if api_failure is not None:
+            _api_error(req, *api_failure, request_id=inv.request_id)
+            return
         headers: Headers = [
             (b"Content-Type", inv.content_type),
             (_REQUEST_ID, inv.request_id.encode()),
@@ -369,14 +388,17 @@ def _error_message(payload: bytes) -> str:
     return message if isinstance(message, str) else payload.decode("utf-8", "replace")
 
 
-def _api_error(req: Request, status: int, code: str, message: str, **extra: str) -> None:
+def _api_error(
+    req: Request, status: int, code: str, message: str, request_id: str = "", **extra: str
+) -> None:
     req.respond(
         status,
         [
             (b"Content-Type", b"application/json"),
             (_ERROR_TYPE, code.encode()),
-            # A request id in the UUID form every other response uses.
-            (_REQUEST_ID, str(uuid.uuid4()).encode()),
+            # The invoke's own id when there was one; else one in the UUID form every other
+            # response uses.
+            (_REQUEST_ID, (request_id or str(uuid.uuid4())).encode()),
         ],
         api_error(code, message, service=status >= 500, **extra),
     )

@@ -100,12 +100,14 @@ def test_before_snapshot_failure_fails_the_invoke_and_exits_64(emulator):
 
 
 def test_after_restore_failure_fails_the_invoke_and_exits_65(emulator):
+    """As on Lambda, the caller gets the Invoke API's SnapStartException (400); the hook's own
+    error, with its type and message, is in the function's log."""
     with emulator("snapstart.handler", snap_start=True, env={"SNAP_FAIL": "after"}) as fn:
         result = fn.invoke({})
-    assert result.status_code == 200
-    assert result.function_error == "Unhandled"
-    assert result.error["errorType"] == "RuntimeError"
-    assert result.error["errorMessage"] == "after hook failed on purpose"
+    assert result.status_code == 400
+    assert result.headers["x-amzn-errortype"] == "SnapStartException"
+    assert "afterRestore() runtime hook encountered an error" in result.raw.decode()
+    assert "after hook failed on purpose" in result.log
     assert result.report.status == "error"
     assert result.report.error_type == "Runtime.AfterRestoreError"
     assert result.report.restore_duration_ms is not None
