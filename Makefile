@@ -42,6 +42,11 @@ test: setup tools docs-tools
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-py313
 
+# The unit tests alone (no runtime processes, emulator, packaging or long runs): under a minute.
+.PHONY: test-fast
+test-fast: setup docs-tools
+	$(BIN)/pytest -q -m "not (e2e or emulator or packaging or slow)"
+
 # The runtime's unit and end-to-end tests again under Python 3.13 (Debian trixie), in a chroot
 # cached in out/cache/py313 (first run: about a minute more). Extra pytest arguments: PYTEST_ARGS.
 .PHONY: test-py313

@@ -1,6 +1,6 @@
 """The SnapStart example under the emulator's simulated snapshot and restore.
 
-Run: pytest examples/snapstart/test_app.py
+Run: pytest examples/snapstart/test_snapstart_app.py
 """
 
 from pathlib import Path
