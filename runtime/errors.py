@@ -36,6 +36,9 @@ _IMPORTLIB_DIR = os.path.dirname(os.path.abspath(importlib.__file__))
 _NOT_USER_DIRS = (_RUNTIME_DIR + os.sep, _IMPORTLIB_DIR + os.sep)
 _MAX_DEPTH = 8
 _MAX_GROUP_MEMBERS = 32
+# An error body (and the log line made from it) stays under CloudWatch's 256 KB event size,
+# far under the 6 MB a post may carry.
+ERROR_BODY_LIMIT = 256 * 1024
 # Python 3.10 has no exception groups; there the attribute is simply absent.
 _BASE_EXCEPTION_GROUP: type[BaseException] | None = getattr(builtins, "BaseExceptionGroup", None)
 
@@ -120,7 +123,8 @@ def _is_group(exc: BaseException) -> bool:
 
 
 def error_body(exc: BaseException, request_id: str | None = None) -> dict[str, Any]:
-    """The JSON-ready error object for ``exc`` (see the module docstring for its shape)."""
+    """The JSON-ready error object for ``exc`` (see the module docstring for its shape), at
+    most ERROR_BODY_LIMIT bytes once encoded."""
     body = _describe(exc, 0, set())
     if request_id is not None:
         # Keep the managed runtime's key order: message, type, requestId, stackTrace.
@@ -130,8 +134,37 @@ def error_body(exc: BaseException, request_id: str | None = None) -> dict[str, A
             "requestId": request_id,
         }
         ordered.update(body)
-        return ordered
-    return body
+        body = ordered
+    return _within_limit(body)
+
+
+def _within_limit(body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, with long texts and stacks clipped until it fits: an error the Runtime API
+    refuses (413) or a log line CloudWatch splits would lose the error itself."""
+    if len(encode_error(body)) <= ERROR_BODY_LIMIT:
+        return body
+    for keep in (16384, 2048, 256):
+        clipped: dict[str, Any] = _clip(body, keep)
+        if len(encode_error(clipped)) <= ERROR_BODY_LIMIT:
+            return clipped
+    # Only the outermost error is left: its type, id and the start of its message.
+    keys = ("errorMessage", "errorType", "requestId")
+    top: dict[str, Any] = {k: _clip(body[k], 256) for k in keys if k in body}
+    top["stackTrace"] = _clip(body.get("stackTrace", []), 256)[-16:]
+    return top
+
+
+def _clip(value: Any, keep: int) -> Any:
+    if isinstance(value, str):
+        if len(value) <= keep:
+            return value
+        return f"{value[:keep]}... [{len(value) - keep} more characters]"
+    if isinstance(value, list):
+        # Stack traces: the innermost frames (the end of the list) say where it failed.
+        return [_clip(v, keep) for v in value[-max(keep // 64, 4) :]]
+    if isinstance(value, dict):
+        return {k: _clip(v, keep) for k, v in value.items()}
+    return value
 
 
 def encode_error(body: dict[str, Any]) -> bytes:

@@ -13,6 +13,7 @@ import pytest
 import runtime.errors
 from runtime.context import LambdaContext
 from runtime.errors import (
+    ERROR_BODY_LIMIT,
     XRAY_CAUSE_LIMIT,
     LambdaError,
     encode_error,
@@ -476,3 +477,39 @@ def test_log_form_lists_group_members() -> None:
     text = format_for_log(error_body(group, REQUEST_ID))
     assert "ValueError: task a" in text
     assert "KeyError: 'task b'" in text
+
+
+def _raise_with_message(message: str) -> BaseException:
+    try:
+        raise ValueError(message)
+    except ValueError as exc:
+        return exc
+
+
+def test_a_huge_message_is_clipped_so_the_error_still_reaches_the_caller() -> None:
+    """A 10 MB message would make a 10 MB body, which the Runtime API refuses (413): the caller
+    would get Function.ResponseSizeTooLarge instead of the error. Breaks caught: no clipping."""
+    exc = _raise_with_message("x" * 10_000_000)
+    body = error_body(exc, REQUEST_ID)
+    encoded = encode_error(body)
+    assert len(encoded) <= ERROR_BODY_LIMIT
+    assert body["errorType"] == "ValueError" and body["requestId"] == REQUEST_ID
+    assert body["errorMessage"].startswith("xxxx")
+    assert body["errorMessage"].endswith("more characters]")
+    assert body["stackTrace"], "the frames that say where it failed are kept"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups are 3.11+")
+def test_a_big_group_of_big_errors_stays_within_the_limit_with_its_members() -> None:
+    """32 members of 1 MB each: clipped texts, but the shape (members, types) survives."""
+    members = [_raise_with_message("y" * 1_000_000) for _ in range(40)]
+    group = vars(builtins)["ExceptionGroup"]("many", members)
+    body = error_body(group, REQUEST_ID)
+    assert len(encode_error(body)) <= ERROR_BODY_LIMIT
+    assert body["errorType"] == "ExceptionGroup"
+    assert [m["errorType"] for m in body["exceptions"]] == ["ValueError"] * 32
+
+
+def test_an_ordinary_error_is_not_touched_by_the_limit() -> None:
+    exc = _raise_with_message("a" * 20_000)
+    assert error_body(exc, REQUEST_ID)["errorMessage"] == "a" * 20_000
