@@ -90,6 +90,8 @@ STREAM_FULL_SPEED_BYTES = 6 * MIB  # then Lambda throttles a stream to 2 MiB/s
 STREAM_THROTTLED_BYTES_PER_S = 2 * MIB
 MAX_CLIENT_CONTEXT = 3583  # bytes of the base64 X-Amz-Client-Context header
 XRAY_CAUSE_LIMIT = 64 * 1024
+# A function's code plus its layers, unzipped (CreateFunction refuses more).
+MAX_UNZIPPED_CODE_BYTES = 250 * MIB
 
 # --- Invoke API (what the emulator serves) ----------------------------------------------------
 INVOKE_API_VERSION = "2015-03-31"

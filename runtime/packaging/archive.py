@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.protocol import MAX_UNZIPPED_CODE_BYTES
+
 __all__ = [
     "FIXED_DATE_TIME",
     "UnsafeArchiveError",
@@ -223,8 +225,13 @@ def _remove_existing(path: Path) -> None:
         path.unlink()
 
 
-def safe_extract_zip(zip_path: Path, dest: Path) -> None:
-    """Extract `zip_path` into `dest`, refusing archives with any entry that could escape `dest`.
+def safe_extract_zip(
+    zip_path: Path, dest: Path, *, max_size: int = MAX_UNZIPPED_CODE_BYTES
+) -> None:
+    """Extract `zip_path` into `dest`, refusing archives with any entry that could escape `dest`,
+    and archives that would unpack to more than `max_size` bytes (Lambda's limit for code plus
+    layers by default: a zip bomb is refused before anything is written, and zipfile never
+    inflates an entry past the size its header declares).
 
     Rejected (UnsafeArchiveError, naming the entry, before anything is written): absolute paths,
     `..` components, drive letters and backslashes, symlinks whose target resolves outside
@@ -239,6 +246,12 @@ def safe_extract_zip(zip_path: Path, dest: Path) -> None:
     except zipfile.BadZipFile as exc:
         raise UnsafeArchiveError(f"{zip_path} is not a valid zip archive: {exc}") from None
     with zf:
+        declared = sum(info.file_size for info in zf.infolist())
+        if declared > max_size:
+            raise UnsafeArchiveError(
+                f"{zip_path} would unpack to {declared} bytes, over the limit of {max_size} "
+                "bytes (Lambda's 250 MiB for code plus layers)"
+            )
         plan = _plan(zf, root)
         for item in plan:
             target = root.joinpath(*item.parts)

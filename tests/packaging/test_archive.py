@@ -403,3 +403,30 @@ def test_explicit_file_list_rejects_unsafe_and_duplicate_names(tmp_path: Path) -
         write_deterministic_zip(tmp_path / "o.zip", [("../f", f)])
     with pytest.raises(ValueError, match="duplicate"):
         write_deterministic_zip(tmp_path / "o.zip", [("a/f", f), ("a//f", f)])
+
+
+# ------------------------------------------------------------------------------ extraction: size
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path, dest: Path) -> None:
+    """300 MiB of zeros compress to a few hundred KiB: unpacked, it is over Lambda's 250 MiB
+    for code plus layers. Break caught: no size check (it would fill the disk)."""
+    bomb = tmp_path / "bomb.zip"
+    entry = zipfile.ZipInfo("zeros", date_time=FIXED_DATE_TIME)
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(bomb, "w") as zf, zf.open(entry, "w") as out:
+        block = bytes(1 << 20)
+        for _ in range(300):
+            out.write(block)
+    assert bomb.stat().st_size < 2 << 20
+    with pytest.raises(UnsafeArchiveError, match=r"over the limit of 262144000 bytes"):
+        safe_extract_zip(bomb, dest)
+    assert tree(dest) == []
+
+
+def test_the_size_limit_counts_every_entry(tmp_path: Path, dest: Path) -> None:
+    archive = craft(tmp_path / "a.zip", [file_entry(f"f{i}", b"x" * 600) for i in range(4)])
+    with pytest.raises(UnsafeArchiveError, match="would unpack to 2400 bytes"):
+        safe_extract_zip(archive, dest, max_size=2000)
+    safe_extract_zip(archive, dest, max_size=2400)
+    assert tree(dest) == ["f0", "f1", "f2", "f3"]
