@@ -78,6 +78,11 @@ def main(argv: Sequence[str] | None = None, started_ns: int | None = None) -> No
             log.write("ERROR", str(exc))
             _post_config_error(client, exc)
             sys.exit(2)
+        if config.max_concurrency:
+            from runtime import concurrency  # Lambda Managed Instances: N invokes at once
+
+            client.close()  # each slot has its own connection
+            concurrency.run(config, handler, log, layers)
         Invoker(config, client, handler, log, layers).loop()
     except RuntimeAPIFatal as exc:
         log.write("ERROR", f"runtime exiting: {exc}")

@@ -1,0 +1,291 @@
+"""Several invokes in flight in one environment (Lambda Managed Instances).
+
+With ``AWS_LAMBDA_MAX_CONCURRENCY=N`` the runtime runs N *slots* after the one init: each slot
+is a thread with its own Runtime API connection (its own :class:`RuntimeClient`) and its own
+``/next`` -> handler -> ``/response`` loop (``/next`` pipelined behind the response, as in the
+single-invoke loop). A sync handler runs on its slot's thread. An async handler (coroutine, or
+any awaitable it returns) runs as a task on the one environment event loop, which runs in a
+thread of its own: the slot hands it over and waits for its result, so N slots are N tasks on
+one loop, and module-level async clients are shared as in the single-invoke path.
+
+Why threads for the I/O even with async handlers: the Runtime API client is the same blocking
+one as the single-invoke hot path, so both paths share every line of protocol handling; a
+parked ``/next`` costs a thread's stack (mostly untouched memory), not a process.
+
+Isolation: every slot thread and every task has its own context variables (the context, the
+observability state, structlog's and OpenTelemetry's context); threads a handler starts get a
+copy of its context (:func:`runtime.context.isolate_threads`). ``_X_AMZN_TRACE_ID`` is one
+process-wide variable and cannot belong to one of N invokes: in this mode the runtime removes
+it and never sets it; the invoke's trace header is ``context.xray_trace_id``.
+
+Faults: an exception, or ``sys.exit``, in a handler fails that invoke only (``sys.exit`` as
+``Runtime.ExitError``) and its slot goes on. A handler that blocks holds its slot (and, async,
+the loop) but no other slot's connection. The Runtime API failing for good (``/next`` failing
+after a few retries with backoff, or a 500) ends the process, and with it every invoke.
+
+Process mode (``LAMBDA_RUNTIME_PROCESSES=P``): after init the runtime forks P workers, each
+serving its share of the N slots as above. For CPU-bound handlers, which threads cannot run
+in parallel under the GIL. The parent only waits: a worker that dies takes the others down
+(Lambda then sees the environment fail), SIGTERM is passed on to the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+
+from runtime.api import RuntimeAPIFatal, RuntimeClient
+from runtime.bootstrap import Invoker, _environment_loop
+from runtime.context import isolate_threads
+from runtime.errors import LambdaError
+from runtime.traceid import NAME as TRACE_ID_VARIABLE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
+
+    from runtime.api import Invocation
+    from runtime.config import Config
+    from runtime.context import LambdaContext
+    from runtime.handler import Handler
+    from runtime.layers import Layer
+    from runtime.logs import RuntimeLog
+
+EXIT_ERROR_TYPE = "Runtime.ExitError"
+# /next retries: several slots (or workers) start at once and the Runtime API may not take
+# them all at the same moment; awslambdaric retries the same way (0.1 s, doubling).
+NEXT_RETRIES = 4
+NEXT_BACKOFF_SECONDS = 0.1
+
+
+def split_slots(slots: int, processes: int) -> list[int]:
+    """How many slots each of ``processes`` workers serves: as even as it gets, all > 0."""
+    if not 1 <= processes <= slots:
+        raise ValueError(f"cannot spread {slots} slots over {processes} processes")
+    share, extra = divmod(slots, processes)
+    return [share + (1 if k < extra else 0) for k in range(processes)]
+
+
+def exit_error(exc: SystemExit) -> LambdaError:
+    """``sys.exit`` in a handler, as the error of that invoke alone."""
+    return LambdaError(
+        EXIT_ERROR_TYPE,
+        f"the handler called sys.exit({exc.code!r}); with several invokes in flight only this "
+        "invoke fails, the runtime goes on",
+    )
+
+
+def next_with_retry(
+    client: RuntimeClient,
+    warn: Callable[[str], None],
+    retries: int = NEXT_RETRIES,
+    backoff: float = NEXT_BACKOFF_SECONDS,
+) -> Invocation:
+    """``/next``, retried ``retries`` times with a doubling pause; the last failure is raised."""
+    for attempt in range(retries + 1):
+        try:
+            return client.next_invocation()
+        except RuntimeAPIFatal as exc:
+            if attempt == retries:
+                raise
+            warn(f"/next failed ({exc}); retrying in {backoff:.1f} s")
+            time.sleep(backoff)
+            backoff *= 2
+    raise AssertionError("unreachable")
+
+
+class LoopThread:
+    """The environment event loop, run forever in a thread of its own; slots submit to it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._thread = threading.Thread(target=self._run, name="lambda-event-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, awaitable: Any) -> Any:
+        """Run ``awaitable`` as a task on the loop and wait for its result in this thread.
+
+        The task starts in a copy of the calling thread's context variables (asyncio copies the
+        caller's context when it schedules the call), so it sees this invoke's context.
+        """
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(_guarded(awaitable), self.loop).result()
+
+
+async def _guarded(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except SystemExit as exc:
+        # A task re-raises SystemExit out of the loop, which would stop it for every slot.
+        raise exit_error(exc) from None
+
+
+class _NoTraceVariable:
+    """Stands in for :class:`runtime.traceid.TraceIdVariable`: never sets the variable."""
+
+    __slots__ = ()
+
+    def set(self, value: str | None) -> None:
+        pass
+
+
+class SlotInvoker(Invoker):
+    """The single-invoke Invoker, with what differs when it shares the process."""
+
+    def __init__(
+        self,
+        config: Config,
+        client: RuntimeClient,
+        handler: Handler,
+        log: RuntimeLog,
+        layers: Sequence[Layer],
+        loop_thread: Callable[[], LoopThread],
+    ) -> None:
+        super().__init__(config, client, handler, log, layers)
+        self._trace_id = _NoTraceVariable()  # type: ignore[assignment]
+        self._loop_thread = loop_thread
+
+    def _call_handler(self, event: Any, context: LambdaContext) -> Any:
+        try:
+            return super()._call_handler(event, context)
+        except SystemExit as exc:
+            raise exit_error(exc) from None
+
+    def _run_async(self, awaitable: Any) -> Any:
+        return self._loop_thread().run(awaitable)
+
+
+class Slots:
+    """N slots in this process; :meth:`run` returns only when one fails for good."""
+
+    def __init__(
+        self,
+        config: Config,
+        handler: Handler,
+        log: RuntimeLog,
+        layers: Sequence[Layer],
+        slots: int,
+    ) -> None:
+        self._config = config
+        self._handler = handler
+        self._log = log
+        self._layers = layers
+        self._slots = slots
+        self._loop_lock = threading.Lock()
+        self._loop: LoopThread | None = None
+        # A loop user code made at import is current in this (the main) thread only: find it
+        # here. Without asyncio imported there is none, and the first async invoke makes one.
+        self._user_loop = _environment_loop() if "asyncio" in sys.modules else None
+        self._failed = threading.Event()
+        self.failure: BaseException | None = None
+
+    def loop_thread(self) -> LoopThread:
+        """The event loop thread, started by the first async invoke."""
+        with self._loop_lock:
+            if self._loop is None:
+                import asyncio
+
+                self._loop = LoopThread(self._user_loop or asyncio.new_event_loop())
+            return self._loop
+
+    def run(self) -> BaseException:
+        for number in range(self._slots):
+            threading.Thread(
+                target=self._serve, name=f"lambda-slot-{number}", daemon=True
+            ).start()
+        self._failed.wait()
+        assert self.failure is not None
+        return self.failure
+
+    def _serve(self) -> None:
+        config = self._config
+        log = self._log
+        try:
+            client = RuntimeClient(config.runtime_api_host, config.runtime_api_port, log.warning)
+            invoker = SlotInvoker(
+                config, client, self._handler, log, self._layers, self.loop_thread
+            )
+            handle = invoker.handle
+            while True:
+                handle(next_with_retry(client, log.warning))
+        except BaseException as exc:  # a slot never ends on its own: the environment is done
+            self.failure = exc
+            self._failed.set()
+
+
+def run(config: Config, handler: Handler, log: RuntimeLog, layers: Sequence[Layer]) -> NoReturn:
+    """Serve ``config.max_concurrency`` invokes at once until the environment ends."""
+    isolate_threads()
+    os.environ.pop(TRACE_ID_VARIABLE, None)  # see the module docstring
+    if config.processes:
+        _run_processes(config, handler, log, layers)
+    failure = Slots(config, handler, log, layers, config.max_concurrency).run()
+    _exit_for(failure, log)
+
+
+def _exit_for(failure: BaseException, log: RuntimeLog) -> NoReturn:
+    if isinstance(failure, RuntimeAPIFatal):
+        log.write("ERROR", f"runtime exiting: {failure}")
+    else:
+        log.write("ERROR", f"runtime exiting: a slot failed: {failure!r}")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    # Other slots are still blocked in their calls: only a hard exit ends the process now.
+    os._exit(1)
+
+
+def _run_processes(
+    config: Config, handler: Handler, log: RuntimeLog, layers: Sequence[Layer]
+) -> NoReturn:
+    import signal
+
+    workers: list[int] = []
+    for share in split_slots(config.max_concurrency, config.processes):
+        pid = os.fork()
+        if pid == 0:
+            _worker(config, handler, log, layers, share)
+        workers.append(pid)
+
+    def forward(signum: int, frame: object) -> None:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    pid, status = os.wait()
+    code = os.waitstatus_to_exitcode(status)
+    log.write("ERROR", f"runtime exiting: worker {pid} ended with status {code}")
+    for other in workers:
+        if other != pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(other, signal.SIGKILL)
+    os._exit(code if code > 0 else 1)
+
+
+def _worker(
+    config: Config, handler: Handler, log: RuntimeLog, layers: Sequence[Layer], slots: int
+) -> NoReturn:
+    try:
+        if "asyncio" in sys.modules:
+            import asyncio
+
+            # The parent's loop (if user code made one at import) shares its selector with
+            # every other worker after fork: each worker gets its own.
+            asyncio.set_event_loop(asyncio.new_event_loop())
+        failure = Slots(config, handler, log, layers, slots).run()
+    except BaseException as exc:
+        failure = exc
+    _exit_for(failure, log)

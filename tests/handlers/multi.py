@@ -1,0 +1,75 @@
+"""Handlers for the multi-concurrency tests: each one reports the process, the invoke it
+thinks it serves, and logs from the handler and from a thread it starts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("concurrent")
+
+
+def _what(event: Any, context: Any) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "request_id": context.aws_request_id,
+        "trace_id": context.xray_trace_id,
+        "env_trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "tag": event.get("tag") if isinstance(event, dict) else None,
+    }
+
+
+def _log_from_thread(tag: Any) -> None:
+    thread = threading.Thread(target=log.info, args=("from a thread %s", tag))
+    thread.start()
+    thread.join()
+
+
+def sync_sleep(event: Any, context: Any) -> dict[str, Any]:
+    log.info("start %s", event.get("tag"))
+    time.sleep(event.get("sleep", 0.05))
+    _log_from_thread(event.get("tag"))
+    out = _what(event, context)
+    # Read after the sleep: another invoke's context would show here if they leaked.
+    out["request_id_after"] = context.aws_request_id
+    return out
+
+
+async def async_sleep(event: Any, context: Any) -> dict[str, Any]:
+    log.info("start %s", event.get("tag"))
+    await asyncio.sleep(event.get("sleep", 0.05))
+    await asyncio.to_thread(log.info, "from a thread %s", event.get("tag"))
+    return _what(event, context)
+
+
+def faulty(event: Any, context: Any) -> dict[str, Any]:
+    action = event.get("action")
+    if action == "raise":
+        raise ValueError(f"boom {event.get('tag')}")
+    if action == "exit":
+        sys.exit(3)
+    if action == "hang":
+        time.sleep(event.get("sleep", 2.0))
+    else:
+        time.sleep(0.05)
+    return _what(event, context)
+
+
+async def async_faulty(event: Any, context: Any) -> dict[str, Any]:
+    if event.get("action") == "exit":
+        sys.exit(4)
+    await asyncio.sleep(0.05)
+    return _what(event, context)
+
+
+def cpu(event: Any, context: Any) -> dict[str, Any]:
+    digest = b""
+    for _ in range(event.get("rounds", 20000)):
+        digest = hashlib.sha256(digest).digest()
+    return _what(event, context)
