@@ -38,7 +38,6 @@ import threading
 import time
 
 from runtime.api import RuntimeAPIFatal, RuntimeClient
-from runtime.bootstrap import Invoker, _environment_loop
 from runtime.context import isolate_threads
 from runtime.errors import LambdaError
 from runtime.traceid import NAME as TRACE_ID_VARIABLE
@@ -46,15 +45,22 @@ from runtime.traceid import NAME as TRACE_ID_VARIABLE
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable, Sequence
-    from typing import Any, NoReturn
+    from collections.abc import Callable
+    from typing import Any, NoReturn, Protocol
 
     from runtime.api import Invocation
     from runtime.config import Config
-    from runtime.context import LambdaContext
     from runtime.handler import Handler
-    from runtime.layers import Layer
     from runtime.logs import RuntimeLog
+
+    class SlotInvoker(Protocol):
+        """What a slot needs of :class:`runtime.bootstrap.Invoker`."""
+
+        def handle(self, invocation: Invocation) -> None: ...
+
+    # (a slot's own client, the function that runs an awaitable on the loop) -> its Invoker
+    MakeInvoker = Callable[[RuntimeClient, Callable[[Any], Any]], SlotInvoker]
+    EnvironmentLoop = Callable[[], asyncio.AbstractEventLoop]
 
 EXIT_ERROR_TYPE = "Runtime.ExitError"
 # /next retries: several slots (or workers) start at once and the Runtime API may not take
@@ -132,39 +138,20 @@ async def _guarded(awaitable: Any) -> Any:
         raise exit_error(exc) from None
 
 
-class _NoTraceVariable:
-    """Stands in for :class:`runtime.traceid.TraceIdVariable`: never sets the variable."""
+def guard(handler: Handler) -> Handler:
+    """``handler``, with ``sys.exit`` in it (sync, or in the awaitable it returns) the error of
+    that invoke alone."""
 
-    __slots__ = ()
-
-    def set(self, value: str | None) -> None:
-        pass
-
-
-class SlotInvoker(Invoker):
-    """The single-invoke Invoker, with what differs when it shares the process."""
-
-    def __init__(
-        self,
-        config: Config,
-        client: RuntimeClient,
-        handler: Handler,
-        log: RuntimeLog,
-        layers: Sequence[Layer],
-        loop_thread: Callable[[], LoopThread],
-    ) -> None:
-        super().__init__(config, client, handler, log, layers)
-        self._trace_id = _NoTraceVariable()  # type: ignore[assignment]
-        self._loop_thread = loop_thread
-
-    def _call_handler(self, event: Any, context: LambdaContext) -> Any:
+    def guarded(event: Any, context: Any) -> Any:
         try:
-            return super()._call_handler(event, context)
+            result = handler(event, context)
         except SystemExit as exc:
             raise exit_error(exc) from None
+        if hasattr(result, "__await__"):
+            return _guarded(result)
+        return result
 
-    def _run_async(self, awaitable: Any) -> Any:
-        return self._loop_thread().run(awaitable)
+    return guarded
 
 
 class Slots:
@@ -173,21 +160,20 @@ class Slots:
     def __init__(
         self,
         config: Config,
-        handler: Handler,
         log: RuntimeLog,
-        layers: Sequence[Layer],
+        make_invoker: MakeInvoker,
+        environment_loop: EnvironmentLoop,
         slots: int,
     ) -> None:
         self._config = config
-        self._handler = handler
         self._log = log
-        self._layers = layers
+        self._make_invoker = make_invoker
         self._slots = slots
         self._loop_lock = threading.Lock()
         self._loop: LoopThread | None = None
         # A loop user code made at import is current in this (the main) thread only: find it
         # here. Without asyncio imported there is none, and the first async invoke makes one.
-        self._user_loop = _environment_loop() if "asyncio" in sys.modules else None
+        self._user_loop = environment_loop() if "asyncio" in sys.modules else None
         self._failed = threading.Event()
         self.failure: BaseException | None = None
 
@@ -200,11 +186,12 @@ class Slots:
                 self._loop = LoopThread(self._user_loop or asyncio.new_event_loop())
             return self._loop
 
+    def _run_on_loop(self, awaitable: Any) -> Any:
+        return self.loop_thread().run(awaitable)
+
     def run(self) -> BaseException:
         for number in range(self._slots):
-            threading.Thread(
-                target=self._serve, name=f"lambda-slot-{number}", daemon=True
-            ).start()
+            threading.Thread(target=self._serve, name=f"lambda-slot-{number}", daemon=True).start()
         self._failed.wait()
         assert self.failure is not None
         return self.failure
@@ -214,10 +201,7 @@ class Slots:
         log = self._log
         try:
             client = RuntimeClient(config.runtime_api_host, config.runtime_api_port, log.warning)
-            invoker = SlotInvoker(
-                config, client, self._handler, log, self._layers, self.loop_thread
-            )
-            handle = invoker.handle
+            handle = self._make_invoker(client, self._run_on_loop).handle
             while True:
                 handle(next_with_retry(client, log.warning))
         except BaseException as exc:  # a slot never ends on its own: the environment is done
@@ -225,13 +209,15 @@ class Slots:
             self._failed.set()
 
 
-def run(config: Config, handler: Handler, log: RuntimeLog, layers: Sequence[Layer]) -> NoReturn:
+def run(
+    config: Config, log: RuntimeLog, make_invoker: MakeInvoker, environment_loop: EnvironmentLoop
+) -> NoReturn:
     """Serve ``config.max_concurrency`` invokes at once until the environment ends."""
     isolate_threads()
     os.environ.pop(TRACE_ID_VARIABLE, None)  # see the module docstring
     if config.processes:
-        _run_processes(config, handler, log, layers)
-    failure = Slots(config, handler, log, layers, config.max_concurrency).run()
+        _run_processes(config, log, make_invoker, environment_loop)
+    failure = Slots(config, log, make_invoker, environment_loop, config.max_concurrency).run()
     _exit_for(failure, log)
 
 
@@ -248,15 +234,17 @@ def _exit_for(failure: BaseException, log: RuntimeLog) -> NoReturn:
 
 
 def _run_processes(
-    config: Config, handler: Handler, log: RuntimeLog, layers: Sequence[Layer]
+    config: Config, log: RuntimeLog, make_invoker: MakeInvoker, environment_loop: EnvironmentLoop
 ) -> NoReturn:
     import signal
 
     workers: list[int] = []
+    parent = os.getpid()
     for share in split_slots(config.max_concurrency, config.processes):
         pid = os.fork()
         if pid == 0:
-            _worker(config, handler, log, layers, share)
+            _die_with(parent)
+            _worker(config, log, make_invoker, environment_loop, share)
         workers.append(pid)
 
     def forward(signum: int, frame: object) -> None:
@@ -275,8 +263,28 @@ def _run_processes(
     os._exit(code if code > 0 else 1)
 
 
+def _die_with(parent: int) -> None:
+    """A worker must not outlive the runtime process: whoever stops the environment (Lambda,
+    the emulator, a test) stops that one, and orphans would keep serving."""
+    import signal
+
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)  # Linux, as Lambda is
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _worker(
-    config: Config, handler: Handler, log: RuntimeLog, layers: Sequence[Layer], slots: int
+    config: Config,
+    log: RuntimeLog,
+    make_invoker: MakeInvoker,
+    environment_loop: EnvironmentLoop,
+    slots: int,
 ) -> NoReturn:
     try:
         if "asyncio" in sys.modules:
@@ -285,7 +293,7 @@ def _worker(
             # The parent's loop (if user code made one at import) shares its selector with
             # every other worker after fork: each worker gets its own.
             asyncio.set_event_loop(asyncio.new_event_loop())
-        failure = Slots(config, handler, log, layers, slots).run()
+        failure = Slots(config, log, make_invoker, environment_loop, slots).run()
     except BaseException as exc:
         failure = exc
     _exit_for(failure, log)

@@ -209,9 +209,7 @@ def isolate_threads() -> None:
         self.run = lambda: copied.run(run)  # type: ignore[method-assign]
         start(self)
 
-    def submit_in_context(
-        self: Any, fn: Any, /, *args: Any, **kwargs: Any
-    ) -> Any:
+    def submit_in_context(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         return submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
 
     start_in_context._lambda_isolated = True  # type: ignore[attr-defined]

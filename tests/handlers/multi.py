@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 log = logging.getLogger("concurrent")
@@ -29,23 +30,35 @@ def _log_from_thread(tag: Any) -> None:
     thread = threading.Thread(target=log.info, args=("from a thread %s", tag))
     thread.start()
     thread.join()
+    # A pool's workers outlive the invoke that started them: each call still belongs to its
+    # submitter.
+    _POOL.submit(log.info, "from a pool %s", tag).result()
+
+
+_POOL = ThreadPoolExecutor(max_workers=2)
 
 
 def sync_sleep(event: Any, context: Any) -> dict[str, Any]:
+    started = time.monotonic()
     log.info("start %s", event.get("tag"))
     time.sleep(event.get("sleep", 0.05))
     _log_from_thread(event.get("tag"))
     out = _what(event, context)
     # Read after the sleep: another invoke's context would show here if they leaked.
     out["request_id_after"] = context.aws_request_id
+    out["span"] = (started, time.monotonic())
     return out
 
 
 async def async_sleep(event: Any, context: Any) -> dict[str, Any]:
+    started = time.monotonic()
     log.info("start %s", event.get("tag"))
     await asyncio.sleep(event.get("sleep", 0.05))
     await asyncio.to_thread(log.info, "from a thread %s", event.get("tag"))
-    return _what(event, context)
+    out = _what(event, context)
+    out["span"] = (started, time.monotonic())
+    out["loop"] = id(asyncio.get_running_loop())
+    return out
 
 
 def faulty(event: Any, context: Any) -> dict[str, Any]:
@@ -73,3 +86,7 @@ def cpu(event: Any, context: Any) -> dict[str, Any]:
     for _ in range(event.get("rounds", 20000)):
         digest = hashlib.sha256(digest).digest()
     return _what(event, context)
+
+
+def die(event: Any, context: Any) -> None:
+    os._exit(9)  # the process crashes (no exception to report)
