@@ -170,12 +170,12 @@ def _measure(
 ) -> CaseResult:
     log_dir = REPO_ROOT / "out" / "bench-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    name = handler.rsplit(".", 1)[-1]
+    case = handler.rsplit(".", 1)[-1] + ("-processes" if extra_env else "")
     server = Server(None)
     rt = Runtime(
         spec,
         server,
-        log_dir / f"concurrency-{spec.label}-{name}.log",  # (names differ per case)
+        log_dir / f"concurrency-{spec.label}-{case}.log",
         handler=handler,
         extra_env={
             "AWS_LAMBDA_MAX_CONCURRENCY": str(slots),
@@ -217,6 +217,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ours_env = {"LAMBDA_RUNTIME_PROCESSES": str(processes)} if process_mode else {}
         results[case] = {
             OURS.label: _measure(OURS, ours_handler, ours_env, slots, invokes),
+            # (Its async case repeats the sync one: a fresh process, the same measurement.)
             THEIRS.label: _measure(THEIRS, theirs_handler, {}, slots, invokes),
         }
         for label, res in results[case].items():
