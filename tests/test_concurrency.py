@@ -216,3 +216,25 @@ def test_next_is_retried_with_backoff_then_given_up() -> None:
     assert len(warnings) == 2
     with pytest.raises(RuntimeAPIFatal):
         next_with_retry(_FlakyClient(10), warnings.append, retries=2, backoff=0.01)  # type: ignore[arg-type]
+
+
+def test_structlog_context_and_emf_metrics_stay_with_their_invoke(
+    runtime_api: RuntimeAPIStub, start_runtime: Any
+) -> None:
+    proc = start_runtime(
+        "multi.observed", AWS_LAMBDA_MAX_CONCURRENCY="16", LAMBDA_RUNTIME_METRICS="emf"
+    )
+    ids = _push_many(runtime_api, 32)
+    answers = _answers(runtime_api, 32)
+    assert set(answers) == set(ids)
+    tag_of = {rid: json.loads(post.body)["tag"] for rid, post in answers.items()}
+    runtime_api.wait_idle()
+    time.sleep(0.2)
+    lines = _json_lines(proc.stop())
+    metrics = [line for line in lines if "_aws" in line]
+    logs = [line for line in lines if line.get("message") == "observed"]
+    assert len(metrics) == len(logs) == 32
+    for line in metrics:
+        assert line["Tag"] == line["FromThread"] == tag_of[line["requestId"]], line
+    for line in logs:
+        assert line["tag"] == tag_of[line["requestId"]], line

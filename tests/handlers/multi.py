@@ -90,3 +90,21 @@ def cpu(event: Any, context: Any) -> dict[str, Any]:
 
 def die(event: Any, context: Any) -> None:
     os._exit(9)  # the process crashes (no exception to report)
+
+
+def observed(event: Any, context: Any) -> dict[str, Any]:
+    import structlog
+
+    from runtime import add_metric
+
+    tag = event["tag"]
+    structlog.contextvars.bind_contextvars(tag=tag)
+    add_metric("Tag", tag)
+    time.sleep(0.05)
+    # Another invoke's binding or metric would show here if they leaked.
+    structlog.get_logger().info("observed")
+    # A thread the handler starts adds to its invoke's metrics.
+    thread = threading.Thread(target=add_metric, args=("FromThread", tag))
+    thread.start()
+    thread.join()
+    return _what(event, context)
