@@ -247,13 +247,24 @@ def _run_processes(
             _worker(config, log, make_invoker, environment_loop, share)
         workers.append(pid)
 
+    stopping: list[int] = []
+
     def forward(signum: int, frame: object) -> None:
+        stopping.append(signum)
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     pid, status = os.wait()
+    if stopping:
+        # Shutdown: each worker runs the shutdown hooks (bounded) or dies of SIGTERM; Lambda
+        # SIGKILLs whatever is left after its grace period anyway.
+        for other in workers:
+            if other != pid:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(other, 0)
+        os._exit(0)
     code = os.waitstatus_to_exitcode(status)
     log.write("ERROR", f"runtime exiting: worker {pid} ended with status {code}")
     for other in workers:

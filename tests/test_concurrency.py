@@ -238,3 +238,25 @@ def test_structlog_context_and_emf_metrics_stay_with_their_invoke(
         assert line["Tag"] == line["FromThread"] == tag_of[line["requestId"]], line
     for line in logs:
         assert line["tag"] == tag_of[line["requestId"]], line
+
+
+def test_sigterm_in_process_mode_stops_every_worker(
+    runtime_api: RuntimeAPIStub, start_runtime: Any
+) -> None:
+    import os
+    import signal
+
+    proc = start_runtime("multi.cpu", AWS_LAMBDA_MAX_CONCURRENCY="4", LAMBDA_RUNTIME_PROCESSES="2")
+    rid = runtime_api.push(json.dumps({"rounds": 10}))
+    worker = json.loads(_answers(runtime_api, 1)[rid].body)["pid"]
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait_exit() == 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"worker {worker} outlived the runtime process")
