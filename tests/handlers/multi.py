@@ -67,6 +67,9 @@ def faulty(event: Any, context: Any) -> dict[str, Any]:
         raise ValueError(f"boom {event.get('tag')}")
     if action == "exit":
         sys.exit(3)
+    if action == "crash":
+        time.sleep(0.3)  # the others are in flight by then
+        os._exit(9)
     if action == "hang":
         time.sleep(event.get("sleep", 2.0))
     else:
