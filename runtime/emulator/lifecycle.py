@@ -731,6 +731,11 @@ class Lifecycle:
             env.server.close()
             env.server = None
         self.processes.discard(env)
+        if self.closing and env.shared and env.output is not None:
+            # Other processes of its group (forked workers) may hold the pipe a moment longer
+            # than the leader lived: nothing will read it once the emulator has stopped.
+            env.output.drain()
+            env.output.close()
         env.exited.set()
         for slot in env.siblings:
             slot.state = DEAD

@@ -105,3 +105,19 @@ def test_a_crash_fails_every_invoke_in_flight(make: Factory) -> None:
 def test_max_concurrency_and_no_spawn_exclude_each_other() -> None:
     with pytest.raises(ConfigError, match="--max-concurrency and --no-spawn"):
         EmulatorConfig(no_spawn=True, max_concurrency=4)
+
+
+def test_awslambdaric_forked_workers_are_served_as_slots_too(make: Factory) -> None:
+    # awslambdaric 4.x forks one full process per slot, each with its own connection.
+    fn = make(
+        "multi.faulty",
+        runtime="awslambdaric",
+        task_root=MULTI,
+        max_concurrency=4,
+        concurrency=1,
+        memory=1024,
+    )
+    results = _invoke_all(fn, [{"tag": n} for n in range(4)])
+    assert all(r.ok for r in results), [r.payload for r in results]
+    assert {r.payload["request_id"] for r in results} == {r.request_id for r in results}
+    assert len({r.payload["pid"] for r in results}) == 4

@@ -20,7 +20,7 @@ def _what(event: Any, context: Any) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "request_id": context.aws_request_id,
-        "trace_id": context.xray_trace_id,
+        "trace_id": getattr(context, "xray_trace_id", None),
         "env_trace": os.environ.get("_X_AMZN_TRACE_ID"),
         "tag": event.get("tag") if isinstance(event, dict) else None,
     }
