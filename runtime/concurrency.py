@@ -120,7 +120,8 @@ class LoopThread:
         self.loop.run_forever()
 
     def run(self, awaitable: Any) -> Any:
-        """Run ``awaitable`` as a task on the loop and wait for its result in this thread.
+        """Run ``awaitable`` (any awaitable: a coroutine, an async generator's step) as a task on
+        the loop and wait for its result in this thread.
 
         The task starts in a copy of the calling thread's context variables (asyncio copies the
         caller's context when it schedules the call), so it sees this invoke's context.
@@ -139,17 +140,14 @@ async def _guarded(awaitable: Any) -> Any:
 
 
 def guard(handler: Handler) -> Handler:
-    """``handler``, with ``sys.exit`` in it (sync, or in the awaitable it returns) the error of
-    that invoke alone."""
+    """``handler``, with ``sys.exit`` in it the error of that invoke alone (in the awaitable
+    an async handler returns, :meth:`LoopThread.run` sees to it)."""
 
     def guarded(event: Any, context: Any) -> Any:
         try:
-            result = handler(event, context)
+            return handler(event, context)
         except SystemExit as exc:
             raise exit_error(exc) from None
-        if hasattr(result, "__await__"):
-            return _guarded(result)
-        return result
 
     return guarded
 
