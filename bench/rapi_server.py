@@ -5,6 +5,7 @@ being measured. The benchmark drives it through a `multiprocessing` pipe:
 
     harness -> server: ("load", name, event_bytes)   register an event to serve
                        ("batch", name, n)             serve n invokes of that event
+                       ("batch", name, n, True)       the same, and say "batch_done" at the end
                        ("reset", token)               a new runtime process is about to start
                        ("stop",)
     server -> harness: ("ready", port)
@@ -12,6 +13,10 @@ being measured. The benchmark drives it through a `multiprocessing` pipe:
                        ("idle", arrival_ns, BatchStats)  a /next arrived and there is
                                                           nothing to serve: the runtime is
                                                           parked, safe to read its CPU time
+                       ("batch_done", BatchStats)     every invoke of the batch is answered,
+                                                      when asked for (with several invokes in
+                                                      flight, the first "idle" comes before
+                                                      the last answer)
                        ("fatal", message)            init error, bad echo, protocol error
 
 One thread per connection with blocking sockets: the runtime under test keeps one
@@ -116,6 +121,7 @@ class RapiServer:
         # Batch state, guarded by _cond.
         self._batch_event: _Event | None = None
         self._remaining = 0
+        self._batch_size = 0  # when the batch asked for "batch_done"; else 0
         self._stats = BatchStats()
         self._generation = 0
         self._outstanding: dict[str, int] = {}  # request id -> ns the /next answer was sent
@@ -156,6 +162,7 @@ class RapiServer:
                 with self._cond:
                     self._batch_event = self._events[msg[1]]
                     self._remaining = int(msg[2])
+                    self._batch_size = int(msg[2]) if len(msg) > 3 and msg[3] else 0
                     self._stats = BatchStats(started_ns=time.monotonic_ns())
                     self._cond.notify_all()
             elif kind == "reset":
@@ -334,6 +341,9 @@ class RapiServer:
             self._stats.responses += 1
             self._stats.wall_ns.append(done - sent)
             self._stats.last_response_ns = done
+            finished = self._stats.responses == self._batch_size > 0
+        if finished:
+            self._notify(("batch_done", self._stats))
 
     def _error(self, request_id: str, req: _Request) -> None:
         with self._cond:

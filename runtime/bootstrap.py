@@ -36,12 +36,13 @@ from runtime.errors import LambdaError, encode_error, error_body, error_type_of,
 from runtime.handler import load_handler, setup_sys_path
 from runtime.layers import InitInfo, compose
 from runtime.marshal import decode_event, encode_result
-from runtime.traceid import TraceIdVariable
+from runtime.traceid import UNSET, TraceIdVariable
 
 # typing costs milliseconds of cold start; it is only needed by the type checker.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
     from types import ModuleType
     from typing import Any, NoReturn
 
@@ -86,6 +87,16 @@ def main(argv: Sequence[str] | None = None, started_ns: int | None = None) -> No
             sys.exit(2)
         if config.snap_start:
             snapshot_and_restore(client, log)
+        if config.max_concurrency:
+            from runtime import concurrency  # Lambda Managed Instances: N invokes at once
+
+            client.close()  # each slot has its own connection
+
+            def slot_invoker(own: RuntimeClient, run_async: Callable[[Any], Any]) -> Invoker:
+                guarded = concurrency.guard(handler)
+                return Invoker(config, own, guarded, log, layers, run_async=run_async)
+
+            concurrency.run(config, log, slot_invoker, _environment_loop)
         Invoker(config, client, handler, log, layers).loop()
     except RuntimeAPIFatal as exc:
         log.write("ERROR", f"runtime exiting: {exc}")
@@ -234,6 +245,7 @@ class Invoker:
         handler: Handler,
         log: RuntimeLog,
         layers: Sequence[Layer] = (),
+        run_async: Callable[[Any], Any] | None = None,
     ) -> None:
         self._config = config
         self._client = client
@@ -243,7 +255,10 @@ class Invoker:
         self._after_invoke = [layer.after_invoke for layer in layers]
         self._memory = str(config.memory_limit_in_mb)
         self._event_loop: asyncio.AbstractEventLoop | None = None
-        self._trace_id = TraceIdVariable()
+        # With several invokes in flight (runtime.concurrency) awaitables run on the loop's own
+        # thread, and _X_AMZN_TRACE_ID, one per process, is left alone.
+        self._run_elsewhere = run_async
+        self._trace_id = TraceIdVariable() if run_async is None else UNSET
         self._invocation: Invocation | None = None
         # A stream's own failure, already reported in its trailers: not to be posted again.
         self._streamed_error: BaseException | None = None
@@ -338,6 +353,8 @@ class Invoker:
         return _STREAMED
 
     def _run_async(self, awaitable: Any) -> Any:
+        if self._run_elsewhere is not None:
+            return self._run_elsewhere(awaitable)
         if self._event_loop is None:
             self._event_loop = _environment_loop()
         return self._event_loop.run_until_complete(awaitable)

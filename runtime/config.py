@@ -295,8 +295,10 @@ class Config(_Frozen):
         "log_group_name",
         "log_level",
         "log_stream_name",
+        "max_concurrency",
         "memory_limit_in_mb",
         "observability",
+        "processes",
         "runtime_api_host",
         "runtime_api_port",
         "task_root",
@@ -316,6 +318,10 @@ class Config(_Frozen):
     log_level: str
     initialization_type: str
     observability: ObservabilityConfig
+    # AWS_LAMBDA_MAX_CONCURRENCY (0: absent, one invoke at a time) and
+    # LAMBDA_RUNTIME_PROCESSES (0: absent, one process serves every slot).
+    max_concurrency: int
+    processes: int
 
     def __init__(
         self,
@@ -334,6 +340,8 @@ class Config(_Frozen):
         log_level: str,
         initialization_type: str,
         observability: ObservabilityConfig = OBSERVABILITY_OFF,
+        max_concurrency: int = 0,
+        processes: int = 0,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "handler", handler)
@@ -350,6 +358,8 @@ class Config(_Frozen):
         set_(self, "log_level", log_level)
         set_(self, "initialization_type", initialization_type)
         set_(self, "observability", observability)
+        set_(self, "max_concurrency", max_concurrency)
+        set_(self, "processes", processes)
 
     @property
     def snap_start(self) -> bool:
@@ -368,6 +378,9 @@ class Config(_Frozen):
             memory = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
         except ValueError:
             memory = 128
+        max_concurrency, processes = concurrency_settings(env)
+        # Lambda Managed Instances write JSON logs; an explicit choice still wins.
+        default_format = "JSON" if max_concurrency else "Text"
         return cls(
             handler=handler,
             runtime_api_host=host,
@@ -379,11 +392,51 @@ class Config(_Frozen):
             memory_limit_in_mb=memory,
             log_group_name=env.get("AWS_LAMBDA_LOG_GROUP_NAME", ""),
             log_stream_name=env.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
-            log_format=env.get("AWS_LAMBDA_LOG_FORMAT", "Text"),
+            log_format=env.get("AWS_LAMBDA_LOG_FORMAT") or default_format,
             log_level=env.get("AWS_LAMBDA_LOG_LEVEL", ""),
             initialization_type=env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
             observability=ObservabilityConfig.from_environ(env),
+            max_concurrency=max_concurrency,
+            processes=processes,
         )
+
+
+# Lambda's own ceiling for invokes in flight in one environment is far below this; a larger
+# value is a typo, and each slot costs a thread and a connection.
+MAX_CONCURRENCY_LIMIT = 1024
+
+
+def concurrency_settings(env: Mapping[str, str]) -> tuple[int, int]:
+    """``(max_concurrency, processes)``; ``(0, 0)`` when the runtime serves one invoke at a time.
+
+    ``AWS_LAMBDA_MAX_CONCURRENCY=N`` (Lambda Managed Instances) lets N invokes run at once;
+    ``LAMBDA_RUNTIME_PROCESSES=P`` (ours, opt-in) spreads them over P forked workers.
+    """
+    raw = env.get("AWS_LAMBDA_MAX_CONCURRENCY", "").strip()
+    raw_processes = env.get("LAMBDA_RUNTIME_PROCESSES", "").strip()
+    if not raw:
+        if raw_processes:
+            raise ConfigError(
+                f"LAMBDA_RUNTIME_PROCESSES={raw_processes!r} needs AWS_LAMBDA_MAX_CONCURRENCY: "
+                "worker processes only serve several invokes at once"
+            )
+        return 0, 0
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_CONCURRENCY_LIMIT:
+        raise ConfigError(
+            f"AWS_LAMBDA_MAX_CONCURRENCY={raw!r} must be a whole number from 1 to "
+            f"{MAX_CONCURRENCY_LIMIT} (invokes in flight at once)"
+        )
+    slots = int(raw)
+    if not raw_processes:
+        return slots, 0
+    if not (raw_processes.isascii() and raw_processes.isdigit()) or not (
+        1 <= int(raw_processes) <= slots
+    ):
+        raise ConfigError(
+            f"LAMBDA_RUNTIME_PROCESSES={raw_processes!r} must be a whole number from 1 to "
+            f"AWS_LAMBDA_MAX_CONCURRENCY ({slots}): each worker serves at least one slot"
+        )
+    return slots, int(raw_processes)
 
 
 def runtime_api_address(env: Mapping[str, str]) -> tuple[str, int]:

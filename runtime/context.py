@@ -147,19 +147,24 @@ class _InProgress:
     its log records belong to the invoke that started it, and awslambdaric gives them its
     request id. The runtime handles one invoke at a time, so that invoke is well defined: it is
     the one fallback next to the context variable, set and cleared with it.
+
+    With several invokes in flight (:func:`isolate_threads`) there is no such invoke: the
+    fallback is switched off and threads carry the context of the code that started them.
     """
 
-    __slots__ = ("context",)
+    __slots__ = ("context", "shared")
 
     def __init__(self) -> None:
         self.context: LambdaContext | None = None
+        self.shared = True
 
 
 _in_progress = _InProgress()
 
 
 def enter_invoke(context: LambdaContext) -> Token[LambdaContext | None]:
-    _in_progress.context = context
+    if _in_progress.shared:
+        _in_progress.context = context
     return current_context.set(context)
 
 
@@ -170,6 +175,43 @@ def leave_invoke(token: Token[LambdaContext | None]) -> None:
 
 def invoke_context() -> LambdaContext | None:
     """The context of the invoke this code runs for: its task's or thread's own, else (a thread
-    the handler started) the invoke in progress; None during init and between invokes."""
+    the handler started, one invoke at a time) the invoke in progress; None during init and
+    between invokes."""
     context = current_context.get()
     return context if context is not None else _in_progress.context
+
+
+def isolate_threads() -> None:
+    """Several invokes in flight: a thread belongs to the invoke whose code started it.
+
+    ``threading.Thread.start`` is patched to run the thread in a copy of the starter's context
+    variables (the request id, the observability state, structlog's and OpenTelemetry's
+    context), as ``asyncio.to_thread`` does for one call; ``ThreadPoolExecutor.submit`` runs each
+    call in a copy of the submitter's context, because a pool's worker threads outlive the invoke
+    that started them. The one-invoke fallback is switched off. Idempotent.
+    """
+    import contextvars
+    import threading
+    from concurrent.futures import thread as pool
+
+    _in_progress.shared = False
+    _in_progress.context = None
+    thread_class: Any = threading.Thread
+    if getattr(thread_class.start, "_lambda_isolated", False):
+        return
+    start = thread_class.start
+    submit = pool.ThreadPoolExecutor.submit
+
+    def start_in_context(self: threading.Thread) -> None:
+        run = self.run
+        copied = contextvars.copy_context()
+        # An instance attribute: subclasses that override run() are covered too.
+        self.run = lambda: copied.run(run)  # type: ignore[method-assign]
+        start(self)
+
+    def submit_in_context(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+    start_in_context._lambda_isolated = True  # type: ignore[attr-defined]
+    thread_class.start = start_in_context
+    pool.ThreadPoolExecutor.submit = submit_in_context  # type: ignore[method-assign]

@@ -62,6 +62,20 @@ class TraceIdVariable:
             self._own = _OwnBuffer.create()
 
 
+class _Unset:
+    """Stands in for :class:`TraceIdVariable` with several invokes in flight: one process-wide
+    variable cannot belong to one of them, so it is never set (``context.xray_trace_id`` is
+    the invoke's own)."""
+
+    __slots__ = ()
+
+    def set(self, value: str | None) -> None:
+        pass
+
+
+UNSET = _Unset()
+
+
 class _OwnBuffer:
     """The variable in a buffer the runtime owns, pointed at by the C environment."""
 

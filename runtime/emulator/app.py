@@ -87,6 +87,9 @@ def build_runtime_env(config: EmulatorConfig, layer_root: Path) -> dict[str, str
         )
     if config.log_format == "JSON":
         env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+    if config.max_concurrency:
+        env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(config.max_concurrency)
+        env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "lambda-managed-instances"
     for key, value in config.env.items():
         if key == "PYTHONPATH" and "PYTHONPATH" in env:
             env[key] = f"{value}:{env[key]}"

@@ -214,7 +214,12 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
     lines = [
         f"lambda-runtime emulator: {name} ({config.handler or 'no handler'}), timeout "
         f"{config.timeout:g} s, memory {config.memory} MB, concurrency "
-        f"{1 if config.no_spawn else config.concurrency}",
+        f"{1 if config.no_spawn else config.concurrency}"
+        + (
+            f" environments x {config.max_concurrency} invokes each"
+            if config.max_concurrency
+            else ""
+        ),
         f"Invoke API: {core.url}{protocol.invoke_path(name)}",
     ]
     if core.http_url is not None:

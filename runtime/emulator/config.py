@@ -25,6 +25,7 @@ _EMULATOR_OWNED = {
     "AWS_LAMBDA_FUNCTION_NAME": "--function-name",
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "--memory",
     "LAMBDA_RUNTIME_LAYER_ROOT": "--layer",
+    "AWS_LAMBDA_MAX_CONCURRENCY": "--max-concurrency",
 }
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -144,6 +145,16 @@ class EmulatorConfig:
         metavar="N",
         check=lambda v: v >= 1,
         problem="{value} must be at least 1",
+    )
+    max_concurrency: int = _opt(
+        0,
+        help="invokes in flight in one environment (Lambda Managed Instances: sets "
+        "AWS_LAMBDA_MAX_CONCURRENCY, JSON logs); --concurrency then counts environments; "
+        "0: one invoke per environment",
+        flag="--max-concurrency",
+        metavar="N",
+        check=lambda v: 0 <= v <= 1024,
+        problem="{value} is not between 0 and 1024",
     )
     # (On the command line: --env KEY=VALUE and --env-file, see cli.py.)
     env: Mapping[str, str] = _opt(
@@ -335,6 +346,8 @@ class EmulatorConfig:
                 raise ConfigError(
                     f"--env: {key} is set by the emulator; use {_EMULATOR_OWNED[key]}"
                 )
+        if self.no_spawn and self.max_concurrency:
+            raise ConfigError("--max-concurrency and --no-spawn exclude each other")
         if self.no_spawn:
             if self.runtime_cmd is not None:
                 raise ConfigError("--runtime-cmd and --no-spawn exclude each other")
@@ -342,7 +355,9 @@ class EmulatorConfig:
         if self.env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == SNAP_START:
             # The runtime will ask for /restore/next: serve it.
             self.snap_start = True
-        fmt = self.log_format or self.env.get("AWS_LAMBDA_LOG_FORMAT") or "Text"
+        # Lambda Managed Instances write JSON logs.
+        default_format = "JSON" if self.max_concurrency else "Text"
+        fmt = self.log_format or self.env.get("AWS_LAMBDA_LOG_FORMAT") or default_format
         if fmt not in ("Text", "JSON"):
             raise ConfigError(f"log format {fmt!r} must be Text or JSON")
         self.log_format = fmt
@@ -373,6 +388,11 @@ class EmulatorConfig:
     @property
     def function_arn(self) -> str:
         return f"arn:aws:lambda:{self.region}:{DEFAULT_ACCOUNT}:function:{self.function_name}"
+
+    @property
+    def slots(self) -> int:
+        """Invokes one environment takes at once."""
+        return self.max_concurrency or 1
 
     def runtime_api_address(self) -> tuple[str, int]:
         text = self.runtime_api or "127.0.0.1:9001"

@@ -4,6 +4,11 @@ States: ``INIT`` (started, its runtime has not asked for work yet), ``READY`` (i
 ``DEAD`` (retired: killed, exited or shut down); with SnapStart, ``RESTORING`` comes between
 ``INIT`` and ``READY`` (the snapshot was taken and restored; the after-restore hooks run).
 Transitions are made by :mod:`runtime.emulator.lifecycle`; this module only holds the data.
+
+With ``--max-concurrency N`` (Lambda Managed Instances) one runtime process serves N invokes at
+once: it is N :class:`Environment` objects, its *slots*, one per invoke in flight, each with the
+state of one invoke loop. The first slot (the *leader*) starts the process; the others share its
+process, port, memory and output, and the scheduler places invokes on slots as on environments.
 """
 
 from __future__ import annotations
@@ -71,6 +76,11 @@ class Environment:
         self.idle_since = 0.0
         self.kill_timer: asyncio.TimerHandle | None = None
         self.exited = asyncio.Event()
+        # --max-concurrency: every slot is shared (a timeout fails its invoke, not the process);
+        # the leader lists the other slots, each of which names the leader.
+        self.shared = False
+        self.leader: Environment = self
+        self.siblings: list[Environment] = []
 
     def remember(self, request_id: str, how: str) -> None:
         self.finished[request_id] = how

@@ -20,6 +20,12 @@ Design choices:
   timeout bounds this too: a runtime that has not asked again by the invoke's deadline gets
   ``Status: timeout`` and is replaced, and one that dies first gets ``Status: error``.
 
+* **Several invokes per environment** (``--max-concurrency N``, Lambda Managed Instances): the
+  process is N slots (see :mod:`.environment`). The state machine above runs per slot, with
+  two differences: a timeout fails that invoke only (the process is not killed; a late answer
+  gets 410), and the process dying fails every slot's invoke. The runtime's output is given to
+  the invoke whose ``requestId`` it carries (JSON logs); other lines go to the console only.
+
 Which environment takes an invoke is not decided here but by :mod:`runtime.emulator.scheduler`,
 which this module tells about free slots and finished invokes through :class:`Placement`.
 Processes (:mod:`.process`), their memory (:mod:`.memory`) and their output (:mod:`.logpump`) are
@@ -126,6 +132,8 @@ class Lifecycle:
             live=self._live_trees,
         )
         self._next_id = 1
+        # Slots other than the leader get ids of their own, apart from the environments'.
+        self._next_slot_id = 1_000_000
         self._endings_changed = asyncio.Event()
 
     @property
@@ -136,7 +144,8 @@ class Lifecycle:
     # ------------------------------------------------------------------ output
 
     def line_prefix(self, env: Environment) -> bytes:
-        return self.console.prefix(env.id) if len(self.envs) > 1 else b""
+        leader = env.leader
+        return self.console.prefix(leader.id) if len(self.envs) > len(leader.siblings) + 1 else b""
 
     def log_line(self, env: Environment | None, inv: Invocation | None, line: bytes) -> None:
         """A platform line: into the invoke's log and onto the console."""
@@ -147,12 +156,34 @@ class Lifecycle:
 
     def _output_lines(self, env: Environment, lines: list[bytes]) -> None:
         """What the runtime wrote belongs to the invoke running (or ending, or initializing)."""
+        if env.siblings:
+            self._shared_output(env, lines)
+            return
         inv = env.current or env.ending or (env.pending if env.state in _STARTING else None)
         console = self.console.enabled
         prefix = self.line_prefix(env) if console else b""
         for line in lines:
             if line.endswith(b"\r"):
                 line = line[:-1]
+            if inv is not None:
+                inv.add_log(line)
+            if console:
+                self.console.line(line, prefix)
+
+    def _shared_output(self, leader: Environment, lines: list[bytes]) -> None:
+        """Several invokes in flight: a line is the invoke's whose requestId it carries."""
+        by_id: dict[str, Invocation] = {}
+        for slot in (leader, *leader.siblings):
+            for inv in (slot.current, slot.ending, slot.pending):
+                if inv is not None:
+                    by_id[inv.request_id] = inv
+        initializing = leader.pending if leader.state == INIT else None
+        console = self.console.enabled
+        prefix = self.line_prefix(leader) if console else b""
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            inv = by_id.get(_request_id_of(line), initializing)
             if inv is not None:
                 inv.add_log(line)
             if console:
@@ -178,14 +209,17 @@ class Lifecycle:
     # ------------------------------------------------------------------ memory
 
     def _busy_trees(self) -> list[ProcessTree]:
-        return [
-            env.memory
+        # (Slots share their leader's tree: each tree once.)
+        trees = {
+            id(env.memory): env.memory
             for env in self.envs.values()
             if env.memory is not None and env.running and env.busy
-        ]
+        }
+        return list(trees.values())
 
     def _live_trees(self) -> list[ProcessTree]:
-        return [env.memory for env in self.envs.values() if env.memory is not None]
+        trees = {id(env.memory): env.memory for env in self.envs.values() if env.memory is not None}
+        return list(trees.values())
 
     def _over_limit(self, env: Environment) -> None:
         if not env.oom and env.running:
@@ -210,8 +244,41 @@ class Lifecycle:
         if suppressed and inv is not None and inv.invoke_start is not None:
             limit = max(0.0, inv.invoke_start + self.timeout - now)
         env.init_timer = self.loop.call_later(limit, self._init_timeout, env)
+        if self.config.max_concurrency:
+            env.shared = True
+            for _ in range(self.config.max_concurrency - 1):
+                slot = Environment(self._next_slot_id)
+                self._next_slot_id += 1
+                slot.shared = True
+                slot.leader = env
+                slot.log_stream = env.log_stream
+                slot.spawn_time = now
+                slot.report_init = False  # the leader's first REPORT carries Init Duration
+                env.siblings.append(slot)
+                self.envs[slot.id] = slot
         self.loop.create_task(self._start(env))
         return env
+
+    def waiting_slot(self) -> Environment | None:
+        """A slot still initializing with nothing assigned (--max-concurrency): the invoke
+        waits for its first /next rather than for a new environment."""
+        for env in self.envs.values():
+            if (
+                env.leader is not env
+                and env.state == INIT
+                and env.pending is None
+                and env.leader.state != DEAD
+            ):
+                return env
+        return None
+
+    def _share(self, leader: Environment) -> None:
+        for slot in leader.siblings:
+            slot.server = leader.server
+            slot.address = leader.address
+            slot.process = leader.process
+            slot.memory = leader.memory
+            slot.output = leader.output
 
     def add_external(self, env: Environment) -> None:
         """The environment of a runtime started by hand (--no-spawn)."""
@@ -271,6 +338,7 @@ class Lifecycle:
             self.loop, process.out_fd, lambda lines: self._output_lines(env, lines)
         )
         process.watch_exit(self.loop, lambda: self._on_exit(env))
+        self._share(env)
         self.memory.process_started()
 
     # ------------------------------------------------------------------ init
@@ -483,8 +551,9 @@ class Lifecycle:
         inv.invoke_start = _now() - self.timeout
         self.log_line(env, inv, self.platform.start(inv.request_id))
         self.log_line(env, inv, self.platform.timeout(inv.request_id, self.timeout))
-        self.retire(env)
-        self.kill(env, signal.SIGKILL)
+        if not env.shared:  # (a stuck slot does not stop the others)
+            self.retire(env)
+            self.kill(env, signal.SIGKILL)
         payload = reports.timeout_payload(inv.request_id, self.timeout)
         self._finish_failed(env, inv, payload, "Sandbox.Timedout", "timeout")
 
@@ -581,12 +650,13 @@ class Lifecycle:
             return
         self._drain(env)
         self.log_line(env, inv, self.platform.timeout(inv.request_id, self.timeout))
-        if not env.external:
+        replace = not env.external and not env.shared
+        if replace:
             # The runtime is stuck (or too slow): replace it, like any timed-out environment.
             self.retire(env)
             self.kill(env, signal.SIGKILL)
         self._write_end(env, inv, "timeout", "Sandbox.Timedout")
-        if not env.external:
+        if replace:
             self._redispatch_pending(env)
         self.placement.invoke_over(inv)
 
@@ -599,8 +669,9 @@ class Lifecycle:
         env.remember(inv.request_id, "timeout")
         self.log_line(env, inv, self.platform.timeout(inv.request_id, self.timeout))
         payload = reports.timeout_payload(inv.request_id, self.timeout)
-        if env.external:
-            # The runtime is not ours to kill; its late answer will get 410.
+        if env.external or env.shared:
+            # The runtime is not ours to kill (or serves other invokes); its late answer will
+            # get 410.
             self._finish_failed(env, inv, payload, "Sandbox.Timedout", "timeout")
             return
         self.retire(env)
@@ -657,7 +728,9 @@ class Lifecycle:
         self.log_line(env, inv, self.platform.report(report, inv.error_type))
         inv.ended = True
         if self.spans is not None:
-            self.spans.flush(env.id, inv.request_id, self.line_prefix(env), hint=status is None)
+            self.spans.flush(
+                env.leader.id, inv.request_id, self.line_prefix(env), hint=status is None
+            )
         self._endings_changed.set()
 
     def _finish_failed(
@@ -701,7 +774,7 @@ class Lifecycle:
         env.state = DEAD
         self.envs.pop(env.id, None)
         self.placement.env_retired(env)
-        if env.memory is not None:
+        if env.memory is not None and env.leader is env:
             self.memory.forget(env.memory)
         if env.init_timer is not None:
             env.init_timer.cancel()
@@ -722,11 +795,17 @@ class Lifecycle:
             env.kill_timer.cancel()
             env.kill_timer = None
         self._drain(env)
+        for slot in (*env.siblings, env):
+            self._died(slot, returncode)
+        self._reaped(env)
+
+    def _died(self, env: Environment, returncode: int) -> None:
+        """The process of ``env`` (or of its slot's leader) is gone: fail what it held."""
         was_state = env.state
         current = env.current
         ending = env.ending
         self.retire(env)
-        error_type = "Runtime.OutOfMemory" if env.oom else "Runtime.ExitError"
+        error_type = "Runtime.OutOfMemory" if env.leader.oom else "Runtime.ExitError"
         if ending is not None:
             # It died after answering, before asking for more: the caller has its answer, but
             # the invoke did not end well.
@@ -735,7 +814,11 @@ class Lifecycle:
             self._write_end(env, ending, "error", error_type)
             self.placement.invoke_over(ending)
         if was_state == INIT:
-            self._init_failed(env)
+            if env.leader is env or env.pending is not None:
+                if env.leader is not env:
+                    env.init_error = env.leader.init_error
+                    env.init_timed_out = env.leader.init_timed_out
+                self._init_failed(env)
         elif was_state == RESTORING:
             self._restore_failed(env)
         elif was_state == READY:
@@ -746,7 +829,6 @@ class Lifecycle:
             # Died between invokes: the assigned invoke was never handed out, start afresh.
             self._redispatch_pending(env)
         env.current = None
-        self._reaped(env)
 
     def _reaped(self, env: Environment) -> None:
         if self.spans is not None:
@@ -757,12 +839,24 @@ class Lifecycle:
             env.server.close()
             env.server = None
         self.processes.discard(env)
+        if self.closing and env.shared and env.output is not None:
+            # Other processes of its group (forked workers) may hold the pipe a moment longer
+            # than the leader lived: nothing will read it once the emulator has stopped.
+            env.output.drain()
+            env.output.close()
         env.exited.set()
+        for slot in env.siblings:
+            slot.state = DEAD
+            self.envs.pop(slot.id, None)
+            slot.server = None
+            slot.exited.set()
 
     def shutdown(self, env: Environment) -> None:
         """Stop an environment the way Lambda does: SIGKILL, or SIGTERM first when the runtime
         registered an extension (it asked for a chance to clean up)."""
         self.retire(env)
+        if env.leader is not env:
+            return  # a slot: its leader stops the process
         if not env.running:
             if env.process is None and env.external:
                 self._reaped(env)
@@ -856,3 +950,16 @@ _TRACE_ID = protocol.TRACE_ID_HEADER.encode()
 _INVOCATION_ID = protocol.INVOCATION_ID_HEADER.encode()
 _CLIENT_CONTEXT = protocol.CLIENT_CONTEXT_HEADER.encode()
 _TENANT_ID = protocol.TENANT_ID_HEADER.encode()
+
+
+_REQUEST_ID_KEY = b'"requestId":"'
+
+
+def _request_id_of(line: bytes) -> str:
+    """The ``requestId`` of a JSON log line (the runtime's, awslambdaric's), or ""."""
+    start = line.find(_REQUEST_ID_KEY)
+    if start < 0:
+        return ""
+    start += len(_REQUEST_ID_KEY)
+    end = line.find(b'"', start)
+    return line[start:end].decode("latin-1") if end > start else ""

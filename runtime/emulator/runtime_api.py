@@ -24,6 +24,11 @@ Each environment has its own port (see :mod:`runtime.emulator.lifecycle`), so on
   state, or without SnapStart.
 * ``POST /2020-01-01/extension/register``: 200 with ``Lambda-Extension-Identifier``; from then
   on the environment is shut down with SIGTERM and a grace period before SIGKILL.
+
+With ``--max-concurrency N`` the port serves N slots (see :mod:`.environment`), each with the
+state machine above: a connection belongs to the slot its first ``/next`` took (a runtime keeps
+one connection per invoke loop), ``/response`` and ``/error`` go to the slot that handed out
+that request id.
 """
 
 from __future__ import annotations
@@ -127,6 +132,8 @@ class RuntimeApi:
         self.lifecycle = lifecycle
         self.env = env
         self.config = config
+        # --max-concurrency: the slot each connection's /next took.
+        self._slot_of: dict[HttpConnection, Environment] = {}
 
     # -- server.Handler
 
@@ -214,11 +221,12 @@ class RuntimeApi:
         if route == _R_NEXT:
             if method != b"GET":
                 return _error(req, 405, "MethodNotAllowed", "use GET for /invocation/next")
-            self._next(req)
+            self._next(req, self._slot_for_next(req) if self.env.shared else self.env)
         elif route in (_R_RESPONSE, _R_ERROR):
             if method != b"POST":
                 return _error(req, 405, "MethodNotAllowed", "use POST")
-            self._answer(req, request_id, route == _R_ERROR)
+            env = self._slot_for_answer(request_id) if self.env.shared else self.env
+            self._answer(req, env, request_id, route == _R_ERROR)
         elif route == _R_INIT_ERROR:
             if method != b"POST":
                 return _error(req, 405, "MethodNotAllowed", "use POST for /init/error")
@@ -253,14 +261,49 @@ class RuntimeApi:
                 _error(req, 404, "NotFound", f"unknown Runtime API path {path}")
 
     def connection_lost(self, conn: HttpConnection) -> None:
-        parked = self.env.parked
+        env = self._slot_of.pop(conn, self.env)
+        parked = env.parked
         if parked is not None and parked.conn is conn:
-            self.env.parked = None
+            env.parked = None
+
+    # -- slots (--max-concurrency)
+
+    def _slots(self) -> tuple[Environment, ...]:
+        return (self.env, *self.env.siblings)
+
+    def _slot_for_next(self, req: Request) -> Environment:
+        slot = self._slot_of.get(req.conn)
+        if slot is not None:
+            return slot
+        taken = set(map(id, self._slot_of.values()))
+        free = [s for s in self._slots() if id(s) not in taken]
+        # A slot with an invoke waiting for it first, then one with nothing outstanding.
+        for candidates in (
+            [s for s in free if s.pending is not None],
+            [s for s in free if s.current is None and s.parked is None],
+            [s for s in self._slots() if s.current is None and s.parked is None],
+        ):
+            if candidates:
+                slot = candidates[0]
+                break
+        else:
+            return self.env  # every slot is busy: the leader's checks answer 403
+        self._slot_of[req.conn] = slot
+        return slot
+
+    def _slot_for_answer(self, request_id: str) -> Environment:
+        slots = self._slots()
+        for slot in slots:
+            if slot.current is not None and slot.current.request_id == request_id:
+                return slot
+        for slot in slots:
+            if request_id in slot.finished:
+                return slot
+        return self.env
 
     # -- calls
 
-    def _next(self, req: Request) -> None:
-        env = self.env
+    def _next(self, req: Request, env: Environment) -> None:
         life = self.lifecycle
         if env.current is not None:
             return _error(
@@ -295,7 +338,7 @@ class RuntimeApi:
                 "this environment is shutting down",
             )
         env.parked = req
-        req.on_close = self._parked_closed
+        req.on_close = lambda closed: self._parked_closed(env, closed)
         if env.state == INIT:
             life.init_done(env)
         elif env.state == RESTORING:
@@ -303,12 +346,11 @@ class RuntimeApi:
         if env.pending is not None and env.parked is req and not life.closing:
             life.deliver(env)
 
-    def _parked_closed(self, req: Request) -> None:
-        if self.env.parked is req:
-            self.env.parked = None
+    def _parked_closed(self, env: Environment, req: Request) -> None:
+        if env.parked is req:
+            env.parked = None
 
-    def _answer(self, req: Request, request_id: str, is_error: bool) -> None:
-        env = self.env
+    def _answer(self, req: Request, env: Environment, request_id: str, is_error: bool) -> None:
         inv = env.current
         if inv is None or inv.request_id != request_id:
             how = env.finished.get(request_id)

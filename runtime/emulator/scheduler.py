@@ -7,6 +7,12 @@ a delay, as on Lambda). An environment is free again as soon as its runtime answ
 invoke waits for its ``/next`` (so a quick succession of invokes reuses one warm environment).
 Environments idle for ``idle_timeout`` are shut down.
 
+With ``--max-concurrency N`` each environment is N slots (see :mod:`.environment`), placed like
+environments: ``concurrency`` counts environments, so up to ``concurrency * N`` invokes are in
+flight; an invoke takes a free slot whose runtime waits in ``/next`` first, else a slot still
+initializing, and only then starts a new environment. Such environments are not shut down when
+idle (as on Lambda Managed Instances, they live on).
+
 What happens to an environment and an invoke once placed (init, delivery, timeouts, end) is
 :mod:`runtime.emulator.lifecycle`'s job; this module only implements its :class:`Placement`.
 """
@@ -46,7 +52,7 @@ class Scheduler:
         self.on_ended = on_ended
         self.lifecycle = make_lifecycle(self)
         # --no-spawn serves one hand-started runtime, so one invoke at a time.
-        self.limit = 1 if config.no_spawn else config.concurrency
+        self.limit = 1 if config.no_spawn else config.concurrency * config.slots
         self.loop = asyncio.get_running_loop()
         self.free: list[Environment] = []
         # With --no-spawn: the one environment whose runtime the user starts by hand.
@@ -93,9 +99,23 @@ class Scheduler:
                 self.free.remove(env)
             self.lifecycle.assign(env, inv)
         elif self.free:
-            self.lifecycle.assign(self.free.pop(), inv)
+            self.lifecycle.assign(self._take_free(), inv)
         else:
-            self.lifecycle.spawn(inv, suppressed=False)
+            slot = self.lifecycle.waiting_slot() if self.config.max_concurrency else None
+            if slot is not None:
+                self.lifecycle.assign(slot, inv)
+            else:
+                self.lifecycle.spawn(inv, suppressed=False)
+
+    def _take_free(self) -> Environment:
+        """The most recently freed environment; among slots, one whose runtime waits in /next
+        (a slot whose handler still runs after a timeout is free but cannot take it now)."""
+        free = self.free
+        if self.config.max_concurrency:
+            for index in range(len(free) - 1, -1, -1):
+                if free[index].parked is not None:
+                    return free.pop(index)
+        return free.pop()
 
     # ------------------------------------------------------------------ Placement
 
@@ -188,6 +208,7 @@ class Scheduler:
                 env.pending is None
                 and env.ending is None
                 and not env.external
+                and not env.shared
                 and now - env.idle_since >= limit
             ):
                 self.lifecycle.shutdown(env)

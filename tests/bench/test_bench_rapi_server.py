@@ -333,3 +333,25 @@ def test_connection_close_is_honoured(server: Server, client: Client) -> None:
     assert client.read_response()[0] == 200
     assert client.closed_by_server()
     no_message(server)
+
+
+def test_several_parked_next_are_served_at_once_and_the_batch_end_is_reported(
+    server: Server,
+) -> None:
+    clients = [Client(server.port) for _ in range(3)]
+    try:
+        for c in clients:
+            park(server, c)
+        server.conn.send(("batch", "small", 3, True))
+        answers = [c.read_response() for c in clients]  # all three were parked at once
+        for c, (status, headers, body) in zip(clients, answers, strict=True):
+            assert status == 200 and body == SMALL
+            rid = headers[protocol.REQUEST_ID_HEADER.lower()]
+            c.send(post(protocol.response_path(rid), SMALL))
+            assert c.read_response()[0] == protocol.STATUS_ACCEPTED
+        msg = message(server)
+        assert msg[0] == "batch_done", msg
+        assert msg[1].responses == 3
+    finally:
+        for c in clients:
+            c.close()
