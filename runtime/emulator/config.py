@@ -348,6 +348,8 @@ class EmulatorConfig:
             "--layer": bool(self.layers),
             "--function-name": self.function_name != "function",
             "--no-spawn": self.no_spawn,
+            # Each route's event format comes from its event (HttpApi 2.0, Api 1.0).
+            "--http-payload": self.http_payload != "2.0",
         }
         for label, given in clashes.items():
             if given:
