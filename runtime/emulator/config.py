@@ -280,7 +280,8 @@ class EmulatorConfig:
     http_port: int | None = _opt(
         None,
         help="also serve the function as a function URL: plain HTTP requests on "
-        "127.0.0.1:PORT become function URL events (0: any free port)",
+        "127.0.0.1:PORT become function URL events (0: any free port); with --template, the "
+        "template's HttpApi and Api routes and function URLs",
         flag="--http-port",
         metavar="PORT",
         commands=(SERVE,),
