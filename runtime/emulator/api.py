@@ -152,9 +152,10 @@ class Emulator:
     function of a SAM or CloudFormation template instead of ``handler``: pick one with
     :meth:`function` (``emulator.function("HelloFunction").invoke(...)``); :meth:`invoke`
     works only when the template has a single function.
-    ``http_port=0`` (or a port) also serves the function as a function URL: see
-    :attr:`http_url`. Streamed responses are throttled as on Lambda unless
-    ``stream_throttle=False``.
+    ``http_port=0`` (or a port) also serves the function as a function URL, or with a
+    template its ``HttpApi``/``Api`` routes and function URLs (``Host:
+    NAME.lambda-url.localhost``): see :attr:`http_url`. Streamed responses are throttled as on
+    Lambda unless ``stream_throttle=False``.
     """
 
     def __init__(self, handler: str = "", *, echo: bool | BinaryIO = False, **options: Any) -> None:
@@ -250,7 +251,8 @@ class Emulator:
 
     @property
     def http_url(self) -> str:
-        """Base URL of the function-URL front (with ``http_port``, e.g. 0 for any free port)."""
+        """Base URL of the HTTP front (with ``http_port``, e.g. 0 for any free port): the
+        function URL, or a template's routes."""
         url = self._core.http_url
         if url is None:
             raise RuntimeError("http_url is only defined with http_port set (0: any free port)")

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import runtime
 
-from .config import EmulatorConfig
+from .config import ConfigError, EmulatorConfig
 from .environment import Environment
-from .function_url import FunctionUrlFront
+from .function_url import HttpFront
 from .functions import Function, FunctionRegistry, function_configs
 from .invocation import Invocation
 from .invoke_api import InvokeApi
@@ -30,6 +30,7 @@ from .server import HttpServer
 
 if TYPE_CHECKING:
     from .otel import SpanConsole
+    from .routes import HttpRoutes
     from .template import Template
 
 T = TypeVar("T")
@@ -169,6 +170,8 @@ class EmulatorCore:
         self.external: Environment | None = None
         self.template: Template | None = None
         self.functions = self._registry(config)
+        # What the --http-port front serves (made now, so a bad route fails before the start).
+        self.http_routes = self._http_routes(config) if config.http_port is not None else None
         # Set by start(): what every function's environments share.
         self._spans: SpanConsole | None = None
         self._on_finished: Callable[[Invocation], None] | None = None
@@ -193,6 +196,17 @@ class EmulatorCore:
             unsupported=self.template.unsupported,
             rie_alias=len(self.template.functions) == 1,
         )
+
+    def _http_routes(self, config: EmulatorConfig) -> HttpRoutes:
+        """The template's routes and function URLs, or a catch-all route to the one function."""
+        from .routes import HttpRoutes
+
+        if self.template is None:
+            return HttpRoutes.single(config.function_name, config.http_payload)
+        try:
+            return HttpRoutes.from_template(self.template)
+        except ValueError as exc:
+            raise ConfigError(f"{self.template.path.name}: {exc}") from None
 
     @property
     def scheduler(self) -> Scheduler | None:
@@ -276,8 +290,8 @@ class EmulatorCore:
                 InvokeApi(config, self._get_scheduler, functions=self.functions)
             )
             await self.invoke_server.listen(config.host, config.port)
-            if config.http_port is not None:
-                self.http_server = HttpServer(FunctionUrlFront(config, self._get_scheduler))
+            if self.http_routes is not None and config.http_port is not None:
+                self.http_server = HttpServer(HttpFront(self.http_routes, self.functions))
                 await self.http_server.listen("127.0.0.1", config.http_port)
             if config.no_spawn:
                 await self._start_external()

@@ -271,6 +271,9 @@ def _template_lines(core: EmulatorCore) -> list[str]:
         )
     for logical_id, reason in template.unsupported.items():
         lines.append(f"  {logical_id}: not served: {reason}")
+    if core.http_routes is not None and core.http_url is not None:
+        lines.append(f"HTTP routes on {core.http_url}:")
+        lines.extend(core.http_routes.describe(core.http_url))
     lines.extend(f"note: {note}" for note in template.notes)
     return lines
 

@@ -302,7 +302,8 @@ class EmulatorConfig:
     http_port: int | None = _opt(
         None,
         help="also serve the function as a function URL: plain HTTP requests on "
-        "127.0.0.1:PORT become function URL events (0: any free port)",
+        "127.0.0.1:PORT become function URL events (0: any free port); with --template, the "
+        "template's HttpApi and Api routes and function URLs",
         flag="--http-port",
         metavar="PORT",
         commands=(SERVE,),
@@ -377,6 +378,8 @@ class EmulatorConfig:
             "--layer": bool(self.layers),
             "--function-name": self.function_name != "function",
             "--no-spawn": self.no_spawn,
+            # Each route's event format comes from its event (HttpApi 2.0, Api 1.0).
+            "--http-payload": self.http_payload != "2.0",
         }
         for label, given in clashes.items():
             if given:

@@ -29,7 +29,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
@@ -48,6 +48,7 @@ __all__ = [
     "function_url_event",
     "map_result",
     "parse_prelude",
+    "split_target",
 ]
 
 FORMAT_1_0 = "1.0"
@@ -101,7 +102,8 @@ class PreludeError(ValueError):
 # --- requests -> events ------------------------------------------------------------------
 
 
-def _split_target(target: str) -> tuple[str, str]:
+def split_target(target: str) -> tuple[str, str]:
+    """``(path, query)`` of a request target (origin or absolute form)."""
     if target.startswith(("http://", "https://")):  # absolute form (a proxy-style request)
         parts = urlsplit(target)
         return parts.path or "/", parts.query
@@ -159,7 +161,7 @@ def function_url_event(
 ) -> dict[str, object]:
     """The payload format 2.0 event for ``request`` (what a function URL sends)."""
     now = time.time() if now is None else now
-    path, query = _split_target(request.target)
+    path, query = split_target(request.target)
     cookies: list[str] = []
     headers: dict[str, str] = {}
     for name, values in _grouped(request.headers, lower=True).items():
@@ -223,7 +225,7 @@ def api_gateway_event(
 ) -> dict[str, object]:
     """The payload format 1.0 event for ``request`` (API Gateway REST, ``ANY /{proxy+}``)."""
     now = time.time() if now is None else now
-    path, query = _split_target(request.target)
+    path, query = split_target(request.target)
     multi_headers = _grouped(request.headers, lower=False)
     pairs = parse_qsl(query, keep_blank_values=True) if query else []
     multi_query = _grouped(pairs, lower=False)
@@ -344,23 +346,26 @@ def _described(result: Mapping[str, object], version: str) -> HttpReply:
     return HttpReply(status, headers, raw)
 
 
-def map_result(payload: bytes, *, version: str = FORMAT_2_0) -> HttpReply:
+def map_result(
+    payload: bytes, *, version: str = FORMAT_2_0, error: Callable[[], HttpReply] = error_reply
+) -> HttpReply:
     """The HTTP response for a buffered function result (its JSON ``payload``).
 
     A result that cannot be mapped (bad JSON, a malformed response description, and for 1.0
-    anything but a description) is the front's 502, as on AWS.
+    anything but a description) is the front's error (``error()``: a function URL's 502
+    unless told otherwise), as on AWS.
     """
     try:
         result = json.loads(payload) if payload.strip() else None
     except ValueError:
-        return error_reply()
+        return error()
     if isinstance(result, dict) and "statusCode" in result:
         try:
             return _described(result, version)
         except (TypeError, ValueError):
-            return error_reply()
+            return error()
     if version == FORMAT_1_0:
-        return error_reply()
+        return error()
     # Function URLs infer the rest: a 200 JSON response; a JSON string's text is the body.
     body = result.encode("utf-8") if isinstance(result, str) else payload
     return HttpReply(200, [("content-type", JSON_TYPE)], body)

@@ -42,6 +42,8 @@ ANY = "ANY"
 # The stage names SAM gives its implicit APIs.
 HTTP_API_STAGE = "$default"
 REST_API_STAGE = "Prod"
+# The stage of ``serve HANDLER --http-port --http-payload 1.0``'s REST API.
+SINGLE_REST_STAGE = "local"
 
 _LITERAL, _PARAM, _GREEDY = 0, 1, 2
 
@@ -442,7 +444,7 @@ class FunctionUrl:
                 _header(headers, "access-control-request-headers"),
                 status=200,
             )
-        route = Route(self.function, FUNCTION_URL, ANY, None, payload_format="2.0")
+        route = Route(self.function, FUNCTION_URL, ANY, None, payload_format="2.0", cors=self.cors)
         return RouteMatch(route, None)
 
 
@@ -522,6 +524,37 @@ class HttpRoutes:
     @classmethod
     def from_template(cls, template: Template) -> HttpRoutes:
         return cls(RouteTable.from_template(template), function_urls(template))
+
+    @classmethod
+    def single(cls, function: str, payload_format: str = "2.0") -> HttpRoutes:
+        """Every request to one function (``serve HANDLER --http-port``): its function URL, or
+        with payload 1.0 a REST API's root and ``/{proxy+}`` resources (stage ``local``)."""
+        if payload_format == "1.0":
+            routes = [
+                Route(function, REST_API, ANY, path, "1.0", stage=SINGLE_REST_STAGE)
+                for path in ("/", "/{proxy+}")
+            ]
+            return cls(RouteTable(routes), {})
+        return cls(RouteTable([]), {function: FunctionUrl(function)})
+
+    def describe(self, base_url: str) -> list[str]:
+        """What ``serve`` says at start: each route, then each function URL's address."""
+        lines = [f"  {line}" for line in self.table.describe()]
+        scheme, _, authority = base_url.partition("://")
+        port = authority.rpartition(":")[2]
+        for url in self.urls.values():
+            whole_port = not len(self.table) and len(self.urls) == 1
+            also = f" (and {base_url}/)" if whole_port else ""
+            mode = "" if url.invoke_mode == "BUFFERED" else f", {url.invoke_mode}"
+            lines.append(
+                f"  function URL -> {url.function} (payload 2.0{mode}): "
+                f"{scheme}://{url.function}.lambda-url.localhost:{port}/{also}"
+            )
+        if not lines:
+            lines.append(
+                "  (no HttpApi or Api event and no FunctionUrlConfig: every request gets 403)"
+            )
+        return lines
 
     def __bool__(self) -> bool:
         return bool(len(self.table) or self.urls)

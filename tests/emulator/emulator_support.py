@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +118,41 @@ class OutputWatch(io.RawIOBase):
         with self._changed:
             if not self._changed.wait_for(lambda: needle in self._data, timeout):
                 raise AssertionError(f"{needle!r} not in the output within {timeout} s")
+
+
+@contextlib.contextmanager
+def serve_process(*args: str, until: str, timeout: float = 20.0) -> Iterator[str]:
+    """``lambda-runtime serve ARGS`` as a real process (its runtimes marked for the leak check):
+    yields what it wrote to stderr up to the first line holding ``until``; then stops it with
+    SIGTERM, and it must exit 0."""
+    repo = HERE.parent.parent
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from runtime.cli import main; sys.exit(main())",
+            "serve",
+            *args,
+            "--env",
+            f"{MARK_VAR}={MARK}",
+        ],
+        cwd=repo,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    try:
+        assert proc.stderr is not None
+        banner = ""
+        deadline = time.monotonic() + timeout
+        while until not in banner and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            banner += line
+        yield banner
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
 import httpx
 import pytest
-from emulator_support import HANDLERS, MARK, MARK_VAR
+from emulator_support import HANDLERS, serve_process
 
 from runtime import protocol
 
@@ -225,46 +221,12 @@ def test_the_http_front_speaks_api_gateway_rest_with_payload_1_0(make):
 
 
 def test_serve_http_port_prints_the_function_url_and_serves_it():
-    repo = HANDLERS.parent.parent.parent
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from runtime.cli import main; sys.exit(main())",
-            "serve",
-            "streaming.http",
-            "--task-root",
-            str(HANDLERS),
-            "--port",
-            "0",
-            "--http-port",
-            "0",
-            "--env",
-            f"{MARK_VAR}={MARK}",
-        ],
-        cwd=repo,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(repo)},
-    )
-    try:
-        assert proc.stderr is not None
-        banner = ""
-        deadline = time.monotonic() + 20
-        while "Function URL" not in banner and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            banner += line
+    args = ("streaming.http", "--task-root", str(HANDLERS), "--port", "0", "--http-port", "0")
+    with serve_process(*args, until="Function URL") as banner:
         found = re.search(r"Function URL \(payload 2\.0\): (http://127\.0\.0\.1:\d+)/", banner)
         assert found, banner
         r = httpx.get(found.group(1) + "/cli?pause=0", timeout=20)
         assert r.status_code == 201 and r.headers["x-path"] == "/cli"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
 
 
 def test_a_slow_client_holds_the_function_back(make):

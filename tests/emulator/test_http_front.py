@@ -294,3 +294,13 @@ def test_prelude_defaults_and_errors() -> None:
         parse_prelude(b'{"cookies": [1]}')
     with pytest.raises(PreludeError, match="no prelude separator"):
         PreludeReader().feed(b"x" * (64 * 1024 + 1))
+
+
+def test_a_result_an_api_cannot_map_is_that_api_s_error() -> None:
+    from runtime.emulator.function_url import failure_reply
+
+    rest = map_result(b'{"not": "a response"}', version="1.0", error=lambda: failure_reply("Api"))
+    assert (rest.status, rest.body) == (502, b'{"message": "Internal server error"}')
+    http_api = map_result(b'{"statusCode": 99}', error=lambda: failure_reply("HttpApi"))
+    assert (http_api.status, http_api.body) == (500, b'{"message":"Internal Server Error"}')
+    assert map_result(b"{bad json").status == 502  # a function URL's

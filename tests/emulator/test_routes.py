@@ -187,6 +187,7 @@ def test_routes_of_the_template() -> None:
     assert ("access-control-max-age", "600") in answer.headers
     assert table.describe() == [
         "GET /hello -> HelloFunction (HTTP API, payload 2.0)",
+        "ANY /files/{proxy+} -> HelloFunction (HTTP API, payload 2.0)",
         "GET /users/{id} -> UsersFunction (REST API, payload 1.0)",
     ]
 
@@ -286,3 +287,19 @@ def test_http_routes_pick_function_urls_by_host_then_api_routes() -> None:
 def _function(result: RouteMatch | Reply) -> str:
     assert isinstance(result, RouteMatch), result
     return result.function
+
+
+def test_a_single_function_is_a_catch_all_route() -> None:
+    from runtime.emulator.routes import HttpRoutes
+
+    url = HttpRoutes.single("fn")
+    found = url.resolve("PATCH", "/a/b", [("Host", "localhost:3000")])
+    assert isinstance(found, RouteMatch)
+    assert (found.function, found.route.kind, found.route_key) == ("fn", "FunctionUrl", "$default")
+    # Payload 1.0: a REST API's root and {proxy+} resources, as API Gateway's proxy setup.
+    rest = HttpRoutes.single("fn", "1.0")
+    root = rest.resolve("GET", "/")
+    deep = rest.resolve("DELETE", "/a/b%2Fc")
+    assert isinstance(root, RouteMatch) and isinstance(deep, RouteMatch)
+    assert (root.resource, root.path_parameters, root.stage) == ("/", None, "local")
+    assert (deep.resource, deep.path_parameters) == ("/{proxy+}", {"proxy": "a/b/c"})
