@@ -265,6 +265,9 @@ COMMANDS: dict[str, str] = {
     "python -m bench --charts-from bench/results/latest.json": RUN_HERE,
     "python -m bench --charts-from out/bench.json --charts-dir /tmp/img":
         "tests/bench/test_bench_charts.py (--charts-from with --charts-dir, as a real process)",
+    "lambda-runtime serve app.handler --task-root examples/streaming --http-port 8080": RUN_HERE,
+    "curl -N 'http://127.0.0.1:8080/countdown?from=5'": RUN_HERE,
+    "lambda-runtime invoke app.handler --task-root examples/snapstart --snap-start": RUN_HERE,
     "aws lambda invoke --function-name ZIP_OR_IMAGE_FUNCTION_NAME --cli-binary-format "
     "raw-in-base64-out --payload '{\"name\": \"AWS\"}' /dev/stdout": "not run: needs AWS",
 }
@@ -373,6 +376,19 @@ def test_observability_example_as_documented() -> None:
     assert '"_aws"' in err  # the EMF metrics line
 
 
+def test_snapstart_example_as_documented() -> None:
+    status, out, err = _run(
+        "lambda-runtime invoke app.handler --task-root examples/snapstart --snap-start"
+    )
+    assert status == 0, err
+    # The after-restore hooks ran once, in the restored environment, before the invoke.
+    assert json.loads(out)["restores"] == 1
+    assert err.index("RESTORE_START") < err.index("connection reopened after the restore")
+    assert err.index("RESTORE_REPORT Restore Duration:") < err.index("START RequestId:")
+    report = err[err.index("REPORT RequestId:") :]
+    assert "Restore Duration:" in report and "Init Duration" not in report
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -426,6 +442,22 @@ def test_serve_and_curl_as_documented() -> None:
         )
         assert status == 0, err
         assert json.loads(out)["message"] == "Hello, Ada!"
+    finally:
+        _stop(proc)
+
+
+def test_streaming_function_url_and_curl_as_documented() -> None:
+    proc, banner = _serve(
+        "lambda-runtime serve app.handler --task-root examples/streaming --http-port 8080",
+        "Function URL (payload 2.0):", (9000, 8080),
+    )
+    try:
+        assert "http://127.0.0.1:8080/" in banner
+        status, out, err = _run("curl -N 'http://127.0.0.1:8080/countdown?from=5'")
+        assert status == 0, err
+        ticks = [json.loads(line[6:]) for line in out.splitlines() if line.startswith('data: {"')]
+        assert [tick["remaining"] for tick in ticks] == [5, 4, 3, 2, 1]
+        assert out.rstrip().endswith("event: done\ndata: {}")
     finally:
         _stop(proc)
 
