@@ -260,6 +260,7 @@ class EmulatorCore:
         if self.layers is not None:
             self.layers.cleanup()
             self.layers = None
-        self.console.flush()
+        # (Bounded: a stderr nobody reads must not keep the emulator from stopping.)
+        self.console.close()
         if self.span_output is not None:
-            self.span_output.flush()
+            self.span_output.close()

@@ -205,7 +205,8 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
     from .app import EmulatorCore
     from .output import Console, stderr_stream
 
-    core = EmulatorCore(config, Console(None if quiet else stderr_stream))
+    console = Console(None if quiet else stderr_stream)
+    core = EmulatorCore(config, console)
     await core.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -235,7 +236,11 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
     try:
         await stop.wait()
     finally:
-        sys.stderr.write("lambda-runtime emulator: stopping\n")
+        if console.enabled:
+            # Through the console: a plain write would block on a stderr nobody reads.
+            console.line(b"lambda-runtime emulator: stopping")
+        else:
+            sys.stderr.write("lambda-runtime emulator: stopping\n")
         await core.stop()
     return EXIT_OK
 

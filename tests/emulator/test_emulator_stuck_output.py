@@ -1,0 +1,77 @@
+"""A stderr nobody reads never stops the emulator: output is dropped, and counted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+from emulator_support import HANDLERS, MARK, MARK_VAR, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_unread_stderr_does_not_block_the_emulator():
+    # The emulator's stderr is a pipe this test leaves unread until the end.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from runtime.cli import main; sys.exit(main())",
+            "serve",
+            "faults.flood",
+            "--task-root",
+            str(HANDLERS),
+            "--env",
+            f"{MARK_VAR}={MARK}",
+            "--port",
+            "0",
+            "--timeout",
+            "20",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stderr is not None
+    try:
+        banner = b""
+        while b"Invoke API:" not in banner:
+            line = proc.stderr.readline()
+            assert line, banner
+            banner += line
+        url = banner.split(b"Invoke API: ")[1].split(b"/2015-03-31")[0].decode()
+        path = "/2015-03-31/functions/function/invocations"
+        with httpx.Client(base_url=url, timeout=30) as client:
+            r = client.post(path, json={"mb": 50})
+            assert r.status_code == 200 and r.json() == {"flooded_mb": 50}
+            r = client.post(path, json={"mb": 1})
+            assert r.status_code == 200
+            # Now read: what was queued comes out, then the count of what was dropped.
+            seen = bytearray()
+            fd = proc.stderr.fileno()
+
+            def read() -> None:
+                while chunk := os.read(fd, 1 << 16):
+                    seen.extend(chunk)
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            assert client.post(path, json={"mb": 0}).status_code == 200
+            needle = b"bytes of function output dropped: stderr is not being read"
+            wait_for(lambda: needle in bytes(seen), "the dropped-output notice", timeout=20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        finally:
+            proc.kill()
+    reader.join(timeout=10)
+    assert proc.returncode == 0
+    dropped = int(bytes(seen).split(b" bytes of function output dropped")[0].split(b" ")[-1])
+    assert dropped > 40 << 20
