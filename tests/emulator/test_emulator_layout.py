@@ -61,3 +61,4 @@ def test_each_layer_imports_only_from_the_layers_below():
         for imported in _imports(module, with_type_only=False):
             if imported in rank:
                 assert rank[imported] < level, f"{module} imports {imported}"
+

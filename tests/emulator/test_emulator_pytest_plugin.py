@@ -18,10 +18,7 @@ def test_a_failing_test_shows_the_functions_log_in_its_report(tmp_path: Path) ->
     )
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     out = done.stdout
     assert done.returncode == 1, out + done.stderr
