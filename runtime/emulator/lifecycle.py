@@ -44,7 +44,7 @@ from .invocation import EVENT, Invocation
 from .logpump import LogPump
 from .memory import MIB, MemoryMonitor, ProcessTree
 from .output import Console
-from .process import RuntimeProcess
+from .process import RuntimeProcess, become_subreaper
 from .reports import PlatformLog, Report
 
 if TYPE_CHECKING:
@@ -121,6 +121,8 @@ class Lifecycle:
         )
         self._next_id = 1
         self._endings_changed = asyncio.Event()
+        # So that processes leaving their runtime's group stay findable (see .memory).
+        become_subreaper()
 
     @property
     def started(self) -> int:
@@ -251,7 +253,13 @@ class Lifecycle:
             self._reaped(env)
             return
         env.process = process
-        env.memory = ProcessTree(process.pid, lambda: self._over_limit(env))
+        tree = ProcessTree(
+            process.pid,
+            lambda: self._over_limit(env),
+            marker=f"AWS_LAMBDA_LOG_STREAM_NAME={env.log_stream}".encode(),
+        )
+        env.memory = tree
+        process.descendants = tree.collect
         env.output = LogPump(
             self.loop, process.out_fd, lambda lines: self._output_lines(env, lines)
         )
@@ -648,6 +656,10 @@ class Lifecycle:
         if env.server is not None:
             env.server.close()
             env.server = None
+        if env.output is not None:
+            # Everything of the environment is killed: what it wrote is read (an orphan that
+            # held the pipe open must not keep it, and its descriptor, alive).
+            env.output.close()
         self.processes.discard(env)
         env.exited.set()
 
