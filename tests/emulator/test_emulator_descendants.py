@@ -9,17 +9,9 @@ import sys
 from pathlib import Path
 
 from emulator_support import HANDLERS, MARK, MARK_VAR, marked_processes
+from test_emulator_lifecycle import _alive
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :].split()[0] != b"Z"
 
 
 def test_new_session_child_is_counted_and_limited(make):
