@@ -24,7 +24,7 @@ from .lifecycle import Lifecycle, Placement
 from .output import Console, stderr_stream
 from .runtime_api import RuntimeApi
 from .scheduler import Scheduler
-from .server import HttpServer
+from .server import HttpServer, invoke_server_limits
 
 T = TypeVar("T")
 
@@ -213,7 +213,9 @@ class EmulatorCore:
             self.scheduler = Scheduler(
                 config, make_lifecycle, on_event_done=self.on_event_done, on_ended=self.on_ended
             )
-            self.invoke_server = HttpServer(InvokeApi(config, self._get_scheduler))
+            self.invoke_server = HttpServer(
+                InvokeApi(config, self._get_scheduler), **invoke_server_limits(config.concurrency)
+            )
             await self.invoke_server.listen(config.host, config.port)
             if config.no_spawn:
                 await self._start_external()

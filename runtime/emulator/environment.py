@@ -55,7 +55,7 @@ class Environment:
         self.report_init = not external
         self.init_timer: asyncio.TimerHandle | None = None
         self.init_error: tuple[str, bytes] | None = None
-        self.start_error: OSError | None = None
+        self.start_error: Exception | None = None
         # True for the re-init Lambda runs inside an invoke after a failed init.
         self.suppressed = False
         self.has_extension = False

@@ -29,6 +29,7 @@ run by the modules named after them; this one decides what their events mean.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -224,34 +225,43 @@ class Lifecycle:
         return variables
 
     async def _start(self, env: Environment) -> None:
-        server = self.make_server(env)
+        """Start ``env``'s Runtime API listener and process. Whatever fails here (a command
+        that cannot run, descriptors or memory running out) fails the environment's init, so
+        the waiting invoke is answered and its concurrency slot freed."""
         try:
-            await server.listen("127.0.0.1", 0)
-        except OSError as exc:
-            env.start_error = exc
+            await self._start_environment(env)
+        except Exception as exc:
+            if env.process is not None and env.process.running:
+                # Started but not watched: it would never be reaped otherwise.
+                env.process.abandon()
+            self._start_failed(env, exc)
+
+    def _start_failed(self, env: Environment, exc: Exception) -> None:
+        env.start_error = exc
+        if env.exited.is_set():
+            return
+        self.retire(env)
+        self._init_failed(env)
+        self._reaped(env)
+
+    async def _start_environment(self, env: Environment) -> None:
+        server = self.make_server(env)
+        env.server = server
+        await server.listen("127.0.0.1", 0)
         if self.closing or (env.state == DEAD and env.pending is None):
-            server.close()
             self._reaped(env)
             return
-        env.server = server
         env.address = f"127.0.0.1:{server.port}"
-        if env.init_timed_out or env.start_error is not None:
+        if env.init_timed_out:
             self.retire(env)
             self._init_failed(env)
             self._reaped(env)
             return
         phase = "invoke" if env.suppressed else "init"
         self.log_line(env, env.pending, self.platform.init_start(phase=phase))
-        try:
-            process = RuntimeProcess.spawn(
-                self.config.command(), cwd=self.config.task_root, env=self.runtime_env(env)
-            )
-        except OSError as exc:
-            env.start_error = exc
-            self.retire(env)
-            self._init_failed(env)
-            self._reaped(env)
-            return
+        process = RuntimeProcess.spawn(
+            self.config.command(), cwd=self.config.task_root, env=self.runtime_env(env)
+        )
         env.process = process
         tree = ProcessTree(
             process.pid,
@@ -318,7 +328,7 @@ class Lifecycle:
         elif env.init_error is not None:
             status, error_type = "error", env.init_error[0]
         elif env.start_error is not None:
-            status, error_type = "error", "Runtime.InvalidEntrypoint"
+            status, error_type = "error", _start_error_type(env.start_error)
         elif env.oom:
             status, error_type = "error", "Runtime.OutOfMemory"
         else:
@@ -327,7 +337,12 @@ class Lifecycle:
         self.log_line(env, inv, self.platform.init_report(duration_ms, phase, status, error_type))
         if inv is None or inv.done:
             return
-        if not env.suppressed and not env.external and not self.closing:
+        if (
+            not env.suppressed
+            and not env.external
+            and not self.closing
+            and error_type != SERVICE_EXCEPTION
+        ):
             # Lambda's "suppressed init": init again, inside the invoke and its timeout.
             inv.invoke_start = now
             self.spawn(inv, suppressed=True)
@@ -346,16 +361,30 @@ class Lifecycle:
             if env.init_error is not None:
                 payload = reports.error_payload_from_runtime(env.init_error[0], env.init_error[1])
             elif env.start_error is not None:
-                payload = reports.error_payload(
-                    error_type,
-                    f"RequestId: {request_id} Error: fork/exec {self.config.command()[0]}: "
-                    f"{(env.start_error.strerror or str(env.start_error)).lower()}",
-                )
+                payload = self._start_error_payload(request_id, error_type, env.start_error)
             else:
                 payload = reports.exit_payload(request_id, error_type, env.returncode or 0)
             report_status = "error"
             self._log_error_lines(env, inv, payload, error_type)
         self._finish_failed(env, inv, payload, error_type, report_status)
+
+    def _start_error_payload(self, request_id: str, error_type: str, exc: Exception) -> bytes:
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or repr(exc)
+        if error_type != SERVICE_EXCEPTION:
+            # As Lambda words a bootstrap it cannot run.
+            return reports.error_payload(
+                error_type,
+                f"RequestId: {request_id} Error: fork/exec {self.config.command()[0]}: "
+                f"{reason.lower()}",
+            )
+        hint = ""
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            hint = " (raise the limit with ulimit -n, or close idle connections)"
+        return reports.error_payload(
+            SERVICE_EXCEPTION,
+            f"RequestId: {request_id} Error: the emulator could not start an execution "
+            f"environment: {reason}{hint}",
+        )
 
     # ------------------------------------------------------------------ invokes
 
@@ -733,6 +762,19 @@ class Lifecycle:
                 await asyncio.wait_for(self._endings_changed.wait(), left)
             except asyncio.TimeoutError:
                 return
+
+
+# Errors starting a runtime that are the function's command's fault (Lambda's
+# Runtime.InvalidEntrypoint); any other failure to start an environment is the emulator's
+# (descriptors or memory exhausted, ...): a ServiceException, answered with status 500.
+_COMMAND_ERRORS = frozenset((errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.EPERM))
+SERVICE_EXCEPTION = "ServiceException"
+
+
+def _start_error_type(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.errno in _COMMAND_ERRORS:
+        return "Runtime.InvalidEntrypoint"
+    return SERVICE_EXCEPTION
 
 
 _REQUEST_ID = protocol.REQUEST_ID_HEADER.encode()
