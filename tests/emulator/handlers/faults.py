@@ -8,7 +8,29 @@ import sys
 import threading
 import time
 
-import orjson  # noqa: F401  (the runtime's own dependency: present wherever it runs)
+
+def _init_fault() -> None:
+    """With FAULT_INIT=hang|raise, the first FAULT_INIT_TIMES inits (counted in the file
+    FAULT_COUNTER) hang or raise; later ones succeed, so the next invoke can succeed."""
+    kind = os.environ.get("FAULT_INIT")
+    if not kind:
+        return
+    counter = os.environ["FAULT_COUNTER"]
+    try:
+        with open(counter) as f:
+            done = int(f.read() or 0)
+    except FileNotFoundError:
+        done = 0
+    if done >= int(os.environ.get("FAULT_INIT_TIMES", "2")):
+        return
+    with open(counter, "w") as f:
+        f.write(str(done + 1))
+    if kind == "hang":
+        time.sleep(300)
+    raise RuntimeError("fault: init raised")
+
+
+_init_fault()
 
 
 def ok(event, context):
@@ -111,3 +133,28 @@ def drop_connection(event, context):
         if target.startswith("socket:"):
             os.close(int(name))
     return {"dropped": True}
+
+
+def handler(event, context):
+    """Every fault by name (``{"fault": NAME}``); no fault: a plain success."""
+    fault = event.get("fault") if isinstance(event, dict) else None
+    if not fault:
+        return {"ok": True, "pid": os.getpid()}
+    return FAULTS[fault](event, context)
+
+
+FAULTS = {
+    "raise": raise_,
+    "unserialisable": unserialisable,
+    "exit": exit_,
+    "sigkill": sigkill,
+    "sigsegv": sigsegv,
+    "busy": busy,
+    "sleep": sleep,
+    "hog": hog,
+    "escape": escape,
+    "close_stdio": close_stdio,
+    "flood": flood,
+    "linger": linger,
+    "drop_connection": drop_connection,
+}
