@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import resource
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
-from emulator_support import HANDLERS, MARK, MARK_VAR
+from emulator_support import serve_process
 
 from runtime.emulator.server import HttpServer, Request
 
-REPO = Path(__file__).resolve().parents[2]
 PATH = "/2015-03-31/functions/function/invocations"
 
 
@@ -32,39 +27,17 @@ def test_idle_connections_cannot_starve_the_emulator(loop):
     def low_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from runtime.cli import main; sys.exit(main())",
-            "serve",
-            "faults.ok",
-            "--task-root",
-            str(HANDLERS),
-            "--env",
-            f"{MARK_VAR}={MARK}",
-            "--port",
-            "0",
-            "--concurrency",
-            "1",
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
+    proc, url = serve_process(
+        "faults.ok",
+        "--concurrency",
+        "1",
+        env={"LAMBDA_EMULATOR_LOOP": loop},
         preexec_fn=low_limit,
-        env={**os.environ, "PYTHONPATH": str(REPO), "LAMBDA_EMULATOR_LOOP": loop},
     )
-    assert proc.stderr is not None
     idle: list[socket.socket] = []
     try:
-        banner = b""
-        while b"Invoke API:" not in banner:
-            line = proc.stderr.readline()
-            assert line, banner
-            banner += line
-        match = re.search(rb"http://([0-9.]+):(\d+)/", banner)
-        assert match is not None
-        address = (match.group(1).decode(), int(match.group(2)))
-        url = f"http://{address[0]}:{address[1]}"
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        address = (host, int(port))
         for _ in range(150):
             idle.append(socket.create_connection(address))
         time.sleep(0.5)

@@ -4,48 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import httpx
-from emulator_support import HANDLERS, MARK, MARK_VAR, wait_for
-
-REPO = Path(__file__).resolve().parents[2]
+from emulator_support import serve_process, wait_for
 
 
 def test_unread_stderr_does_not_block_the_emulator():
     # The emulator's stderr is a pipe this test leaves unread until the end.
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from runtime.cli import main; sys.exit(main())",
-            "serve",
-            "faults.flood",
-            "--task-root",
-            str(HANDLERS),
-            "--env",
-            f"{MARK_VAR}={MARK}",
-            "--port",
-            "0",
-            "--timeout",
-            "20",
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc, url = serve_process("faults.flood", "--timeout", "20")
     assert proc.stderr is not None
     try:
-        banner = b""
-        while b"Invoke API:" not in banner:
-            line = proc.stderr.readline()
-            assert line, banner
-            banner += line
-        url = banner.split(b"Invoke API: ")[1].split(b"/2015-03-31")[0].decode()
         path = "/2015-03-31/functions/function/invocations"
         with httpx.Client(base_url=url, timeout=30) as client:
             r = client.post(path, json={"mb": 50})
