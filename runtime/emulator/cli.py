@@ -34,7 +34,8 @@ from .config import (
 
 # Variable names whose values are secrets: *TOKEN*, *SECRET*, *PASSWORD*, *KEY*, *_PAT, *_AUTH...
 _SECRET = re.compile(
-    r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|KEY|_PAT$|^PAT_|AUTH", re.IGNORECASE
+    r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|KEY|AUTHORIZATION|(^|_)(PAT|AUTH)(_|$)",
+    re.IGNORECASE,
 )
 # A value holding a URL with credentials in it (user:password@ or a query string).
 _URL_WITH_SECRETS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*@|[^?#]*\?)")

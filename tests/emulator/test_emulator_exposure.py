@@ -30,6 +30,8 @@ def test_no_spawn_banner_shows_no_secret():
         f"{MARK_VAR}={MARK}",
         "--env",
         "PLAIN_URL=https://example.com/path",
+        "--env",
+        "AUTHOR=Ada",
         *env_args,
         "--no-spawn",
         "--runtime-api",
@@ -42,6 +44,7 @@ def test_no_spawn_banner_shows_no_secret():
             assert secret not in banner, banner
         # What is not secret stays usable; what is redacted still says where it points.
         assert "export PLAIN_URL=https://example.com/path" in banner
+        assert "export AUTHOR=Ada" in banner
         assert "# DATABASE_URL=postgres://***@db.internal:5432/app" in banner
         assert "# WEBHOOK=https://hooks.example.com/x?sig=***&v=***" in banner
         assert "# GITHUB_PAT: from --env, not shown" in banner
