@@ -44,3 +44,19 @@ def test_unread_stderr_does_not_block_the_emulator():
     assert proc.returncode == 0
     dropped = int(bytes(seen).split(b" bytes of function output dropped")[0].split(b" ")[-1])
     assert dropped > 40 << 20
+
+
+def test_sigterm_stops_the_emulator_while_stderr_is_unread():
+    proc, url = serve_process("faults.flood", "--timeout", "20")
+    try:
+        path = "/2015-03-31/functions/function/invocations"
+        r = httpx.post(url + path, json={"mb": 20}, timeout=30)
+        assert r.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        # Never read: the emulator must stop all the same (a bounded wait for the reader).
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
