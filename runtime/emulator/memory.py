@@ -82,6 +82,14 @@ def has_marker(pid: int, marker: bytes) -> bool:
     return marker in environ.split(b"\0")
 
 
+def _zombie_child_of(pid: int, parent: int) -> bool:
+    data = _read_small(f"/proc/{pid}/stat")
+    if not data:
+        return False
+    fields = data[data.rfind(b")") + 2 :].split()
+    return len(fields) > 1 and fields[0] == b"Z" and fields[1] == str(parent).encode()
+
+
 def _all_pids() -> set[int]:
     try:
         return {int(name) for name in os.listdir("/proc") if name.isdigit()}
@@ -147,8 +155,11 @@ class ProcessTree:
             if pid not in members:
                 members.add(pid)
                 roots.extend(children.get(pid, ()))
-        # The leader may be a zombie by now; it stays a member until it is reaped.
+        # The leader may be a zombie by now; it stays a member until it is reaped. So do
+        # members that exited as orphans of the emulator: they wait for it to reap them.
         members.add(self.leader)
+        me = os.getpid()
+        members.update(pid for pid in self.members - members if _zombie_child_of(pid, me))
         self.members = members
         return members
 

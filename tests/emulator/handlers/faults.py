@@ -158,3 +158,23 @@ FAULTS = {
     "linger": linger,
     "drop_connection": drop_connection,
 }
+
+
+def daemonize(event, context):
+    """Double fork: a grandchild in its own session, orphaned at once, exiting after a moment."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        grandchild = os.fork()
+        if grandchild == 0:
+            time.sleep(event.get("seconds", 0.2))
+            os._exit(0)
+        os.write(write_end, str(grandchild).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(write_end)
+    grandchild = int(os.read(read_end, 32))
+    os.close(read_end)
+    time.sleep(event.get("hold", 0))
+    return {"grandchild": grandchild}
