@@ -26,7 +26,7 @@ from .lifecycle import Lifecycle, Placement
 from .output import Console, TaggedConsole, stderr_stream
 from .runtime_api import RuntimeApi
 from .scheduler import Scheduler
-from .server import HttpServer
+from .server import HttpServer, invoke_server_limits
 
 if TYPE_CHECKING:
     from .otel import SpanConsole
@@ -286,8 +286,11 @@ class EmulatorCore:
             if self.template is None:
                 # One function: its layers are checked (and unpacked) before serving.
                 self.functions.scheduler(self.functions.default)
+            # Descriptors held back for every environment any function may start.
+            slots = sum(fn.config.concurrency for fn in self.functions)
             self.invoke_server = HttpServer(
-                InvokeApi(config, self._get_scheduler, functions=self.functions)
+                InvokeApi(config, self._get_scheduler, functions=self.functions),
+                **invoke_server_limits(slots),
             )
             await self.invoke_server.listen(config.host, config.port)
             if self.http_routes is not None and config.http_port is not None:
@@ -344,6 +347,7 @@ class EmulatorCore:
             if fn.layers is not None:
                 fn.layers.cleanup()
                 fn.layers = None
-        self.console.flush()
+        # (Bounded: a stderr nobody reads must not keep the emulator from stopping.)
+        self.console.close()
         if self.span_output is not None:
-            self.span_output.flush()
+            self.span_output.close()

@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from runtime import protocol
 
 from .app import run
@@ -35,7 +33,13 @@ from .config import (
     parse_env_file,
 )
 
-_SECRET = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|_KEY", re.IGNORECASE)
+# Variable names whose values are secrets: *TOKEN*, *SECRET*, *PASSWORD*, *KEY*, *_PAT, *_AUTH...
+_SECRET = re.compile(
+    r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|KEY|AUTHORIZATION|(^|_)(PAT|AUTH)(_|$)",
+    re.IGNORECASE,
+)
+# A value holding a URL with credentials in it (user:password@ or a query string).
+_URL_WITH_SECRETS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*@|[^?#]*\?)")
 
 EXIT_OK = 0
 EXIT_FUNCTION_ERROR = 1
@@ -163,11 +167,13 @@ def main(argv: list[str]) -> int:
             if getattr(args, "runtime_api", None) and not getattr(args, "no_spawn", False):
                 raise ConfigError("--runtime-api only applies with --no-spawn")
             config = _config(args)
+            _warn_exposure(config.host)
             return run(_serve(config, quiet=args.quiet))
         if not args.handler:
             raise ConfigError("HANDLER is required (for example app.handler)")
         event = _read_event(args.event)
         config = _config(args)
+        _warn_exposure(config.host)
         return run(_invoke(config, event, quiet=args.quiet, tail=args.tail))
     except ConfigError as exc:
         sys.stderr.write(f"lambda-runtime {command}: {exc}\n")
@@ -175,6 +181,13 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         sys.stderr.write(f"lambda-runtime {command}: {exc}\n")
         return EXIT_USAGE
+
+
+def _warn_exposure(host: str) -> None:
+    warning = _exposure_warning(host)
+    if warning is not None:
+        sys.stderr.write(warning)
+        sys.stderr.flush()
 
 
 def _read_event(value: str) -> bytes:
@@ -187,11 +200,14 @@ def _read_event(value: str) -> bytes:
     else:
         data = value.encode()
         source = "--event"
+    from runtime.errors import LambdaError
+    from runtime.marshal import decode_event
+
     try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
+        decode_event(data, None)  # what json.loads accepts, as the Invoke API does
+    except LambdaError as exc:
         hint = "" if source != "--event" else " (not a file, - or valid JSON)"
-        raise ConfigError(f"--event: {source} is not valid JSON{hint}: {exc}") from None
+        raise ConfigError(f"--event: {source} is not valid JSON{hint}: {exc.message}") from None
     return data
 
 
@@ -199,7 +215,8 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
     from .app import EmulatorCore
     from .output import Console, stderr_stream
 
-    core = EmulatorCore(config, Console(None if quiet else stderr_stream))
+    console = Console(None if quiet else stderr_stream)
+    core = EmulatorCore(config, console)
     await core.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -234,12 +251,7 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
             f"Runtime API: {core.runtime_api_address} (--no-spawn: start the runtime "
             "yourself with this environment)"
         )
-        for key, value in sorted(core.external_env_vars().items()):
-            if key in config.env and _SECRET.search(key):
-                # Secrets the user passed stay out of the terminal (and of CI logs).
-                lines.append(f"  # {key}: from --env, not shown")
-            else:
-                lines.append(f"  export {key}={_shell_quote(value)}")
+        lines.extend(_export_lines(core.external_env_vars(), frozenset(config.env)))
     sys.stderr.write("\n".join(lines) + "\n")
     sys.stderr.flush()
     return await _serve_until_stopped(core, stop)
@@ -249,7 +261,11 @@ async def _serve_until_stopped(core: EmulatorCore, stop: asyncio.Event) -> int:
     try:
         await stop.wait()
     finally:
-        sys.stderr.write("lambda-runtime emulator: stopping\n")
+        if core.console.enabled:
+            # Through the console: a plain write would block on a stderr nobody reads.
+            core.console.line(b"lambda-runtime emulator: stopping")
+        else:
+            sys.stderr.write("lambda-runtime emulator: stopping\n")
         await core.stop()
     return EXIT_OK
 
@@ -276,6 +292,42 @@ def _template_lines(core: EmulatorCore) -> list[str]:
         lines.extend(core.http_routes.describe(core.http_url))
     lines.extend(f"note: {note}" for note in template.notes)
     return lines
+
+
+def _export_lines(variables: dict[str, str], user_keys: frozenset[str]) -> list[str]:
+    """The ``export`` lines of the --no-spawn banner. Secrets the user passed stay out of the
+    terminal (and of CI logs): a value under a secret-sounding name is not shown at all, a URL
+    with credentials is shown redacted and commented out (it would not work as shown)."""
+    from runtime.config import redact_url
+
+    lines = []
+    for key, value in sorted(variables.items()):
+        if key in user_keys and _SECRET.search(key):
+            lines.append(f"  # {key}: from --env, not shown")
+        elif _URL_WITH_SECRETS.match(value.strip()):
+            lines.append(f"  # {key}={redact_url(value)} (from --env, credentials not shown)")
+        else:
+            lines.append(f"  export {key}={_shell_quote(value)}")
+    return lines
+
+
+def _exposure_warning(host: str) -> str | None:
+    """A warning when the Invoke API listens beyond this machine, else None."""
+    import ipaddress
+
+    name = host.strip("[]")
+    try:
+        loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    where = "every network interface" if name in ("", "0.0.0.0", "::") else name
+    return (
+        f"lambda-runtime: warning: --host {host}: the Invoke API listens on {where}, without "
+        "authentication: anyone who can reach this port can invoke the function, with its "
+        "environment variables and --env secrets (use 127.0.0.1 unless you mean it)\n"
+    )
 
 
 def _shell_quote(value: str) -> str:

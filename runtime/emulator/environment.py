@@ -67,7 +67,7 @@ class Environment:
         self.restore_start = 0.0
         self.restore_duration_ms: float | None = None
         self.restore_error: tuple[str, bytes] | None = None
-        self.start_error: OSError | None = None
+        self.start_error: Exception | None = None
         # True for the re-init Lambda runs inside an invoke after a failed init.
         self.suppressed = False
         self.has_extension = False

@@ -300,7 +300,7 @@ class InvokeApi:
 
     def _respond(self, req: Request, inv: Invocation, tail: bool) -> None:
         if inv.error_type == "ServiceException":
-            _api_error(req, 503, "ServiceException", "The emulator is shutting down")
+            _service_error(req, inv)
             return
         api_failure = _API_FAILURES.get(inv.error_type or "")
         if api_failure is not None:
@@ -402,6 +402,17 @@ def _api_error(
         ],
         api_error(code, message, service=status >= 500, **extra),
     )
+
+
+def _service_error(req: Request, inv: Invocation) -> None:
+    """The emulator, not the function, failed the invoke: 503 while stopping, else 500 (an
+    environment that could not be started), with the reason."""
+    try:
+        message = str(orjson.loads(inv.payload)["errorMessage"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = "The emulator is shutting down"
+    status = 503 if message == "The emulator is shutting down" else 500
+    _api_error(req, status, "ServiceException", message)
 
 
 def _decode_client_context(raw: bytes) -> str | None:

@@ -35,6 +35,7 @@ run by the modules named after them; this one decides what their events mean.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -51,7 +52,7 @@ from .invocation import EVENT, Invocation
 from .logpump import LogPump
 from .memory import MIB, MemoryMonitor, ProcessTree
 from .output import Console
-from .process import RuntimeProcess
+from .process import RuntimeProcess, become_subreaper
 from .reports import PlatformLog, Report
 
 if TYPE_CHECKING:
@@ -135,6 +136,8 @@ class Lifecycle:
         # Slots other than the leader get ids of their own, apart from the environments'.
         self._next_slot_id = 1_000_000
         self._endings_changed = asyncio.Event()
+        # So that processes leaving their runtime's group stay findable (see .memory).
+        become_subreaper()
 
     @property
     def started(self) -> int:
@@ -304,36 +307,51 @@ class Lifecycle:
         return SNAP_START if self.config.snap_start else "on-demand"
 
     async def _start(self, env: Environment) -> None:
-        server = self.make_server(env)
+        """Start ``env``'s Runtime API listener and process. Whatever fails here (a command
+        that cannot run, descriptors or memory running out) fails the environment's init, so
+        the waiting invoke is answered and its concurrency slot freed."""
         try:
-            await server.listen("127.0.0.1", 0)
-        except OSError as exc:
-            env.start_error = exc
+            await self._start_environment(env)
+        except Exception as exc:
+            if env.process is not None and env.process.running:
+                # Started but not watched: it would never be reaped otherwise.
+                env.process.abandon()
+            self._start_failed(env, exc)
+
+    def _start_failed(self, env: Environment, exc: Exception) -> None:
+        env.start_error = exc
+        if env.exited.is_set():
+            return
+        self.retire(env)
+        self._init_failed(env)
+        self._reaped(env)
+
+    async def _start_environment(self, env: Environment) -> None:
+        server = self.make_server(env)
+        env.server = server
+        await server.listen("127.0.0.1", 0)
         if self.closing or (env.state == DEAD and env.pending is None):
-            server.close()
             self._reaped(env)
             return
-        env.server = server
         env.address = f"127.0.0.1:{server.port}"
-        if env.init_timed_out or env.start_error is not None:
+        if env.init_timed_out:
             self.retire(env)
             self._init_failed(env)
             self._reaped(env)
             return
         phase = "invoke" if env.suppressed else "init"
         self.log_line(env, env.pending, self.platform.init_start(self.init_type, phase))
-        try:
-            process = RuntimeProcess.spawn(
-                self.config.command(), cwd=self.config.task_root, env=self.runtime_env(env)
-            )
-        except OSError as exc:
-            env.start_error = exc
-            self.retire(env)
-            self._init_failed(env)
-            self._reaped(env)
-            return
+        process = RuntimeProcess.spawn(
+            self.config.command(), cwd=self.config.task_root, env=self.runtime_env(env)
+        )
         env.process = process
-        env.memory = ProcessTree(process.pid, lambda: self._over_limit(env))
+        tree = ProcessTree(
+            process.pid,
+            lambda: self._over_limit(env),
+            marker=f"AWS_LAMBDA_LOG_STREAM_NAME={env.log_stream}".encode(),
+        )
+        env.memory = tree
+        process.descendants = tree.collect
         env.output = LogPump(
             self.loop, process.out_fd, lambda lines: self._output_lines(env, lines)
         )
@@ -398,8 +416,15 @@ class Lifecycle:
         self.log_line(env, inv, report)
         if inv is None or inv.done:
             return
-        # (Not for SnapStart: its init runs when the version is published, and fails it.)
-        retry = not (env.suppressed or env.external or self.closing or self.config.snap_start)
+        # (Not for SnapStart: its init runs when the version is published, and fails it. Nor
+        # when the emulator itself could not start it: a second try would fail the same way.)
+        retry = not (
+            env.suppressed
+            or env.external
+            or self.closing
+            or self.config.snap_start
+            or error_type == SERVICE_EXCEPTION
+        )
         if retry:
             # Lambda's "suppressed init": init again, inside the invoke and its timeout.
             inv.invoke_start = now
@@ -419,11 +444,7 @@ class Lifecycle:
             if env.init_error is not None:
                 payload = reports.error_payload_from_runtime(env.init_error[0], env.init_error[1])
             elif env.start_error is not None:
-                payload = reports.error_payload(
-                    error_type,
-                    f"RequestId: {request_id} Error: fork/exec {self.config.command()[0]}: "
-                    f"{(env.start_error.strerror or str(env.start_error)).lower()}",
-                )
+                payload = self._start_error_payload(request_id, error_type, env.start_error)
             else:
                 payload = reports.exit_payload(request_id, error_type, env.returncode or 0)
             report_status = "error"
@@ -520,6 +541,23 @@ class Lifecycle:
             description = reports.exit_description(returncode)
             line = f"RequestId: {inv.request_id} Error: Runtime exited with error: {description}"
             self.log_line(env, inv, line.encode())
+    def _start_error_payload(self, request_id: str, error_type: str, exc: Exception) -> bytes:
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or repr(exc)
+        if error_type != SERVICE_EXCEPTION:
+            # As Lambda words a bootstrap it cannot run.
+            return reports.error_payload(
+                error_type,
+                f"RequestId: {request_id} Error: fork/exec {self.config.command()[0]}: "
+                f"{reason.lower()}",
+            )
+        hint = ""
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            hint = " (raise the limit with ulimit -n, or close idle connections)"
+        return reports.error_payload(
+            SERVICE_EXCEPTION,
+            f"RequestId: {request_id} Error: the emulator could not start an execution "
+            f"environment: {reason}{hint}",
+        )
 
     # ------------------------------------------------------------------ invokes
 
@@ -838,6 +876,10 @@ class Lifecycle:
         if env.server is not None:
             env.server.close()
             env.server = None
+        if env.output is not None:
+            # Everything of the environment is killed: what it wrote is read (an orphan that
+            # held the pipe open must not keep it, and its descriptor, alive).
+            env.output.close()
         self.processes.discard(env)
         if self.closing and env.shared and env.output is not None:
             # Other processes of its group (forked workers) may hold the pipe a moment longer
@@ -937,10 +979,21 @@ def _failure(env: Environment, posted: tuple[str, bytes] | None) -> tuple[str, s
     if posted is not None:
         return "error", posted[0]
     if env.start_error is not None:
-        return "error", "Runtime.InvalidEntrypoint"
+        return "error", _start_error_type(env.start_error)
     if env.oom:
         return "error", "Runtime.OutOfMemory"
     return "error", "Runtime.ExitError"
+# Errors starting a runtime that are the function's command's fault (Lambda's
+# Runtime.InvalidEntrypoint); any other failure to start an environment is the emulator's
+# (descriptors or memory exhausted, ...): a ServiceException, answered with status 500.
+_COMMAND_ERRORS = frozenset((errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.EPERM))
+SERVICE_EXCEPTION = "ServiceException"
+
+
+def _start_error_type(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.errno in _COMMAND_ERRORS:
+        return "Runtime.InvalidEntrypoint"
+    return SERVICE_EXCEPTION
 
 
 _REQUEST_ID = protocol.REQUEST_ID_HEADER.encode()

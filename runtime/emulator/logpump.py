@@ -13,6 +13,9 @@ from collections.abc import Callable
 
 _READ = 65536
 _MAX_LINE = 256 * 1024
+# Read at most this much per turn of the event loop: a runtime that writes without pause must
+# not keep the loop (answers, timeouts, signals) waiting; the rest is read on the next turn.
+_MAX_PER_TURN = 1 << 20
 
 
 class LogPump:
@@ -31,12 +34,13 @@ class LogPump:
     def open(self) -> bool:
         return self.fd >= 0
 
-    def read(self) -> None:
-        """Read what is there, without blocking; complete lines go to the sink."""
+    def read(self, budget: int = _MAX_PER_TURN) -> None:
+        """Read what is there (up to ``budget`` bytes), without blocking; complete lines go to
+        the sink."""
         fd = self.fd
         if fd < 0:
             return
-        while True:
+        while budget > 0:
             try:
                 data = os.read(fd, _READ)
             except BlockingIOError:
@@ -46,6 +50,7 @@ class LogPump:
             if not data:
                 self.close()
                 return
+            budget -= len(data)
             buf = self._partial + data if self._partial else data
             if b"\n" not in buf:
                 if len(buf) > _MAX_LINE:
@@ -63,7 +68,8 @@ class LogPump:
     def drain(self) -> None:
         """Everything written so far, the unterminated last line included, goes to the sink
         now (before the runtime's latest message to the emulator is acted on)."""
-        self.read()
+        # (No budget: what is in the pipe is at most its size, and all of it is needed now.)
+        self.read(budget=1 << 62)
         self._flush_partial()
 
     def close(self) -> None:

@@ -8,6 +8,13 @@ because listing ``/proc`` costs far more than reading a few ``statm`` files. Goi
 calls the tree's ``on_over_limit`` (the environment is then killed with
 ``Runtime.OutOfMemory``). Peaks shorter than the interval can be missed.
 
+A process that leaves the group (``start_new_session=True``, a daemonizing tool) still belongs
+to its tree: members are also found by parent pid, and the emulator is a child subreaper
+(:func:`runtime.emulator.process.become_subreaper`), so an orphan is re-parented to it rather
+than to init; such an orphan is attributed by the environment's marker in its environment
+(its ``AWS_LAMBDA_LOG_STREAM_NAME``, unique per environment and inherited by descendants).
+:meth:`ProcessTree.collect` rebuilds the whole tree from ``/proc`` before it is killed.
+
 This module knows nothing of environments or invokes: its callers say which trees to watch.
 """
 
@@ -48,23 +55,55 @@ def rss_bytes(pid: int) -> int | None:
         return None
 
 
-def process_group(pid: int) -> int | None:
+def parent_and_group(pid: int) -> tuple[int, int] | None:
+    """``(ppid, pgid)`` of a live process; None when it is gone or a zombie."""
     data = _read_small(f"/proc/{pid}/stat")
     if not data:
         return None
     # The command name may contain spaces and parentheses: fields start after the last ')'.
     fields = data[data.rfind(b")") + 2 :].split()
     try:
-        return int(fields[2])
+        if fields[0] == b"Z":
+            return None
+        return int(fields[1]), int(fields[2])
     except (IndexError, ValueError):
         return None
+
+
+def has_marker(pid: int, marker: bytes) -> bool:
+    """Whether ``marker`` (``NAME=value``) is one of the process's environment variables."""
+    if not marker:
+        return False
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environ = f.read(1 << 20)
+    except OSError:
+        return False
+    return marker in environ.split(b"\0")
+
+
+def _zombie_child_of(pid: int, parent: int) -> bool:
+    data = _read_small(f"/proc/{pid}/stat")
+    if not data:
+        return False
+    fields = data[data.rfind(b")") + 2 :].split()
+    return len(fields) > 1 and fields[0] == b"Z" and fields[1] == str(parent).encode()
+
+
+def _all_pids() -> set[int]:
+    try:
+        return {int(name) for name in os.listdir("/proc") if name.isdigit()}
+    except OSError:
+        return set()
 
 
 class ProcessTree:
     """The processes of one process group (led by ``leader``) and their peak resident set."""
 
-    def __init__(self, leader: int, on_over_limit: Callable[[], None]) -> None:
+    def __init__(self, leader: int, on_over_limit: Callable[[], None], marker: bytes = b"") -> None:
         self.leader = leader
+        # ``NAME=value`` in the environment of every process of this tree (see module doc).
+        self.marker = marker
         self.members = {leader}
         self.peak_rss = 0
         self.on_over_limit = on_over_limit
@@ -88,6 +127,41 @@ class ProcessTree:
         if total > self.peak_rss:
             self.peak_rss = total
         return total
+
+    def owns_orphan(self, pid: int, parent: int) -> bool:
+        """Whether ``pid``, whose parent is ``parent``, is an orphan of this tree re-parented
+        to the emulator (or to init, without a subreaper)."""
+        return parent in (os.getpid(), 1) and pid != self.leader and has_marker(pid, self.marker)
+
+    def collect(self) -> set[int]:
+        """Every live process of the tree now, from a full ``/proc`` scan (before a kill): the
+        group, everything descending from a member, and the orphans bearing its marker."""
+        procs: dict[int, tuple[int, int]] = {}
+        for pid in _all_pids():
+            found = parent_and_group(pid)
+            if found is not None:
+                procs[pid] = found
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _) in procs.items():
+            children.setdefault(parent, []).append(pid)
+        roots = [
+            pid
+            for pid, (parent, group) in procs.items()
+            if pid == self.leader or group == self.leader or self.owns_orphan(pid, parent)
+        ]
+        members: set[int] = set()
+        while roots:
+            pid = roots.pop()
+            if pid not in members:
+                members.add(pid)
+                roots.extend(children.get(pid, ()))
+        # The leader may be a zombie by now; it stays a member until it is reaped. So do
+        # members that exited as orphans of the emulator: they wait for it to reap them.
+        members.add(self.leader)
+        me = os.getpid()
+        members.update(pid for pid in self.members - members if _zombie_child_of(pid, me))
+        self.members = members
+        return members
 
 
 class MemoryMonitor:
@@ -168,16 +242,22 @@ class MemoryMonitor:
             tree.on_over_limit()
 
     def _discover(self, live: list[ProcessTree]) -> None:
-        try:
-            pids = {int(name) for name in os.listdir("/proc") if name.isdigit()}
-        except OSError:
-            return
+        pids = _all_pids()
         new = pids - self._known_pids
         self._known_pids = pids
         if not new:
             return
         groups = {tree.leader: tree for tree in live}
-        for pid in new:
-            pgid = process_group(pid)
-            if pgid is not None and pgid in groups:
-                groups[pgid].members.add(pid)
+        owner = {pid: tree for tree in live for pid in tree.members}
+        # Ascending pids: a parent is usually seen before its children.
+        for pid in sorted(new):
+            found = parent_and_group(pid)
+            if found is None:
+                continue
+            parent, group = found
+            tree = groups.get(group) or owner.get(parent)
+            if tree is None:
+                tree = next((t for t in live if t.owns_orphan(pid, parent)), None)
+            if tree is not None:
+                tree.members.add(pid)
+                owner[pid] = tree

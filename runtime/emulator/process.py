@@ -6,6 +6,11 @@ started die with it. The exit is noticed through a pidfd registered with the eve
 polling on kernels without pidfds), and the group is killed before the leader is reaped so the
 group id cannot be reused in between.
 
+Processes that leave the group (a new session) are signalled one by one: the caller passes
+them as ``descendants`` (found by :meth:`runtime.emulator.memory.ProcessTree.collect`); the
+emulator is a child subreaper (:func:`become_subreaper`), so such orphans become its children
+and are reaped here once killed.
+
 This module knows nothing of invokes or environments: it only runs and stops processes.
 """
 
@@ -16,10 +21,53 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 _POLL_EXIT = 0.05
+_PR_SET_CHILD_SUBREAPER = 36
+# How long killing waits for killed orphans to exit before reaping them.
+_ORPHAN_REAP_WAIT = 1.0
+Descendants = Callable[[], Iterable[int]]
+
+
+def become_subreaper() -> bool:
+    """Make this process the child subreaper of everything it starts (Linux): a process that
+    leaves its runtime's group and outlives its parent is re-parented here, not to init, so it
+    can still be found, counted and killed. False where that is not possible."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def kill_each(pids: Iterable[int], sig: int) -> None:
+    for pid in pids:
+        if pid > 1 and pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+
+def reap_orphans(pids: Iterable[int]) -> None:
+    """Collect the exit status of the killed ``pids`` that became this process's children
+    (bounded wait; pids that are not ours are skipped)."""
+    waiting = set(pids)
+    deadline = time.monotonic() + _ORPHAN_REAP_WAIT
+    while waiting:
+        for pid in list(waiting):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                waiting.discard(pid)
+        if not waiting or time.monotonic() > deadline:
+            return
+        time.sleep(0.002)
 
 
 def killpg(pgid: int, sig: int) -> None:
@@ -42,6 +90,8 @@ class RuntimeProcess:
         self.pidfd = -1
         self.returncode: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Every process of the runtime's tree, new sessions included (set by the owner).
+        self.descendants: Descendants | None = None
 
     @classmethod
     def spawn(cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> RuntimeProcess:
@@ -96,25 +146,38 @@ class RuntimeProcess:
         belong to someone else by now)."""
         if self.returncode is None:
             killpg(self.pid, sig)
+            if self.descendants is not None:
+                kill_each(self.descendants(), sig)
+
+    def _kill_all(self) -> set[int]:
+        """SIGKILL the group and every descendant; the descendants, to be reaped."""
+        # Kill the group while the leader (a zombie) still holds the group id.
+        killpg(self.pid, signal.SIGKILL)
+        others: set[int] = set()
+        if self.descendants is not None:
+            others = set(self.descendants()) - {self.pid}
+            kill_each(others, signal.SIGKILL)
+        return others
 
     def reap(self) -> int:
         """The leader exited: kill what it left behind, collect its exit status."""
         self._unwatch()
-        # Kill the group while the leader (a zombie) still holds the group id.
-        killpg(self.pid, signal.SIGKILL)
+        others = self._kill_all()
         try:
             returncode = self.popen.wait(timeout=1)
         except subprocess.TimeoutExpired:
             killpg(self.pid, signal.SIGKILL)
             returncode = self.popen.wait()
         self.returncode = returncode
+        reap_orphans(others)
         return returncode
 
     def abandon(self) -> None:
         """Last resort when stopping: kill the group, wait briefly, release the pidfd."""
-        killpg(self.pid, signal.SIGKILL)
+        others = self._kill_all()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=2)
+        reap_orphans(others)
         self._unwatch()
 
     def _unwatch(self) -> None:

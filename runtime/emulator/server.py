@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import re
 import socket
+import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import h11
 
@@ -219,8 +221,10 @@ class HttpConnection(asyncio.Protocol):
         "fast",
         "h11",
         "handler",
+        "head_started",
         "heads",
         "in_process",
+        "last_active",
         "max_head",
         "reading",
         "remaining",
@@ -252,6 +256,9 @@ class HttpConnection(asyncio.Protocol):
         # The transport's write buffer is over its high-water mark (a slow client).
         self.write_paused = False
         self.drain_waiters: list[Callable[[], None]] = []
+        # For the server's idle and head-read timeouts (0.0: no head being read).
+        self.last_active = _clock()
+        self.head_started = 0.0
 
     # -- asyncio.Protocol
 
@@ -266,6 +273,9 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.draining:
             return
+        self.last_active = now = _clock()
+        if self.current is None and not self.head_started:
+            self.head_started = now
         if self.fast:
             self.buf = self.buf + data if self.buf else data
             self._run_fast()
@@ -372,6 +382,17 @@ class HttpConnection(asyncio.Protocol):
         if out:
             self.transport.write(out)
         self.close_gently()
+    def time_out(self, now: float, idle: float | None, head: float | None) -> None:
+        """Close the connection when it has been idle, or reading one request head, too long
+        (called by its server's sweep)."""
+        if self.current is not None or self.closed:
+            return
+        if self.head_started:
+            if head is not None and now - self.head_started > head:
+                self.transport.write(_TIMED_OUT)
+                self.close()
+        elif idle is not None and now - self.last_active > idle:
+            self.close()
 
     # -- fast mode
 
@@ -421,6 +442,7 @@ class HttpConnection(asyncio.Protocol):
             self.buf = buf[end + 4 :]
             req = Request(self, method, target, headers)
             self.current = req
+            self.head_started = 0.0
             self.remaining = length
             self.handler.start(req)
             if length > req.max_body + _FAR_OVER:
@@ -524,6 +546,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _answered(self) -> None:
         self.current = None
+        self.last_active = _clock()
         if self.close_after:
             self.close_gently()
             return
@@ -567,6 +590,7 @@ class HttpConnection(asyncio.Protocol):
         h = self.h11
         assert h is not None
         self.current = None
+        self.last_active = _clock()
         if self.close_after or h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
             # The client may still be sending (a body we refused unread).
             self.close_gently()
@@ -619,6 +643,7 @@ class HttpConnection(asyncio.Protocol):
                     return
                 req = Request(self, event.method, event.target, headers)  # type: ignore[union-attr]
                 self.current = req
+                self.head_started = 0.0
                 if h.they_are_waiting_for_100_continue:
                     # curl (inside awslambdaric) waits a whole second for this on large bodies.
                     continue_ = h11.InformationalResponse(status_code=100, headers=[])
@@ -739,9 +764,23 @@ def _parse_head_uncached(head: bytes) -> _Parsed | None:
 
 
 class HttpServer:
-    """A listening socket plus the connections it accepted (so they can all be closed)."""
+    """A listening socket plus the connections it accepted (so they can all be closed).
 
-    def __init__(self, handler: Handler) -> None:
+    ``max_connections``: connections over it get 503 and are closed at once, so idle clients
+    cannot use up the process's file descriptors (which environments need). ``idle_timeout``:
+    a connection with no request in progress is closed after this many seconds.
+    ``head_timeout``: a request head must arrive within this many seconds of its first byte
+    (else 408). None turns each off.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_connections: int | None = None,
+        idle_timeout: float | None = None,
+        head_timeout: float | None = None,
+    ) -> None:
         self.handler = handler
         self.heads = HeadCache()
         self.max_head: int = getattr(handler, "max_head", _MAX_HEAD)
@@ -749,23 +788,50 @@ class HttpServer:
         self.connections: set[HttpConnection] = set()
         self.host = ""
         self.port = 0
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.head_timeout = head_timeout
+        self.refused = 0
+        self.refusing = 0
+        self._sweep_handle: asyncio.TimerHandle | None = None
 
-    def _factory(self) -> HttpConnection:
+    def _factory(self) -> asyncio.Protocol:
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            self.refused += 1
+            return _Refused(self)
         conn = HttpConnection(_Tracking(self), self.heads, self.max_head)
         self.connections.add(conn)
+        if self._sweep_handle is None and (self.idle_timeout or self.head_timeout):
+            self._sweep_handle = asyncio.get_running_loop().call_later(_SWEEP, self._sweep)
         return conn
+
+    def _sweep(self) -> None:
+        self._sweep_handle = None
+        now = _clock()
+        for conn in list(self.connections):
+            conn.time_out(now, self.idle_timeout, self.head_timeout)
+        if self.connections and self.server is not None and self.server.is_serving():
+            self._sweep_handle = asyncio.get_running_loop().call_later(_SWEEP, self._sweep)
 
     async def listen(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
+        _AcceptErrorLimit.install(loop)
         self.server = await loop.create_server(
             self._factory, host, port, reuse_address=True, backlog=1024
         )
+        if not self.server.sockets:
+            # (uvloop reports some failures, descriptors running out among them, this way.)
+            self.server.close()
+            raise OSError(f"cannot listen on {host}:{port}")
         sockname = self.server.sockets[0].getsockname()
         self.host, self.port = str(sockname[0]), int(sockname[1])
 
     def stop_listening(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
 
     def close(self) -> None:
         """Stop listening and drop every connection at once (no waiting)."""
@@ -795,3 +861,124 @@ class _Tracking:
     def connection_lost(self, conn: HttpConnection) -> None:
         self.server.connections.discard(conn)
         self.server.handler.connection_lost(conn)
+
+
+# Seconds between two checks of a server's connection timeouts.
+_SWEEP = 1.0
+_clock = time.monotonic
+_TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+_TOO_MANY = (
+    b'{"Type":"Service","message":"Too many open connections: close idle connections and retry"}'
+)
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the server's cap: 503 at once, then closed."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(  # type: ignore[attr-defined]
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_TOO_MANY), _TOO_MANY)
+        )
+        if self.server.refusing >= _MAX_REFUSING:
+            # Descriptors are what the cap protects: with many refusals at once, close now.
+            transport.close()
+            return
+        # Closed once the request has been read (closing with unread input would reset the
+        # connection, and the client might never see the 503), or after a moment.
+        self.server.refusing += 1
+        asyncio.get_running_loop().call_later(_REFUSE_LINGER, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None and self.server.refusing > 0:
+            self.server.refusing -= 1
+            self.transport = None
+
+
+# Refused connections kept open (for at most _REFUSE_LINGER s) to read their request first.
+_MAX_REFUSING = 8
+_REFUSE_LINGER = 0.5
+
+
+# Invoke API connections: closed after this long without a request, or this long into one
+# request head.
+INVOKE_IDLE_TIMEOUT = 60.0
+INVOKE_HEAD_TIMEOUT = 10.0
+# Descriptors kept back for the emulator itself, and per environment (its Runtime API listener
+# and connections, output pipe, pidfd).
+_RESERVE_BASE = 32
+_RESERVE_PER_ENV = 8
+
+
+def invoke_server_limits(concurrency: int) -> dict[str, Any]:
+    """The Invoke API server's connection cap and timeouts."""
+    return {
+        "max_connections": connection_cap(_RESERVE_BASE + _RESERVE_PER_ENV * concurrency),
+        "idle_timeout": INVOKE_IDLE_TIMEOUT,
+        "head_timeout": INVOKE_HEAD_TIMEOUT,
+    }
+
+
+def connection_cap(reserve: int) -> int:
+    """How many client connections a server may hold: what the descriptor limit leaves after
+    ``reserve`` descriptors (for environments, pipes, the event loop), at least 4."""
+    import resource
+
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return 1024
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(4, min(4096, soft - reserve))
+
+
+_ACCEPT_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+# At most one accept error line per this many seconds (the rest are counted).
+_ACCEPT_LOG_EVERY = 10.0
+
+
+class _AcceptErrorLimit:
+    """A loop exception handler that lets one "accept() out of resources" error through per
+    interval and counts the others: asyncio retries accept every second per listening socket,
+    and with descriptors exhausted it would otherwise log a traceback each time."""
+
+    def __init__(
+        self, previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
+    ) -> None:
+        self.previous = previous
+        self.last = -_ACCEPT_LOG_EVERY
+        self.suppressed = 0
+
+    @classmethod
+    def install(cls, loop: asyncio.AbstractEventLoop) -> None:
+        current = loop.get_exception_handler()
+        if isinstance(getattr(current, "__self__", None), cls):
+            return
+        loop.set_exception_handler(cls(current).handle)
+
+    def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _ACCEPT_ERRNOS:
+            now = _clock()
+            if now - self.last < _ACCEPT_LOG_EVERY:
+                self.suppressed += 1
+                return
+            self.last = now
+            more = f" ({self.suppressed} more since the last one)" if self.suppressed else ""
+            self.suppressed = 0
+            # One line, no traceback: the cause is the descriptor limit, not a bug.
+            context = {"message": f"{context.get('message', 'accept failed')}: {exc}{more}"}
+        if self.previous is not None:
+            self.previous(loop, context)
+        else:
+            loop.default_exception_handler(context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 HANDLERS = HERE / "handlers"
 LAYER_SRC = HERE / "layer_src"
 MARK_VAR = "LAMBDA_EMULATOR_TEST_MARK"
@@ -156,3 +158,47 @@ def serve_process(*args: str, until: str, timeout: float = 20.0) -> Iterator[str
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
+
+
+def serve_child(
+    handler: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``lambda-runtime serve HANDLER`` over tests/emulator/handlers in a child process (any
+    free port, its runtimes marked), stderr a pipe; with the Invoke API's base URL once the
+    banner is out."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from runtime.cli import main; sys.exit(main())",
+            "serve",
+            handler,
+            "--task-root",
+            str(HANDLERS),
+            "--env",
+            f"{MARK_VAR}={MARK}",
+            "--port",
+            "0",
+            *args,
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=preexec_fn,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
+    assert proc.stderr is not None
+    banner = b""
+    while b"Invoke API:" not in banner:
+        line = proc.stderr.readline()
+        if not line:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"the emulator did not start: {banner.decode(errors='replace')}")
+        banner += line
+    match = re.search(rb"Invoke API: (http://[0-9.]+:\d+)/", banner)
+    assert match is not None, banner
+    return proc, match.group(1).decode()
