@@ -310,7 +310,10 @@ def _shell(command: str, cwd: Path = REPO, **kwargs: object) -> subprocess.Popen
     say where), with the project's .venv/bin first on PATH (where `make setup` put
     lambda-runtime)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("PYTHONPATH", None)
+    # Under `make test` these say "a sub-make": make would print Entering/Leaving lines that a
+    # user's own `make run` does not.
+    for name in ("PYTHONPATH", "MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(name, None)
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
         ["sh", "-c", command], cwd=cwd, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, **kwargs,
