@@ -235,3 +235,45 @@ def test_runtime_error_post_with_a_full_size_xray_cause_is_accepted(make: Any) -
     assert result.function_error == "Unhandled"
     assert result.error["errorType"] == "ValueError"
     assert fn.stats()["started"] == 1
+
+
+# --- slow clients -------------------------------------------------------------------------------
+
+
+def test_a_slow_client_never_delays_another(make: Any) -> None:
+    """Two clients trickle their requests a byte at a time (one its head, one its body) while a
+    third invokes: the third is answered at its own pace. Break caught: a server that reads
+    one request at a time, or blocks on a slow peer."""
+    fn = make("exact.describe")
+    calls_so_far(fn)  # the environment is warm: what is timed next is the server
+    slow_head = post()
+    slow_body = post(body=b'{"a": "' + b"x" * 64 + b'"}')
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", port_of(fn)), timeout=5))
+            for _ in range(2)
+        ]
+        socks[0].sendall(slow_head[:10])  # part of the request line
+        head_end = slow_body.index(b"\r\n\r\n") + 4
+        socks[1].sendall(slow_body[: head_end + 3])  # the head and the start of the body
+        with httpx.Client(base_url=fn.url, timeout=10) as client:
+            for _ in range(5):
+                started = time.monotonic()
+                r = client.post(PATH, content=b"{}")
+                assert r.status_code == 200
+                assert time.monotonic() - started < 1.0
+                # Another byte from each slow client between the fast invokes.
+                socks[0].sendall(slow_head[10:11])
+                slow_head = slow_head[:10] + slow_head[11:]
+                socks[1].sendall(slow_body[head_end + 3 : head_end + 4])
+                slow_body = slow_body[: head_end + 3] + slow_body[head_end + 4 :]
+        # Both slow requests, finished, are still answered.
+        socks[0].sendall(slow_head[10:])
+        socks[1].sendall(slow_body[head_end + 3 :])
+        for sock in socks:
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(65536)
+                assert chunk, answer
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200"), answer
