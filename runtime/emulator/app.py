@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import runtime
 
 from .config import EmulatorConfig
+from .devloop import DevLoop
 from .environment import Environment
 from .functions import Function, FunctionRegistry, function_configs
 from .invocation import Invocation
@@ -164,6 +165,7 @@ class EmulatorCore:
         self.external: Environment | None = None
         self.template: Template | None = None
         self.functions = self._registry(config)
+        self.devloop = DevLoop(self.functions, build_runtime_env, self._say)
         # Set by start(): what every function's environments share.
         self._spans: SpanConsole | None = None
         self._on_finished: Callable[[Invocation], None] | None = None
@@ -218,9 +220,9 @@ class EmulatorCore:
 
     def _make_scheduler(self, fn: Function) -> Scheduler:
         """A function's scheduler, with its layer folder and environment (on first use)."""
-        config = fn.config
+        config = self.devloop.run_config(fn)
         fn.layers = LayerRoot(config.layers)
-        base_env = build_runtime_env(config, fn.layers.path)
+        base_env = self.devloop.runtime_env(fn, config, fn.layers.path)
 
         def make_runtime_server(env: Environment) -> HttpServer:
             assert fn.scheduler is not None
@@ -230,7 +232,7 @@ class EmulatorCore:
         console = self.console if self.template is None else TaggedConsole(self.console, fn.name)
 
         def make_lifecycle(placement: Placement) -> Lifecycle:
-            return Lifecycle(
+            lifecycle = Lifecycle(
                 config,
                 console,
                 base_env,
@@ -239,6 +241,8 @@ class EmulatorCore:
                 on_finished=self._on_finished,
                 spans=self._spans,
             )
+            self.devloop.lifecycle_made(lifecycle, config)
+            return lifecycle
 
         return Scheduler(
             config, make_lifecycle, on_event_done=self.on_event_done, on_ended=self.on_ended
@@ -265,11 +269,20 @@ class EmulatorCore:
                 InvokeApi(config, self._get_scheduler, functions=self.functions)
             )
             await self.invoke_server.listen(config.host, config.port)
+            if config.watch:
+                self.devloop.start_watching(asyncio.get_running_loop())
             if config.no_spawn:
                 await self._start_external()
         except BaseException:
             await self.stop()
             raise
+
+    def _say(self, line: str) -> None:
+        """An emulator line (e.g. what --watch reloaded): on the console, else on stderr."""
+        if self.console.enabled:
+            self.console.line(line.encode())
+        else:
+            sys.stderr.write(line + "\n")
 
     def _get_scheduler(self) -> Scheduler:
         return self.functions.scheduler(self.functions.default)
@@ -311,6 +324,7 @@ class EmulatorCore:
             if fn.layers is not None:
                 fn.layers.cleanup()
                 fn.layers = None
+        self.devloop.close()
         self.console.flush()
         if self.span_output is not None:
             self.span_output.flush()

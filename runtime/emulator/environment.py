@@ -64,6 +64,8 @@ class Environment:
         self.idle_since = 0.0
         self.kill_timer: asyncio.TimerHandle | None = None
         self.exited = asyncio.Event()
+        # Its code changed (--watch): it finishes what it does, takes nothing new, then stops.
+        self.stale = False
 
     def remember(self, request_id: str, how: str) -> None:
         self.finished[request_id] = how
