@@ -32,6 +32,7 @@ SECTIONS: dict[str, str] = {
     "runtime": "bench.section_runtime",  # issue 2: our runtime vs awslambdaric
     "emulator": "bench.emulator",  # issue 3: Invoke API throughput vs RIE
     "observability": "bench.section_observability",  # issue 4: logs/traces vs Powertools/OTel
+    "reload": "bench.section_reload",  # issue 13: --watch, save to invoke on the new code
 }
 RESULTS_PATH = REPO_ROOT / "out" / "bench.json"
 # The copy kept in the repository, next to the charts drawn from it.

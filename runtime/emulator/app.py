@@ -278,11 +278,9 @@ class EmulatorCore:
             raise
 
     def _say(self, line: str) -> None:
-        """An emulator line (e.g. what --watch reloaded): on the console, else on stderr."""
+        """An emulator line (e.g. what --watch reloaded), where the function's log goes."""
         if self.console.enabled:
             self.console.line(line.encode())
-        else:
-            sys.stderr.write(line + "\n")
 
     def _get_scheduler(self) -> Scheduler:
         return self.functions.scheduler(self.functions.default)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import debug, isolation
 from .layers import LayerRoot
-from .watch import Watched, Watcher, describe, sort_changes
+from .watch import Watched, Watcher, describe, drop_bytecode, sort_changes
 
 if TYPE_CHECKING:
     from .config import EmulatorConfig
@@ -82,6 +82,7 @@ class DevLoop:
         if self.functions.closing:
             return
         watched = [Watched(fn.name, fn.config.task_root, fn.config.layers) for fn in self.functions]
+        drop_bytecode(paths)
         for change in sort_changes(watched, paths):
             fn = self.functions.get(change.name)
             if fn is None:

@@ -53,6 +53,8 @@ def check_options(config: EmulatorConfig) -> None:
         raise ConfigError(f"{flag} applies to our runtime only, not with --runtime-cmd")
     if config.package is None:
         return
+    if config.watch:
+        raise ConfigError("--package and --watch exclude each other (the zips do not change)")
     folder = Path(config.package).resolve()
     missing = [name for name in (FUNCTION_ZIP, LAYER_ZIP) if not (folder / name).is_file()]
     if missing:

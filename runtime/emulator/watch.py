@@ -105,6 +105,18 @@ def describe(reload: Reload) -> list[str]:
     return lines
 
 
+def drop_bytecode(paths: Iterable[str]) -> None:
+    """Remove the cached bytecode of changed Python files: Python trusts a ``.pyc`` whose
+    source has the same size and modification second, so a quick edit that keeps the size
+    (``v1`` -> ``v2``) would otherwise reload the old code."""
+    for path in paths:
+        source = Path(path)
+        if source.suffix != ".py":
+            continue
+        for cached in (source.parent / "__pycache__").glob(f"{source.stem}.*.pyc"):
+            cached.unlink(missing_ok=True)
+
+
 class Watcher:
     """Watches folders in a thread; calls ``on_changes`` on ``loop`` with each group of paths."""
 
