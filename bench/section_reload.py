@@ -72,7 +72,10 @@ def measure(rounds: int) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     data = measure(args.reload_rounds)
     total, beyond = data["save_to_served_ms"], data["beyond_init_ms"]
-    print(f"  save -> invoke on new code: median {total['median']:.0f} ms, max {total['max']:.0f} ms")
+    print(
+        f"  save -> invoke on new code: median {total['median']:.0f} ms, max "
+        f"{total['max']:.0f} ms"
+    )
     print(
         f"  beyond the new environment's init: median {beyond['median']:.0f} ms, max "
         f"{beyond['max']:.0f} ms (target <= {TARGET_MS:.0f} ms)"

@@ -125,7 +125,9 @@ def test_changes_are_debounced_into_one_reload(lambda_emulator: Any, function_di
     assert fn.invoke({}).payload["helper"] == "h4"
 
 
-def test_a_layer_change_reloads_the_functions_using_it(lambda_emulator: Any, tmp_path: Path) -> None:
+def test_a_layer_change_reloads_the_functions_using_it(
+    lambda_emulator: Any, tmp_path: Path
+) -> None:
     code = tmp_path / "code"
     layer = tmp_path / "layer"
     (layer / "python").mkdir(parents=True)
