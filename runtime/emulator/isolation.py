@@ -40,8 +40,13 @@ LAYER_ZIP = "runtime-layer.zip"
 
 def python_flags(config: EmulatorConfig) -> list[str]:
     """Interpreter flags: no user site, no ``site`` at all when isolated (no site-packages and
-    no ``.pth`` files: only what ``PYTHONPATH`` and the runtime put on ``sys.path``)."""
-    return ["-s", "-S"] if config.isolated or config.package is not None else []
+    no ``.pth`` files: only what ``PYTHONPATH`` and the runtime put on ``sys.path``); all
+    modules from source when debugging."""
+    flags = ["-s", "-S"] if config.isolated or config.package is not None else []
+    if config.debug_port is not None:
+        # debugpy cannot set breakpoints in frozen standard modules (and says so at start).
+        flags += ["-X", "frozen_modules=off"]
+    return flags
 
 
 def check_options(config: EmulatorConfig) -> None:

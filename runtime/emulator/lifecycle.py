@@ -649,6 +649,10 @@ class Lifecycle:
             env.server.close()
             env.server = None
         self.processes.discard(env)
+        if self.closing and env.output is not None:
+            # A descendant (e.g. debugpy's adapter) may hold the output pipe a moment longer
+            # than the runtime; the loop stops before that end of file would be read.
+            env.output.close()
         env.exited.set()
 
     def shutdown(self, env: Environment) -> None:

@@ -160,7 +160,8 @@ def _install_observer(strict: bool, extra_allowed: "list[str]") -> None:
 def _start_debugger(address: str, debugpy_home: str) -> None:
     host, _, rest = address.partition(":")
     port, _, wait = rest.partition(":")
-    if debugpy_home and debugpy_home not in sys.path:
+    added = bool(debugpy_home) and debugpy_home not in sys.path
+    if added:
         # --isolated: debugpy is tooling, not the function's; it is found where the emulator's is.
         sys.path.append(debugpy_home)
     import time
@@ -180,7 +181,7 @@ def _start_debugger(address: str, debugpy_home: str) -> None:
                 )
                 return
             time.sleep(0.05)
-    if debugpy_home in sys.path:
+    if added:
         sys.path.remove(debugpy_home)
     sys.stderr.write(f"lambda-runtime emulator: debugpy listening on {host}:{port}"
                      + (", waiting for the debugger to attach\n" if wait else "\n"))
