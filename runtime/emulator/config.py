@@ -309,7 +309,6 @@ class EmulatorConfig:
         "runtime-layer.zip), unpacked as on Lambda, isolated",
         flag="--package",
         metavar="DIR",
-        commands=(SERVE,),
     )
 
     def __post_init__(self) -> None:

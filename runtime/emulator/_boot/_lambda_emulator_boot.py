@@ -208,6 +208,9 @@ def main() -> None:
     imports = settings.get("IMPORTS", "warn")
     if imports != "off":
         _install_observer(imports == "strict", allowed)
+    # This folder was on PYTHONPATH only to start this module: the function does not see it.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p) != here]
     if cwd_first:
         sys.path.insert(0, os.getcwd())
     sys.argv[0] = "runtime"
