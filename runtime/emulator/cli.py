@@ -22,6 +22,8 @@ import orjson
 from runtime import protocol
 
 from .app import run
+from .debug import invoke_wait
+from .devloop import devloop_lines
 
 if TYPE_CHECKING:
     from .app import EmulatorCore
@@ -211,9 +213,10 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
     lines = [
         f"lambda-runtime emulator: {name} ({config.handler or 'no handler'}), timeout "
         f"{config.timeout:g} s, memory {config.memory} MB, concurrency "
-        f"{1 if config.no_spawn else config.concurrency}",
+        f"{1 if config.no_spawn or config.debug_port is not None else config.concurrency}",
         f"Invoke API: {core.url}{protocol.invoke_path(name)}",
     ]
+    lines.extend(devloop_lines(config))
     if config.otel_console:
         lines.append(
             "OpenTelemetry: spans are received on each environment's Runtime API port "
@@ -261,6 +264,7 @@ def _template_lines(core: EmulatorCore) -> list[str]:
         )
     for logical_id, reason in template.unsupported.items():
         lines.append(f"  {logical_id}: not served: {reason}")
+    lines.extend(devloop_lines(core.config, [fn.name for fn in core.functions]))
     lines.extend(f"note: {note}" for note in template.notes)
     return lines
 
@@ -288,7 +292,7 @@ async def _invoke(config: EmulatorConfig, event: bytes, *, quiet: bool, tail: bo
         headers = {protocol.INVOCATION_TYPE_HEADER: protocol.INVOCATION_TYPE_REQUEST_RESPONSE}
         if tail:
             headers[protocol.LOG_TYPE_HEADER] = protocol.LOG_TYPE_TAIL
-        timeout = config.timeout + config.init_timeout * 2 + 30
+        timeout = invoke_wait(config) + 30
         async with httpx.AsyncClient(base_url=core.url, timeout=timeout) as client:
             response = await client.post(
                 protocol.invoke_path(config.function_name),

@@ -56,6 +56,27 @@ def debugging_config(config: EmulatorConfig) -> EmulatorConfig:
     return copy
 
 
+def invoke_wait(config: EmulatorConfig) -> float:
+    """How long a caller may wait for an invoke: its timeout and init, or, while debugging, as
+    long as the debugger holds it."""
+    if config.debug_port is not None:
+        return SUSPENDED_TIMEOUT
+    return config.timeout + config.init_timeout * 2
+
+
+def status_lines(config: EmulatorConfig, names: list[str]) -> list[str]:
+    """What ``serve`` says at start about debugging (one port per function of a template)."""
+    if config.debug_port is None:
+        return []
+    wait = ", each environment waits for the attach" if config.debug_wait else ""
+    port = config.debug_port
+    ports = ", ".join(f"{name} on 127.0.0.1:{port + i}" for i, name in enumerate(names))
+    return [
+        f"Debugger: each environment runs debugpy, {ports} (from its first invoke){wait}; "
+        "attach your IDE there; the function timeout is suspended, concurrency is 1"
+    ]
+
+
 def runtime_env(config: EmulatorConfig, index: int = 0) -> dict[str, str]:
     """The wrapper's debug settings; ``index`` shifts the port for the functions of a template
     after the first (each function has its own environments, each needs its own port)."""

@@ -119,3 +119,20 @@ class DevLoop:
         if self._stage is not None:
             self._stage.cleanup()
             self._stage = None
+
+
+def devloop_lines(config: EmulatorConfig, names: list[str] | None = None) -> list[str]:
+    """What ``serve`` says at start about the inner-loop options in use."""
+    lines = []
+    if config.watch:
+        lines.append(
+            "Watching the code and layers (--watch): a saved Python file reloads its function"
+        )
+    lines += debug.status_lines(config, names or [config.function_name])
+    if config.package is not None:
+        lines.append(f"Imports: the zips in {config.package}, unpacked as on Lambda, isolated")
+    elif config.isolated:
+        lines.append("Imports: isolated (task root, layers and the runtime core only)")
+    elif config.strict_imports:
+        lines.append("Imports: strict (a module from your virtual environment fails to import)")
+    return lines
