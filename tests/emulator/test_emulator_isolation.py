@@ -27,6 +27,7 @@ import orjson
 import shared
 import helper
 import six
+import httpx
 
 
 def handler(event, context):
@@ -67,9 +68,11 @@ def test_a_module_from_the_virtual_environment_is_named_once(
     assert first.ok, first.payload
     assert first.payload["helper"] == "helper" and first.payload["shared"] == "shared"
     warnings = [line for line in first.log.splitlines() if "came from" in line]
-    # Only six: not the standard library, the task root, the layer or orjson (the runtime's).
-    assert len(warnings) == 1, first.log
+    # six and httpx: not the standard library, the task root, the layer or orjson (the
+    # runtime's), and not what httpx imports in turn (h11, httpcore, ...: they come with it).
+    assert len(warnings) == 2, first.log
     assert WARNING in warnings[0] and first.payload["six"] in warnings[0]
+    assert warnings[1].startswith("lambda-runtime emulator: `httpx` came from your virtual")
     second = fn.invoke({})
     assert "came from" not in second.log
 
@@ -117,6 +120,7 @@ def test_serve_package_runs_the_packaged_function(
     dist = tmp_path / "dist"
     # The layer folder's module goes into the function here: --package runs only the two zips.
     (function["task_root"] / "shared.py").write_text("NAME = 'packaged'\n")
+    (function["task_root"] / "app.py").write_text(APP.replace("import httpx\n", ""))
     status = package.main(
         [str(function["task_root"]), "--output", str(dist), "--cache-dir", str(PIP_CACHE),
          "--no-compile"]

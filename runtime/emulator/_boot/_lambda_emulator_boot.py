@@ -17,6 +17,10 @@ cheap: it runs on every cold start of every environment.
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 _PREFIX = "_LAMBDA_EMULATOR_"
 # The runtime's own dependency, shipped in its layer: the function may import it on Lambda too.
 _RUNTIME_DEPENDENCIES = frozenset({"orjson", "runtime"})
@@ -46,11 +50,10 @@ class ImportObserver:
         self.stdlib = stdlib
         self.sites = sites
         self.runtime_dir = runtime_dir
-        # Folders of modules the runtime itself imported (their own imports are excused too).
-        self.excused: tuple[str, ...] = ()
+        # The runtime core, and the folders of modules it (or one of them, or the function for
+        # a package already reported) imported: their own imports are not the function's.
+        self.excused: tuple[str, ...] = (runtime_dir,)
         self.warned: set[str] = set()
-        # Folders of modules already reported, to say "needed by X" for their imports.
-        self.reported: dict[str, str] = {}
         self.venv = sys.prefix != sys.base_prefix
         self._busy = False
 
@@ -77,41 +80,42 @@ class ImportObserver:
         if not origin or not spec.has_location:
             # Built-in, frozen, or a namespace package (its modules are judged one by one).
             return spec
-        self._judge(fullname, _real(origin))
+        self._judge(fullname, os.path.abspath(origin))
         return spec
+
+    def _inside(self, path: str) -> bool:
+        """Where a deployed function finds modules too (or what the runtime brought)."""
+        if _under(path, self.allowed) or _under(path, self.excused):
+            return True
+        return _under(path, self.stdlib) and not _under(path, self.sites)
 
     def _judge(self, fullname: str, origin: str) -> None:
         top = fullname.partition(".")[0]
-        if top in _RUNTIME_DEPENDENCIES or _under(origin, self.allowed):
+        if top in _RUNTIME_DEPENDENCIES or self._inside(origin):
             return
-        if _under(origin, self.stdlib) and not _under(origin, self.sites):
-            return
-        if _under(origin, self.excused):
+        real = _real(origin)
+        if real != origin and self._inside(real):
             return
         importer = _importer()
-        home = _package_home(fullname, origin)
-        if importer and (_under(importer, (self.runtime_dir,)) or _under(importer, self.excused)):
-            self.excused += (home,)
-            return
+        home = _package_home(fullname, real)
+        # What it imports in turn is its own business: a warning about the package the function
+        # asked for is the one to act on (its requirements come along when it is installed).
+        self.excused += (home,)
+        if importer and _under(importer, self.excused):
+            return  # imported by the runtime, or by a package already excused or reported
         if top in self.warned:
             return
         self.warned.add(top)
-        where = "your virtual environment" if self.venv and _under(origin, (_real(sys.prefix),)) \
+        where = "your virtual environment" if self.venv and _under(real, (_real(sys.prefix),)) \
             else f"outside the function ({os.path.dirname(home)})"
-        needed_by = next(
-            (name for folder, name in self.reported.items() if _under(importer, (folder,))), None
-        )
-        self.reported[home] = top
-        because = f" (imported by `{needed_by}`)" if needed_by else ""
         message = (
-            f"`{top}` came from {where}; on Lambda it must be in the function package or a "
-            f"layer{because}"
+            f"`{top}` came from {where}; on Lambda it must be in the function package or a layer"
         )
         if self.strict:
             raise ModuleNotFoundError(
                 f"No module named '{top}': {message} (--strict-imports)", name=fullname
             )
-        sys.stderr.write(f"lambda-runtime emulator: {message} [{origin}]\n")
+        sys.stderr.write(f"lambda-runtime emulator: {message} [{real}]\n")
         sys.stderr.flush()
 
 
@@ -135,6 +139,16 @@ def _importer() -> str:
     return ""
 
 
+def _both(paths: "Iterable[str]") -> "tuple[str, ...]":
+    """Each folder as given and with its links resolved (a module's origin may be either)."""
+    result: dict[str, None] = {}
+    for path in paths:
+        if path:
+            result[os.path.abspath(path)] = None
+            result[_real(path)] = None
+    return tuple(result)
+
+
 def _install_observer(strict: bool, extra_allowed: "list[str]") -> None:
     runtime_dir = _real(os.path.join(os.environ.get("LAMBDA_RUNTIME_DIR", ""), "runtime"))
     roots = [
@@ -147,13 +161,7 @@ def _install_observer(strict: bool, extra_allowed: "list[str]") -> None:
     stdlib = {os.path.dirname(os.__file__)}
     stdlib.update(p for p in sys.path if p.endswith("lib-dynload"))
     sites = {p for p in sys.path if p.endswith(("site-packages", "dist-packages"))}
-    observer = ImportObserver(
-        strict,
-        tuple(_real(p) for p in roots if p),
-        tuple(_real(p) for p in stdlib),
-        tuple(_real(p) for p in sites),
-        runtime_dir,
-    )
+    observer = ImportObserver(strict, _both(roots), _both(stdlib), _both(sites), runtime_dir)
     sys.meta_path.insert(0, observer)
 
 
