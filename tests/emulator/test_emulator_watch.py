@@ -159,3 +159,46 @@ def test_sort_changes_names_each_function_and_ignores_caches(tmp_path: Path) -> 
 def test_watch_is_a_serve_option_that_needs_folders(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--package and --watch exclude each other"):
         Emulator("app.handler", task_root=tmp_path, watch=True, package=tmp_path / "nope")
+
+
+TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  First:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: first/
+      Handler: app.handler
+      Runtime: python3.12
+  Second:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: second/
+      Handler: app.handler
+      Runtime: python3.12
+"""
+
+
+def test_with_a_template_only_the_function_whose_code_changed_reloads(
+    lambda_emulator: Any, tmp_path: Path
+) -> None:
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "app.py").write_text(f"def handler(e, c):\n    return '{name} 1'\n")
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    output = OutputWatch()
+    emulator = lambda_emulator(
+        template=tmp_path / "template.yaml", watch=True, echo=output, env={MARK_VAR: MARK}
+    )
+    first, second = emulator.function("First"), emulator.function("Second")
+    assert first.invoke({}).payload == "first 1"
+    assert second.invoke({}).payload == "second 1"
+    (tmp_path / "first" / "app.py").write_text("def handler(e, c):\n    return 'first 2'\n")
+    output.wait_for(b"reloaded First (app.py changed)")
+    assert first.invoke({}).payload == "first 2"
+    kept = second.invoke({})
+    assert kept.payload == "second 1"
+    # Second's environment was left alone: still warm.
+    assert kept.report is not None and kept.report.init_duration_ms is None
+    assert b"reloaded Second" not in output.getvalue()
