@@ -115,7 +115,11 @@ class Scheduler:
         for env in envs:
             env.stale = True
         for env in [env for env in self.free if env.stale]:
-            self.lifecycle.shutdown(env)
+            # One still ending its invoke (answered, not asked for the next yet) is stopped
+            # once that invoke is over (invoke_over), so its END and REPORT are not lost.
+            self.free.remove(env)
+            if env.ending is None and env.pending is None:
+                self.lifecycle.shutdown(env)
         return len(envs)
 
     def env_retired(self, env: Environment) -> None:

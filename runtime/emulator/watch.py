@@ -21,8 +21,12 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError
+
+if TYPE_CHECKING:
+    from watchfiles._rust_notify import RustNotify
 
 # Changes are grouped until nothing changed for this long (an editor writes a file in several
 # steps: truncate, write, rename, chmod), and for at most _DEBOUNCE_MS.
@@ -117,8 +121,27 @@ def drop_bytecode(paths: Iterable[str]) -> None:
             cached.unlink(missing_ok=True)
 
 
+def split_roots(paths: Iterable[Path]) -> tuple[list[str], list[str]]:
+    """(folders watched on their own, folders watched with everything below): a task root is
+    often a project folder holding a virtual environment or ``node_modules``, thousands of
+    folders nobody edits (and inotify watches are limited), so those subfolders are left out."""
+    from runtime.packaging.core import EXCLUDED_DIRS
+
+    flat: set[str] = set()
+    deep: set[str] = set()
+    for path in paths:
+        # A zip layer is replaced, not written to: its folder is watched.
+        folder = path if path.is_dir() else path.parent
+        flat.add(str(folder))
+        for child in folder.iterdir():
+            hidden = child.name.startswith(".")
+            if child.is_dir() and child.name not in EXCLUDED_DIRS and not hidden:
+                deep.add(str(child))
+    return sorted(flat), sorted(deep)
+
+
 class Watcher:
-    """Watches folders in a thread; calls ``on_changes`` on ``loop`` with each group of paths."""
+    """Watches folders in threads; calls ``on_changes`` on ``loop`` with each group of paths."""
 
     def __init__(
         self,
@@ -132,22 +155,30 @@ class Watcher:
             raise ConfigError(
                 "--watch needs watchfiles: pip install 'lambda-runtime[emulator]'"
             ) from None
-        # Folders, and the folders holding watched files (a zip is replaced, not written to).
-        roots = sorted({str(p if p.is_dir() else p.parent) for p in paths})
+        flat, deep = split_roots(paths)
+        self._notifiers: list[RustNotify] = []
         try:
-            # Created here, not in the thread: changes made right after start are not missed.
-            self._notify = RustNotify(roots, False, False, 300, True, False)
-        except (FileNotFoundError, OSError) as exc:
-            raise ConfigError(f"--watch: cannot watch {', '.join(roots)}: {exc}") from None
+            # Created here, not in the threads: changes made right after start are not missed.
+            for roots, recursive in ((flat, False), (deep, True)):
+                if roots:
+                    self._notifiers.append(RustNotify(roots, False, False, 300, recursive, False))
+        except OSError as exc:
+            self._close_notifiers()
+            raise ConfigError(f"--watch: cannot watch {', '.join(flat)}: {exc}") from None
         self._loop = loop
         self._on_changes = on_changes
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lambda-emulator-watch", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(notify,), name="lambda-emulator-watch",
+                             daemon=True)
+            for notify in self._notifiers
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _run(self, notify: Any) -> None:
         while not self._stop.is_set():
-            raw = self._notify.watch(_DEBOUNCE_MS, _STEP_MS, _TIMEOUT_MS, self._stop)
+            raw = notify.watch(_DEBOUNCE_MS, _STEP_MS, _TIMEOUT_MS, self._stop)
             if isinstance(raw, set):
                 paths = {os.path.realpath(path) for _, path in raw}
                 try:
@@ -157,7 +188,13 @@ class Watcher:
             elif raw == "stop":
                 return
 
+    def _close_notifiers(self) -> None:
+        for notify in self._notifiers:
+            notify.close()
+        self._notifiers.clear()
+
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
-        self._notify.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._close_notifiers()
