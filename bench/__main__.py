@@ -34,6 +34,7 @@ SECTIONS: dict[str, str] = {
     "observability": "bench.section_observability",  # issue 4: logs/traces vs Powertools/OTel
     "streaming": "bench.section_streaming",  # issue 10: streamed responses, cost and latency
     "concurrency": "bench.section_concurrency",  # issue 11: many invokes in flight vs awslambdaric
+    "reload": "bench.section_reload",  # issue 13: --watch, save to invoke on the new code
 }
 RESULTS_PATH = REPO_ROOT / "out" / "bench.json"
 # The copy kept in the repository, next to the charts drawn from it.

@@ -23,6 +23,7 @@ from runtime import protocol
 
 from .app import EmulatorCore, new_event_loop
 from .config import OPTIONS, EmulatorConfig, unknown_options
+from .debug import invoke_wait
 from .invocation import Invocation
 from .output import Console, stderr_stream
 from .reports import Report
@@ -186,7 +187,7 @@ class Emulator:
             on_ended=self._invoke_ended,
         )
         # The longest function timeout (the bound of waiting for an invoke's end).
-        self._max_timeout = max(fn.config.timeout for fn in self._core.functions)
+        self._max_timeout = max(invoke_wait(fn.config) for fn in self._core.functions)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None

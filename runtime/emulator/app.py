@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import runtime
 
 from .config import ConfigError, EmulatorConfig
+from .devloop import DevLoop
 from .environment import Environment
 from .function_url import HttpFront
 from .functions import Function, FunctionRegistry, function_configs
@@ -172,6 +173,7 @@ class EmulatorCore:
         self.functions = self._registry(config)
         # What the --http-port front serves (made now, so a bad route fails before the start).
         self.http_routes = self._http_routes(config) if config.http_port is not None else None
+        self.devloop = DevLoop(self.functions, build_runtime_env, self._say)
         # Set by start(): what every function's environments share.
         self._spans: SpanConsole | None = None
         self._on_finished: Callable[[Invocation], None] | None = None
@@ -243,9 +245,9 @@ class EmulatorCore:
 
     def _make_scheduler(self, fn: Function) -> Scheduler:
         """A function's scheduler, with its layer folder and environment (on first use)."""
-        config = fn.config
+        config = self.devloop.run_config(fn)
         fn.layers = LayerRoot(config.layers)
-        base_env = build_runtime_env(config, fn.layers.path)
+        base_env = self.devloop.runtime_env(fn, config, fn.layers.path)
 
         def make_runtime_server(env: Environment) -> HttpServer:
             assert fn.scheduler is not None
@@ -255,7 +257,7 @@ class EmulatorCore:
         console = self.console if self.template is None else TaggedConsole(self.console, fn.name)
 
         def make_lifecycle(placement: Placement) -> Lifecycle:
-            return Lifecycle(
+            lifecycle = Lifecycle(
                 config,
                 console,
                 base_env,
@@ -264,6 +266,8 @@ class EmulatorCore:
                 on_finished=self._on_finished,
                 spans=self._spans,
             )
+            self.devloop.lifecycle_made(lifecycle, config)
+            return lifecycle
 
         return Scheduler(
             config, make_lifecycle, on_event_done=self.on_event_done, on_ended=self.on_ended
@@ -296,11 +300,18 @@ class EmulatorCore:
             if self.http_routes is not None and config.http_port is not None:
                 self.http_server = HttpServer(HttpFront(self.http_routes, self.functions))
                 await self.http_server.listen("127.0.0.1", config.http_port)
+            if config.watch:
+                self.devloop.start_watching(asyncio.get_running_loop())
             if config.no_spawn:
                 await self._start_external()
         except BaseException:
             await self.stop()
             raise
+
+    def _say(self, line: str) -> None:
+        """An emulator line (e.g. what --watch reloaded), where the function's log goes."""
+        if self.console.enabled:
+            self.console.line(line.encode())
 
     def _get_scheduler(self) -> Scheduler:
         return self.functions.scheduler(self.functions.default)
@@ -347,6 +358,7 @@ class EmulatorCore:
             if fn.layers is not None:
                 fn.layers.cleanup()
                 fn.layers = None
+        self.devloop.close()
         # (Bounded: a stderr nobody reads must not keep the emulator from stopping.)
         self.console.close()
         if self.span_output is not None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from runtime import protocol
 
 from .app import run
+from .debug import invoke_wait
+from .devloop import devloop_lines
 
 if TYPE_CHECKING:
     from .app import EmulatorCore
@@ -231,7 +233,7 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
     lines = [
         f"lambda-runtime emulator: {name} ({config.handler or 'no handler'}), timeout "
         f"{config.timeout:g} s, memory {config.memory} MB, concurrency "
-        f"{1 if config.no_spawn else config.concurrency}"
+        f"{1 if config.no_spawn or config.debug_port is not None else config.concurrency}"
         + (
             f" environments x {config.max_concurrency} invokes each"
             if config.max_concurrency
@@ -241,6 +243,7 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> int:
     ]
     if core.http_url is not None:
         lines.append(f"Function URL (payload {config.http_payload}): {core.http_url}/")
+    lines.extend(devloop_lines(config))
     if config.otel_console:
         lines.append(
             "OpenTelemetry: spans are received on each environment's Runtime API port "
@@ -290,6 +293,7 @@ def _template_lines(core: EmulatorCore) -> list[str]:
     if core.http_routes is not None and core.http_url is not None:
         lines.append(f"HTTP routes on {core.http_url}:")
         lines.extend(core.http_routes.describe(core.http_url))
+    lines.extend(devloop_lines(core.config, [fn.name for fn in core.functions]))
     lines.extend(f"note: {note}" for note in template.notes)
     return lines
 
@@ -353,7 +357,7 @@ async def _invoke(config: EmulatorConfig, event: bytes, *, quiet: bool, tail: bo
         headers = {protocol.INVOCATION_TYPE_HEADER: protocol.INVOCATION_TYPE_REQUEST_RESPONSE}
         if tail:
             headers[protocol.LOG_TYPE_HEADER] = protocol.LOG_TYPE_TAIL
-        timeout = config.timeout + config.init_timeout * 2 + 30
+        timeout = invoke_wait(config) + 30
         async with httpx.AsyncClient(base_url=core.url, timeout=timeout) as client:
             response = await client.post(
                 protocol.invoke_path(config.function_name),

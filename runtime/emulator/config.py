@@ -320,6 +320,49 @@ class EmulatorConfig:
         commands=(SERVE,),
     )
 
+    # The inner loop (watch.py, debug.py, isolation.py).
+    watch: bool = _opt(
+        False,
+        help="reload on code changes: after a change to the function's or its layers' Python "
+        "files, the next invoke starts a fresh environment (invokes in flight finish on the old "
+        "one)",
+        flag="--watch",
+        commands=(SERVE,),
+    )
+    debug_port: int | None = _opt(
+        None,
+        help="start environments under debugpy, listening on 127.0.0.1:PORT (needs the debug "
+        "extra); the function timeout is suspended and concurrency becomes 1",
+        flag="--debug-port",
+        metavar="PORT",
+        check=lambda v: v is None or (str(v).isdigit() and 1 <= int(v) <= 65535),
+        problem="{value!r} is not a TCP port (1-65535)",
+    )
+    debug_wait: bool = _opt(
+        False,
+        help="with --debug-port: each environment waits for the debugger to attach before init",
+        flag="--debug-wait",
+    )
+    strict_imports: bool = _opt(
+        False,
+        help="a module the function takes from your virtual environment (not from the task "
+        "root, a layer, the runtime or the standard library) fails to import, as on Lambda",
+        flag="--strict-imports",
+    )
+    isolated: bool = _opt(
+        False,
+        help="run only what would be deployed: a Python without site-packages, with the task "
+        "root, the layers and the runtime core (with orjson) on sys.path",
+        flag="--isolated",
+    )
+    package: Path | None = _opt(  # noqa: RUF009
+        None,
+        help="run the zips `lambda-runtime package` wrote into DIR (function.zip, "
+        "runtime-layer.zip), unpacked as on Lambda, isolated",
+        flag="--package",
+        metavar="DIR",
+    )
+
     def __post_init__(self) -> None:
         self._check_template()
         self.task_root = Path(self.task_root).resolve()
@@ -362,6 +405,16 @@ class EmulatorConfig:
         if fmt not in ("Text", "JSON"):
             raise ConfigError(f"log format {fmt!r} must be Text or JSON")
         self.log_format = fmt
+        self._check_devloop()
+
+    def _check_devloop(self) -> None:
+        from .debug import check_options as check_debug
+        from .isolation import check_options as check_isolation
+
+        if self.package is not None:
+            self.package = Path(self.package).resolve()
+        check_isolation(self)
+        check_debug(self)
 
     def _check_template(self) -> None:
         self.parameter_overrides = parse_parameter_overrides(self.parameter_overrides or ())
@@ -416,7 +469,11 @@ class EmulatorConfig:
         """The runtime's argv: HANDLER is appended (like a container image's CMD after its
         ENTRYPOINT) unless the command places it itself with ``{handler}``."""
         if self.runtime_cmd is None:
-            return [sys.executable, "-m", "runtime", self.handler]
+            # Through the emulator's wrapper (isolation.py): it watches the function's imports
+            # and starts debugpy, then runs `python -m runtime`.
+            from .isolation import BOOT_MODULE, python_flags
+
+            return [sys.executable, *python_flags(self), "-m", BOOT_MODULE, self.handler]
         cmd = list(self.runtime_cmd)
         if any("{handler}" in part for part in cmd):
             return [part.replace("{handler}", self.handler) for part in cmd]

@@ -81,6 +81,8 @@ class Environment:
         self.shared = False
         self.leader: Environment = self
         self.siblings: list[Environment] = []
+        # Its code changed (--watch): it finishes what it does, takes nothing new, then stops.
+        self.stale = False
 
     def remember(self, request_id: str, how: str) -> None:
         self.finished[request_id] = how

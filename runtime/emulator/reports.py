@@ -75,7 +75,7 @@ class Report:
                 parts.append(f"Error Type: {self.error_type}")
         return "\t".join(parts) + "\t"
 
-    def json(self, function_error_type: str | None) -> bytes:
+    def json(self, function_error_type: str | None, note: str | None = None) -> bytes:
         metrics: dict[str, object] = {
             "durationMs": round(self.duration_ms, 2),
             "billedDurationMs": self.billed_duration_ms,
@@ -98,6 +98,8 @@ class Report:
             record["errorType"] = function_error_type
         else:
             record["status"] = "success"
+        if note is not None:
+            record["emulatorNote"] = note
         return _record("platform.report", record)
 
 
@@ -116,6 +118,9 @@ class PlatformLog:
         self.json = json_format
         self.function_name = function_name
         self.arn = f"arn:aws:lambda:{region}::runtime:{RUNTIME_VERSION_ARN_SUFFIX}"
+        # A field the emulator adds to every REPORT (e.g. that the timeout is suspended while
+        # debugging), so nobody takes the numbers for Lambda's.
+        self.report_note: str | None = None
 
     def init_start(self, init_type: str = "on-demand", phase: str = "init") -> bytes:
         if self.json:
@@ -205,8 +210,9 @@ class PlatformLog:
 
     def report(self, report: Report, function_error_type: str | None) -> bytes:
         if self.json:
-            return report.json(function_error_type)
-        return report.text().encode()
+            return report.json(function_error_type, self.report_note)
+        text = report.text()
+        return (text + f"{self.report_note}\t" if self.report_note else text).encode()
 
     def timeout(self, request_id: str, seconds: float) -> bytes:
         # Lambda writes this line in both formats as plain text.

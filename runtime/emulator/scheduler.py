@@ -120,8 +120,27 @@ class Scheduler:
     # ------------------------------------------------------------------ Placement
 
     def env_free(self, env: Environment) -> None:
+        if env.stale:
+            # Stopped once its invoke has ended (see invoke_over), not put back in service.
+            if env.ending is None and env.pending is None:
+                self.lifecycle.shutdown(env)
+            return
         self.free.append(env)
         self._schedule_idle_check()
+
+    def reload(self) -> int:
+        """The function's code changed (--watch): every environment now running is stale, the
+        next invoke starts a fresh one; the number of environments that were running."""
+        envs = [env for env in self.lifecycle.envs.values() if not env.external]
+        for env in envs:
+            env.stale = True
+        for env in [env for env in self.free if env.stale]:
+            # One still ending its invoke (answered, not asked for the next yet) is stopped
+            # once that invoke is over (invoke_over), so its END and REPORT are not lost.
+            self.free.remove(env)
+            if env.ending is None and env.pending is None:
+                self.lifecycle.shutdown(env)
+        return len(envs)
 
     def env_retired(self, env: Environment) -> None:
         if env in self.free:
@@ -143,6 +162,16 @@ class Scheduler:
 
     def invoke_over(self, inv: Invocation) -> None:
         """Whoever waits for the end of the invoke (Tail, the Python API, Event bookkeeping)."""
+        env = inv.env
+        if (
+            env is not None
+            and env.stale
+            and env.state == READY
+            and env.ending is None
+            and env.pending is None
+            and env.current is None
+        ):
+            self.lifecycle.shutdown(env)
         if inv.kind == EVENT:
             report = inv.report
             failed = inv.function_error or (report is not None and report.status is not None)

@@ -116,6 +116,10 @@ class OutputWatch(io.RawIOBase):
             self._changed.notify_all()
         return len(data)
 
+    def getvalue(self) -> bytes:
+        with self._changed:
+            return bytes(self._data)
+
     def wait_for(self, needle: bytes, timeout: float = 10.0) -> None:
         with self._changed:
             if not self._changed.wait_for(lambda: needle in self._data, timeout):

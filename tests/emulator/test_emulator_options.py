@@ -32,11 +32,16 @@ NON_DEFAULTS = {
     "otel_console": (["--otel-console"], True),
     "stream_throttle": (["--no-stream-throttle"], False),
     "snap_start": (["--snap-start"], True),
+    "debug_port": (["--debug-port", "5678"], 5678),
+    "debug_wait": (["--debug-port", "5679", "--debug-wait"], True),
+    "strict_imports": (["--strict-imports"], True),
+    "isolated": (["--isolated"], True),
 }
 SERVE_ONLY = {
     "no_spawn": (["--no-spawn", "--runtime-api", "127.0.0.1:9555"], True),
     "http_port": (["--http-port", "8123"], 8123),
     "http_payload": (["--http-payload", "1.0"], "1.0"),
+    "watch": (["--watch"], True),
 }
 # (flag and value, the message both the CLI and the API give)
 BAD_VALUES = [
@@ -70,7 +75,8 @@ def test_every_flag_is_in_the_help_of_its_commands_with_its_default(capsys):
 
 def test_every_flag_reaches_the_config():
     # (--template and --parameter-overrides exclude HANDLER: see test_emulator_template.py.)
-    others = {"task_root", "runtime_api", "template", "parameter_overrides"}
+    # (--package needs zips: see test_emulator_isolation.py.)
+    others = {"task_root", "runtime_api", "template", "parameter_overrides", "package"}
     assert set(FLAGGED) == set(NON_DEFAULTS) | set(SERVE_ONLY) | others
     for name, (argv, expected) in {**NON_DEFAULTS, **SERVE_ONLY}.items():
         args = _parser(SERVE).parse_args(["app.echo", "--task-root", str(HANDLERS), *argv])
