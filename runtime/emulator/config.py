@@ -16,6 +16,8 @@ from typing import Any
 from runtime.config import SNAP_START
 
 DEFAULT_ACCOUNT = "123456789012"
+# The wrapper our runtime is started through (runtime/emulator/_boot/).
+BOOT_MODULE = "_lambda_emulator_boot"
 
 # Set by the emulator from its own options; an --env for them is a mistake worth reporting.
 _EMULATOR_OWNED = {
@@ -408,13 +410,45 @@ class EmulatorConfig:
         self._check_devloop()
 
     def _check_devloop(self) -> None:
-        from .debug import check_options as check_debug
-        from .isolation import check_options as check_isolation
+        """--watch, --debug-port and the isolation modes: combinations that cannot work."""
+        import importlib.util
 
         if self.package is not None:
             self.package = Path(self.package).resolve()
-        check_isolation(self)
-        check_debug(self)
+        isolating = self.isolated or self.strict_imports or self.package is not None
+        if isolating and self.runtime_cmd is not None:
+            flag = "--package" if self.package is not None else (
+                "--isolated" if self.isolated else "--strict-imports")
+            raise ConfigError(f"{flag} applies to our runtime only, not with --runtime-cmd")
+        if self.package is not None:
+            from runtime.packaging.package import FUNCTION_ZIP, LAYER_ZIP
+
+            if self.watch:
+                raise ConfigError(
+                    "--package and --watch exclude each other (the zips do not change)"
+                )
+            missing = [n for n in (FUNCTION_ZIP, LAYER_ZIP) if not (self.package / n).is_file()]
+            if missing:
+                raise ConfigError(
+                    f"--package: {self.package} has no {' and no '.join(missing)} (build them "
+                    f"with `lambda-runtime package FUNCTION_DIR --output {self.package}`)"
+                )
+            if self.template is not None:
+                raise ConfigError("--package and --template exclude each other")
+        if self.debug_port is None:
+            if self.debug_wait:
+                raise ConfigError("--debug-wait only applies with --debug-port")
+            return
+        self.debug_port = int(self.debug_port)
+        if self.no_spawn:
+            raise ConfigError(
+                "--debug-port and --no-spawn exclude each other (with --no-spawn, start the "
+                "runtime under your debugger yourself)"
+            )
+        if self.runtime_cmd is not None:
+            raise ConfigError("--debug-port applies to our runtime only, not with --runtime-cmd")
+        if importlib.util.find_spec("debugpy") is None:
+            raise ConfigError("--debug-port needs debugpy: pip install 'lambda-runtime[debug]'")
 
     def _check_template(self) -> None:
         self.parameter_overrides = parse_parameter_overrides(self.parameter_overrides or ())
@@ -465,15 +499,23 @@ class EmulatorConfig:
             raise ConfigError(f"--runtime-api: {host} is not a loopback address (127.0.0.1, ::1)")
         return host, int(port)
 
+    def python_flags(self) -> list[str]:
+        """Interpreter flags: no user site, no ``site`` at all when isolated (no site-packages
+        and no ``.pth`` files: only what ``PYTHONPATH`` and the runtime put on ``sys.path``);
+        all modules from source when debugging."""
+        flags = ["-s", "-S"] if self.isolated or self.package is not None else []
+        if self.debug_port is not None:
+            # debugpy cannot set breakpoints in frozen standard modules (and says so at start).
+            flags += ["-X", "frozen_modules=off"]
+        return flags
+
     def command(self) -> list[str]:
         """The runtime's argv: HANDLER is appended (like a container image's CMD after its
         ENTRYPOINT) unless the command places it itself with ``{handler}``."""
         if self.runtime_cmd is None:
-            # Through the emulator's wrapper (isolation.py): it watches the function's imports
-            # and starts debugpy, then runs `python -m runtime`.
-            from .isolation import BOOT_MODULE, python_flags
-
-            return [sys.executable, *python_flags(self), "-m", BOOT_MODULE, self.handler]
+            # Through the emulator's wrapper (_boot/): it watches the function's imports and
+            # starts debugpy, then runs `python -m runtime`.
+            return [sys.executable, *self.python_flags(), "-m", BOOT_MODULE, self.handler]
         cmd = list(self.runtime_cmd)
         if any("{handler}" in part for part in cmd):
             return [part.replace("{handler}", self.handler) for part in cmd]

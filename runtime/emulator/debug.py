@@ -14,35 +14,13 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import ConfigError
-
 if TYPE_CHECKING:
     from .config import EmulatorConfig
 
-EXTRA = "debug"
 # Stands in for "no timeout" (a day): the deadline the function sees stays a real number.
 SUSPENDED_TIMEOUT = 86400.0
 REPORT_NOTE = "Timeout: suspended (debugger)"
 _SETTING = "_LAMBDA_EMULATOR_DEBUG"
-
-
-def check_options(config: EmulatorConfig) -> None:
-    if config.debug_port is None:
-        if config.debug_wait:
-            raise ConfigError("--debug-wait only applies with --debug-port")
-        return
-    config.debug_port = int(config.debug_port)
-    if config.no_spawn:
-        raise ConfigError(
-            "--debug-port and --no-spawn exclude each other (with --no-spawn, start the runtime "
-            "under your debugger yourself)"
-        )
-    if config.runtime_cmd is not None:
-        raise ConfigError("--debug-port applies to our runtime only, not with --runtime-cmd")
-    if importlib.util.find_spec("debugpy") is None:
-        raise ConfigError(
-            f"--debug-port needs debugpy: pip install 'lambda-runtime[{EXTRA}]'"
-        )
 
 
 def debugging_config(config: EmulatorConfig) -> EmulatorConfig:

@@ -25,50 +25,16 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runtime.packaging.package import FUNCTION_ZIP, LAYER_ZIP
+
 from .config import ConfigError
 
 if TYPE_CHECKING:
     from .config import EmulatorConfig
 
 BOOT_DIR = Path(__file__).resolve().parent / "_boot"
-BOOT_MODULE = "_lambda_emulator_boot"
 # The wrapper's settings (it removes them before the function starts).
 SETTING_PREFIX = "_LAMBDA_EMULATOR_"
-FUNCTION_ZIP = "function.zip"
-LAYER_ZIP = "runtime-layer.zip"
-
-
-def python_flags(config: EmulatorConfig) -> list[str]:
-    """Interpreter flags: no user site, no ``site`` at all when isolated (no site-packages and
-    no ``.pth`` files: only what ``PYTHONPATH`` and the runtime put on ``sys.path``); all
-    modules from source when debugging."""
-    flags = ["-s", "-S"] if config.isolated or config.package is not None else []
-    if config.debug_port is not None:
-        # debugpy cannot set breakpoints in frozen standard modules (and says so at start).
-        flags += ["-X", "frozen_modules=off"]
-    return flags
-
-
-def check_options(config: EmulatorConfig) -> None:
-    """Combinations that cannot work, named (called while the config is validated)."""
-    isolating = config.isolated or config.strict_imports or config.package is not None
-    if isolating and config.runtime_cmd is not None:
-        flag = "--package" if config.package is not None else (
-            "--isolated" if config.isolated else "--strict-imports")
-        raise ConfigError(f"{flag} applies to our runtime only, not with --runtime-cmd")
-    if config.package is None:
-        return
-    if config.watch:
-        raise ConfigError("--package and --watch exclude each other (the zips do not change)")
-    folder = Path(config.package).resolve()
-    missing = [name for name in (FUNCTION_ZIP, LAYER_ZIP) if not (folder / name).is_file()]
-    if missing:
-        raise ConfigError(
-            f"--package: {folder} has no {' and no '.join(missing)} (build them with "
-            f"`lambda-runtime package FUNCTION_DIR --output {config.package}`)"
-        )
-    if config.template is not None:
-        raise ConfigError("--package and --template exclude each other")
 
 
 class Unpacked:
