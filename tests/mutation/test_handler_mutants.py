@@ -56,3 +56,29 @@ def test_a_name_without_both_halves_asks_for_module_and_function(name: str) -> N
     with pytest.raises(LambdaError) as info:
         parse_handler_name(name)
     assert info.value.message.endswith(": expected MODULE.FUNCTION, for example app.handler")
+
+
+@pytest.mark.parametrize("name", ["/app.handler", "../app.handler", "a\\b.handler"])
+def test_a_name_that_leaves_the_task_root_says_so(name: str) -> None:
+    """Catches an absolute or backslashed name slipping past the task-root rule to be refused
+    later for a confusing reason (``'' is not a valid Python module name``)."""
+    with pytest.raises(LambdaError) as info:
+        parse_handler_name(name)
+    assert "a handler may not leave the task root" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("app.1st", "'1st' is not a valid Python function name"),
+        ("app.my-handler", "'my-handler' is not a valid Python function name"),
+        ("1app.handler", "'1app' is not a valid Python module name"),
+        ("pkg/my-app.handler", "'my-app' is not a valid Python module name"),
+    ],
+)
+def test_an_invalid_identifier_is_named_in_the_error(name: str, problem: str) -> None:
+    """Catches the message naming the wrong part, or none, of a name Python cannot import."""
+    with pytest.raises(LambdaError) as info:
+        parse_handler_name(name)
+    assert info.value.error_type == "Runtime.MalformedHandlerName"
+    assert info.value.message == f"Bad handler {name!r}: {problem}"
