@@ -64,7 +64,10 @@ def test_a_name_that_leaves_the_task_root_says_so(name: str) -> None:
     later for a confusing reason (``'' is not a valid Python module name``)."""
     with pytest.raises(LambdaError) as info:
         parse_handler_name(name)
-    assert "a handler may not leave the task root" in info.value.message
+    assert info.value.message == (
+        f"Bad handler {name!r}: a handler may not leave the task root "
+        "('..', '/' at the start or '\\')"
+    )
 
 
 @pytest.mark.parametrize(
