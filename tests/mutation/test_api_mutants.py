@@ -1,0 +1,77 @@
+"""Runtime API client promises that `make mutate` showed no test held (see README.md here).
+
+A post answered with an unexpected status is logged with (an excerpt of) the answer's body:
+that line is all a user has to find out why Lambda refused a result."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from runtime.api import Invocation, RuntimeClient
+
+
+class _Refuser(BaseHTTPRequestHandler):
+    """Answers every post with 400 and the body the test put on the server."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body: bytes = self.server.answer  # type: ignore[attr-defined]
+        self.send_response(400)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def refuser() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refuser)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _warning_for(server: ThreadingHTTPServer, answer: bytes) -> str:
+    server.answer = answer  # type: ignore[attr-defined]
+    warnings: list[str] = []
+    client = RuntimeClient("127.0.0.1", server.server_address[1], warnings.append)
+    try:
+        client.post_response(Invocation({"lambda-runtime-aws-request-id": "r1"}, b""), b"{}", "x")
+    finally:
+        client.close()
+    assert len(warnings) == 1
+    prefix = "/2018-06-01/runtime/invocation/r1/response answered unexpected status 400: "
+    assert warnings[0].startswith(prefix)
+    return warnings[0][len(prefix) :]
+
+
+@pytest.mark.parametrize(
+    ("answer", "logged"),
+    [
+        (b'{"errorMessage":"bad"}', '{"errorMessage":"bad"}'),
+        (b"a" * 500, "a" * 500),
+        (b"a" * 501, "a" * 500 + "..."),
+        (b"b" * 4000, "b" * 500 + "..."),
+    ],
+    ids=["short", "exactly-500", "501", "long"],
+)
+def test_the_body_of_a_refusal_is_logged_up_to_500_bytes(
+    refuser: ThreadingHTTPServer, answer: bytes, logged: str
+) -> None:
+    """Catches a changed bound, a lost or misplaced ``...`` marking the cut, and text added to
+    a body that was not cut."""
+    assert _warning_for(refuser, answer) == logged
+
+
+def test_a_body_that_is_not_utf8_is_still_logged(refuser: ThreadingHTTPServer) -> None:
+    """Catches a strict decode: bytes that are not UTF-8 would make the log line itself fail."""
+    assert _warning_for(refuser, b"bad \xff byte") == "bad \ufffd byte"
