@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from runtime.api import Invocation, RuntimeClient
+from runtime.api import Invocation, RuntimeAPIFatal, RuntimeClient
 
 
 class _Refuser(BaseHTTPRequestHandler):
@@ -29,15 +29,18 @@ class _Refuser(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def refuser() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refuser)
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def refuser() -> Iterator[ThreadingHTTPServer]:
+    yield from _serve(_Refuser)
 
 
 def _warning_for(server: ThreadingHTTPServer, answer: bytes) -> str:
@@ -75,3 +78,59 @@ def test_the_body_of_a_refusal_is_logged_up_to_500_bytes(
 def test_a_body_that_is_not_utf8_is_still_logged(refuser: ThreadingHTTPServer) -> None:
     """Catches a strict decode: bytes that are not UTF-8 would make the log line itself fail."""
     assert _warning_for(refuser, b"bad \xff byte") == "bad \ufffd byte"
+
+
+class _Registrar(BaseHTTPRequestHandler):
+    """Accepts an extension registration and keeps what was sent."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.seen = (self.path, dict(self.headers.items()), body)  # type: ignore[attr-defined]
+        status: int = getattr(self.server, "status", 200)
+        answer = b"" if status == 200 else b'{"errorMessage":"wrong state"}'
+        self.send_response(status)
+        self.send_header("Lambda-Extension-Identifier", "ext-1")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def registrar() -> Iterator[ThreadingHTTPServer]:
+    yield from _serve(_Registrar)
+
+
+def _register(server: ThreadingHTTPServer) -> str:
+    client = RuntimeClient("127.0.0.1", server.server_address[1], lambda message: None)
+    try:
+        return client.register_extension("my-ext")
+    finally:
+        client.close()
+
+
+def test_the_extension_registration_is_a_json_request_for_no_events(
+    registrar: ThreadingHTTPServer,
+) -> None:
+    """Catches a registration Lambda's Extensions API would refuse: a changed Content-Type
+    header or body (the SIGTERM at shutdown depends on this registration)."""
+    assert _register(registrar) == "ext-1"
+    path, headers, body = registrar.seen  # type: ignore[attr-defined]
+    assert path == "/2020-01-01/extension/register"
+    assert headers["Lambda-Extension-Name"] == "my-ext"
+    assert headers["Content-Type"] == "application/json"
+    assert body == b'{"events":[]}'
+
+
+def test_a_refused_registration_is_fatal_with_the_status_and_body(
+    registrar: ThreadingHTTPServer,
+) -> None:
+    """Catches a refusal that loses its explanation or fails with an unrelated error."""
+    registrar.status = 403  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeAPIFatal) as info:
+        _register(registrar)
+    assert str(info.value) == (
+        'extension registration answered 403: {"errorMessage":"wrong state"}'
+    )
