@@ -5,9 +5,11 @@ that line is all a user has to find out why Lambda refused a result."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -134,3 +136,23 @@ def test_a_refused_registration_is_fatal_with_the_status_and_body(
     assert str(info.value) == (
         'extension registration answered 403: {"errorMessage":"wrong state"}'
     )
+
+
+def test_an_error_post_echoes_the_invocation_id(runtime_api: Any, start_runtime: Any) -> None:
+    """Catches the per-attempt token missing from (or breaking) the /error post, as it is
+    echoed on /response."""
+    runtime_api.push("{}", headers={"Lambda-Runtime-Invocation-Id": "tok-err"})
+    start_runtime("basic.fail")
+    post = runtime_api.wait_post()
+    assert post.kind == "error"
+    assert post.header("Lambda-Runtime-Invocation-Id") == "tok-err"
+
+
+def test_an_init_error_carries_the_xray_cause(runtime_api: Any, start_runtime: Any) -> None:
+    """Catches the X-Ray error cause dropped from /init/error (it is sent on /error too)."""
+    runtime_api.push("{}")
+    start_runtime("raises_at_import.handler")
+    post = runtime_api.wait_post()
+    assert post.kind == "init_error"
+    cause = json.loads(post.header("Lambda-Runtime-Function-XRay-Error-Cause") or "null")
+    assert cause["exceptions"][0]["type"] == json.loads(post.body)["errorType"]
