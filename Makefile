@@ -68,4 +68,21 @@ soak: setup
 	$(BIN)/python tests/soak/soak.py --invokes 10000 --connections 8
 
 clean:
-	rm -rf $(VENV) out site .pytest_cache .mypy_cache .ruff_cache lambda_runtime.egg-info
+	rm -rf $(VENV) out site mutants .pytest_cache .mypy_cache .ruff_cache lambda_runtime.egg-info
+
+# Mutation testing of the runtime's hot-path and protocol modules (slow; not in CI). Results
+# are cached in mutants/ (delete it for a fresh run); the report goes to out/mutation/report.md.
+# MUTANTS narrows the run, e.g. make mutate MUTANTS='runtime.protocol.*'. See tests/mutation/.
+MUTATE_STAMP := $(VENV)/.mutate-installed
+MUTATE_JOBS ?= 2
+MUTANTS ?=
+$(MUTATE_STAMP): tests/mutation/requirements.txt $(STAMP)
+	$(BIN)/pip install --quiet -r tests/mutation/requirements.txt
+	touch $(MUTATE_STAMP)
+
+.PHONY: mutate
+mutate: $(MUTATE_STAMP)
+	mkdir -p mutants out/mutation
+	cp tests/mutation/sitecustomize.py mutants/sitecustomize.py
+	PYTHONPATH=$(CURDIR)/mutants nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	$(BIN)/python tests/mutation/report.py --out out/mutation/report.md
