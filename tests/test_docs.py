@@ -236,6 +236,9 @@ COMMANDS: dict[str, str] = {
     "docker run --rm -p 9000:8080 hello-local":
         "tests/packaging/test_container.py (the image's entrypoint and CMD, buildah run)",
     "lambda-runtime serve --template template.yaml --parameter-overrides Stage=prod": RUN_HERE,
+    "lambda-runtime serve --template template.yaml --http-port 3000": RUN_HERE,
+    "curl http://127.0.0.1:3000/hello/Ada": RUN_HERE,
+    "lambda-runtime serve app.handler --task-root examples/hello --max-concurrency 64": RUN_HERE,
     "curl -d '{\"name\": \"Ada\"}' "
     "http://127.0.0.1:9000/2015-03-31/functions/hello-prod/invocations": RUN_HERE,
     "curl -d '{\"name\": \"you\"}' http://localhost:9000/2015-03-31/functions/function/invocations":
@@ -483,12 +486,17 @@ def test_serve_no_spawn_as_documented() -> None:
     assert "export AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001" in banner
 
 
+def _page_template(resource: str) -> str:
+    """The local-development page's template that defines ``resource``."""
+    page = (DOCS / "local-development.md").read_text(encoding="utf-8")
+    (template,) = [block for block in _code_blocks(page, "yaml") if f"  {resource}:" in block]
+    return template + "\n"
+
+
 def test_serve_a_template_as_documented(tmp_path: Path) -> None:
     """The local-development page's template, written where the page says (next to a copy of
     examples/hello), served and invoked with the page's own commands."""
-    page = (DOCS / "local-development.md").read_text(encoding="utf-8")
-    (template,) = list(_code_blocks(page, "yaml"))
-    (tmp_path / "template.yaml").write_text(template + "\n", encoding="utf-8")
+    (tmp_path / "template.yaml").write_text(_page_template("HelloFunction"), encoding="utf-8")
     shutil.copytree(REPO / "examples" / "hello", tmp_path / "hello")
     proc, banner = _serve(
         "lambda-runtime serve --template template.yaml --parameter-overrides Stage=prod",
@@ -507,6 +515,49 @@ def test_serve_a_template_as_documented(tmp_path: Path) -> None:
     finally:
         err = _stop(proc)
     assert "[hello-prod] REPORT RequestId:" in err
+
+
+def test_template_http_routes_as_documented(tmp_path: Path) -> None:
+    """The page's HTTP API template, alone in a folder, served with --http-port and reached with
+    the page's curl: the route matched, its path parameter decoded into the event."""
+    (tmp_path / "template.yaml").write_text(_page_template("GreetFunction"), encoding="utf-8")
+    proc, banner = _serve(
+        "lambda-runtime serve --template template.yaml --http-port 3000",
+        "GET /hello/{name} -> GreetFunction (HTTP API, payload 2.0)", (9000, 3000), cwd=tmp_path,
+    )
+    try:
+        assert "HTTP routes on http://127.0.0.1:3000:" in banner, banner
+        status, out, err = _run("curl http://127.0.0.1:3000/hello/Ada")
+        assert status == 0, err
+        assert json.loads(out) == {"message": "Hello, Ada!", "route": "GET /hello/{name}"}
+    finally:
+        err = _stop(proc)
+    assert "[GreetFunction] REPORT RequestId:" in err, err
+
+
+def test_serve_with_max_concurrency_as_documented() -> None:
+    """The multi-concurrency page's commands: one environment takes several invokes at once,
+    each with its own JSON platform records."""
+    proc, banner = _serve(
+        "lambda-runtime serve app.handler --task-root examples/hello --max-concurrency 64",
+        "Invoke API:", (9000,),
+    )
+    curl = (
+        "curl -d '{\"name\":\"Ada\"}' "
+        "http://127.0.0.1:9000/2015-03-31/functions/function/invocations"
+    )
+    try:
+        assert "concurrency 10 environments x 64 invokes each" in banner, banner
+        callers = [_shell(_documented(curl)) for _ in range(4)]
+        answers = [caller.communicate(timeout=60) for caller in callers]
+        for caller, (out, err) in zip(callers, answers, strict=True):
+            assert caller.returncode == 0, err
+            assert json.loads(out)["message"] == "Hello, Ada!"
+    finally:
+        err = _stop(proc)
+    # Four invokes, one environment: a single init, a JSON report per invoke.
+    assert err.count('"type":"platform.initStart"') == 1, err
+    assert err.count('"type":"platform.report"') == 4, err
 
 
 # --- the configuration table is the code's ------------------------------------------------------
