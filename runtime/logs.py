@@ -238,11 +238,19 @@ class _ConfigureOnImport:
         self.name = name
         self.then = then
         self.spec = spec
+        self._finding = False
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname != self.name:
+        # Another finder that consults the whole of sys.meta_path itself (an import watcher,
+        # such as the emulator's) calls back in while we look: that inner call must not wrap
+        # the loader and remove us a second time.
+        if fullname != self.name or self._finding:
             return None
-        spec = self.spec if self.spec is not None else _find_spec(fullname, skip=self)
+        self._finding = True
+        try:
+            spec = self.spec if self.spec is not None else _find_spec(fullname, skip=self)
+        finally:
+            self._finding = False
         if spec is None:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):

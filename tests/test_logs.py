@@ -283,3 +283,46 @@ def test_install_without_a_log_level_keeps_the_root_level(stdio: PrivateStdio) -
     root.setLevel(logging.INFO)
     stdio.install(make_config())
     assert root.level == logging.INFO
+
+
+class _WatchingFinder:
+    """Like the emulator's import watcher: asks every other finder on sys.meta_path itself."""
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        if self.busy:
+            return None
+        self.busy = True
+        try:
+            for finder in list(sys.meta_path):
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    return spec
+            return None
+        finally:
+            self.busy = False
+
+
+def test_a_routed_import_works_beside_a_finder_that_asks_every_finder(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`import structlog` under the emulator's import watcher failed with "list.remove(x): x
+    not in list": the watcher called back into the runtime's finder, which then configured and
+    removed itself twice. Break caught: no re-entrancy guard in _ConfigureOnImport."""
+    from runtime.logs import when_imported
+
+    (tmp_path / "routed_pkg_for_test.py").write_text("VALUE = 1\n")  # type: ignore[operator]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    sys.meta_path.insert(0, _WatchingFinder())  # before the path finder, as the emulator puts it
+    seen: list[object] = []
+    when_imported("routed_pkg_for_test", seen.append)
+    try:
+        import routed_pkg_for_test  # type: ignore[import-not-found]
+    finally:
+        sys.modules.pop("routed_pkg_for_test", None)
+    assert seen == [routed_pkg_for_test]
