@@ -1,16 +1,24 @@
 """Several invokes in flight in one environment (Lambda Managed Instances).
 
 With ``AWS_LAMBDA_MAX_CONCURRENCY=N`` the runtime runs N *slots* after the one init: each slot
-is a thread with its own Runtime API connection (its own :class:`RuntimeClient`) and its own
-``/next`` -> handler -> ``/response`` loop (``/next`` pipelined behind the response, as in the
-single-invoke loop). A sync handler runs on its slot's thread. An async handler (coroutine, or
-any awaitable it returns) runs as a task on the one environment event loop, which runs in a
-thread of its own: the slot hands it over and waits for its result, so N slots are N tasks on
-one loop, and module-level async clients are shared as in the single-invoke path.
+has its own Runtime API connection and its own ``/next`` -> handler -> ``/response`` loop
+(``/next`` pipelined behind the response, as in the single-invoke loop). Slots come in two
+shapes, chosen at init:
 
-Why threads for the I/O even with async handlers: the Runtime API client is the same blocking
-one as the single-invoke hot path, so both paths share every line of protocol handling; a
-parked ``/next`` costs a thread's stack (mostly untouched memory), not a process.
+* Tasks (:class:`TaskSlots`), for an ``async def`` handler with no layers: N tasks on the one
+  environment event loop, in the main thread, each with a non-blocking client
+  (:class:`AsyncRuntimeClient`: the loop's socket calls, with :mod:`runtime.http`'s request
+  heads and parser and :mod:`runtime.api`'s status rules). An invoke is await ``/next`` ->
+  await the handler -> await the post: no thread and no hand-off between threads, which on a
+  busy CPU cost more than the invoke itself.
+* Threads (:class:`Slots`), for everything else: a sync handler runs on its slot's thread with
+  the blocking client of the single-invoke path. An awaitable it returns (a sync function
+  returning a coroutine, or an async handler with layers, which wrap a sync call) runs as a
+  task on the environment event loop, in a thread of its own (:class:`LoopThread`); the slot
+  waits for it. Async generator handlers (streams) take this path too.
+
+Either way module-level async clients share the one loop, as in the single-invoke path, and
+the handler's awaitable runs as a task of its own, in a copy of its invoke's context.
 
 Isolation: every slot thread and every task has its own context variables (the context, the
 observability state, structlog's and OpenTelemetry's context); threads a handler starts get a
@@ -37,20 +45,42 @@ import sys
 import threading
 import time
 
-from runtime.api import RuntimeAPIFatal, RuntimeClient
-from runtime.context import isolate_threads
-from runtime.errors import LambdaError
+from runtime import protocol as p
+from runtime.api import (
+    RuntimeAPIFatal,
+    RuntimeClient,
+    error_request,
+    fatal_answer,
+    invocation_of,
+    report_post,
+    response_request,
+    user_agent,
+)
+from runtime.context import enter_invoke, isolate_threads, leave_invoke
+from runtime.errors import LambdaError, encode_error
+from runtime.http import (
+    ConnectError,
+    Connection,
+    ConnectionClosed,
+    HTTPError,
+    RequestError,
+    ResponseFeed,
+)
 from runtime.traceid import NAME as TRACE_ID_VARIABLE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
+    import socket
+    from collections.abc import Callable, Sequence
     from typing import Any, NoReturn, Protocol
 
     from runtime.api import Invocation
+    from runtime.bootstrap import InvokeSteps
     from runtime.config import Config
     from runtime.handler import Handler
+    from runtime.http import Buffer, Response
+    from runtime.layers import Layer
     from runtime.logs import RuntimeLog
 
     class SlotInvoker(Protocol):
@@ -63,6 +93,11 @@ if TYPE_CHECKING:
     EnvironmentLoop = Callable[[], asyncio.AbstractEventLoop]
 
 EXIT_ERROR_TYPE = "Runtime.ExitError"
+STREAM_IN_TASK_ERROR_TYPE = "Runtime.StreamingUnsupported"
+# code flags of an ``async def`` function (inspect.CO_COROUTINE, without importing inspect)
+CO_COROUTINE = 0x80
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_SIZE = 65536
 # /next retries: several slots (or workers) start at once and the Runtime API may not take
 # them all at the same moment; awslambdaric retries the same way (0.1 s, doubling).
 NEXT_RETRIES = 4
@@ -207,15 +242,404 @@ class Slots:
             self._failed.set()
 
 
+# --- async handlers: the slots as tasks on the environment event loop ---------------------------
+
+
+def runs_as_tasks(handler: Handler, layers: Sequence[Layer]) -> bool:
+    """Whether the slots run as tasks on the event loop: an ``async def`` handler (also behind
+    a bound method or ``functools.partial``) and no layers. Layers wrap a *sync* call (a span
+    around it, its duration), so with layers, as with a sync handler that returns awaitables
+    or streams, the slots stay threads."""
+    from runtime.streaming import _code_flags
+
+    return not layers and bool(_code_flags(handler) & CO_COROUTINE)
+
+
+class AsyncConnection:
+    """:class:`runtime.http.Connection`'s protocol over the event loop's non-blocking socket
+    calls: the same request heads (its :meth:`~runtime.http.Connection.encode_request`), the
+    same parser (:class:`runtime.http.ResponseFeed`), the same pipelining and stale
+    keep-alive rules. One task at a time per connection."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+        self._loop = loop
+        self._host = host
+        self._port = port
+        self._encoder = Connection(host, port, user_agent=user_agent())  # heads only, no socket
+        self._sock: socket.socket | None = None
+        self._feed = ResponseFeed()
+        self._view = memoryview(bytearray(READ_SIZE))
+        self._served = 0
+        self._pending: tuple[str, str] | None = None
+
+    async def open(self) -> None:
+        """Connect now, rather than on the first request."""
+        if self._sock is None:
+            await self._connect()
+
+    def close(self) -> None:
+        sock = self._sock
+        self._sock = None
+        self._feed = ResponseFeed()
+        self._served = 0
+        self._pending = None
+        if sock is not None:
+            sock.close()
+
+    async def _connect(self) -> socket.socket:
+        import asyncio
+        import socket
+
+        self.close()
+        where = f"{self._host}:{self._port}"
+        loop = self._loop
+        try:
+            infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ConnectError(f"cannot resolve {where}: {exc}") from exc
+        error: OSError | None = None
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, address), CONNECT_TIMEOUT_SECONDS)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, TimeoutError) as exc:
+                sock.close()
+                error = exc if isinstance(exc, OSError) else OSError(f"timed out: {exc}")
+                continue
+            self._sock = sock
+            return sock
+        raise ConnectError(f"cannot connect to {where}: {error}") from error
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]] = (),
+        body: Buffer = b"",
+        then: tuple[str, str] | None = None,
+    ) -> Response:
+        """As :meth:`runtime.http.Connection.request` (``then``: a pipelined bare request)."""
+        if self._pending is not None:
+            if self._pending == (method, target) and not headers and not body:
+                return await self._read_pending(method, target)
+            self.close()
+        head, data, length, second = self._encoder.encode_request(
+            method, target, headers, body, then
+        )
+        sock = self._sock
+        if sock is None or self._feed.buffered:
+            sock = await self._connect()
+        loop = self._loop
+        try:
+            while True:
+                reused = self._served > 0
+                send_failed = False
+                try:
+                    if length <= READ_SIZE:
+                        await loop.sock_sendall(sock, head + data + second)
+                    else:
+                        for part in (head, data, second):
+                            await loop.sock_sendall(sock, part)
+                except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+                    send_failed = True  # the peer may have answered and closed: read it
+                try:
+                    response = await self._read(sock, method)
+                except (ConnectionClosed, OSError) as exc:
+                    if reused and not self._feed.started:
+                        sock = await self._connect()
+                        continue
+                    raise self._closed(method, target, exc) from exc
+                break
+        except OSError as exc:
+            raise self._closed(method, target, exc) from exc
+        except BaseException:
+            self.close()
+            raise
+        if send_failed or not self._feed.keep_alive:
+            self.close()
+        else:
+            self._served += 1
+            self._pending = then
+        return response
+
+    async def _read_pending(self, method: str, target: str) -> Response:
+        self._pending = None
+        sock = self._sock
+        assert sock is not None
+        try:
+            response = await self._read(sock, method)
+        except (ConnectionClosed, OSError) as exc:
+            if not self._feed.started:  # as in Connection._read_pending: send it again
+                self.close()
+                return await self.request(method, target)
+            raise self._closed(method, target, exc) from exc
+        except BaseException:
+            self.close()
+            raise
+        if not self._feed.keep_alive:
+            self.close()
+        else:
+            self._served += 1
+        return response
+
+    async def _read(self, sock: socket.socket, method: str) -> Response:
+        feed = self._feed
+        view = self._view
+        recv_into = self._loop.sock_recv_into
+        while True:
+            response = feed.parse(method)
+            if response is not None:
+                return response
+            need = feed.need
+            while need > 0:
+                got = await recv_into(sock, view)
+                if not got:
+                    feed.end()
+                    break
+                feed.feed(view[:got])
+                need -= got
+
+    def _closed(self, method: str, target: str, exc: BaseException) -> HTTPError:
+        self.close()
+        if isinstance(exc, ConnectError):
+            return exc
+        text = str(exc) if isinstance(exc, HTTPError) else f"{type(exc).__name__}: {exc}"
+        return ConnectionClosed(f"{method} {target} on {self._host}:{self._port}: {text}")
+
+
+class AsyncRuntimeClient:
+    """The calls a task slot makes, with :mod:`runtime.api`'s status rules."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, host: str, port: int, warn: Callable[[str], None]
+    ) -> None:
+        self._conn = AsyncConnection(loop, host, port)
+        self._address = f"{host}:{port}"
+        self._warn = warn
+
+    async def next_invocation(self) -> Invocation:
+        return invocation_of(await self._call("GET", p.NEXT_PATH, (), b""))
+
+    async def post_response(
+        self, invocation: Invocation, body: Buffer, content_type: str, *, then_next: bool = False
+    ) -> None:
+        target, headers = response_request(invocation, content_type)
+        await self._post(target, headers, body, ("GET", p.NEXT_PATH) if then_next else None)
+
+    async def post_error(
+        self, invocation: Invocation, error_type: str, body: bytes, xray_cause: bytes | None
+    ) -> None:
+        await self._post(*error_request(invocation, error_type, xray_cause), body)
+
+    async def open(self) -> None:
+        try:
+            await self._conn.open()
+        except HTTPError as exc:
+            raise RuntimeAPIFatal(f"Runtime API at {self._address} failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+    async def _call(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: Buffer,
+        then: tuple[str, str] | None = None,
+    ) -> Response:
+        try:
+            response = await self._conn.request(method, target, headers, body, then)
+        except RequestError:
+            raise
+        except HTTPError as exc:
+            raise RuntimeAPIFatal(f"Runtime API at {self._address} failed: {exc}") from exc
+        if response.status == p.STATUS_FATAL:
+            raise fatal_answer(method, target, response)
+        return response
+
+    async def _post(
+        self,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: Buffer,
+        then: tuple[str, str] | None = None,
+    ) -> None:
+        try:
+            response = await self._call("POST", target, headers, body, then)
+        except RequestError as exc:
+            self._warn(f"could not post to {target!r}: {exc}")
+            return
+        if response.status != p.STATUS_ACCEPTED:
+            report_post(target, response, self._warn)
+
+
+async def next_with_retry_async(
+    client: AsyncRuntimeClient,
+    warn: Callable[[str], None],
+    retries: int = NEXT_RETRIES,
+    backoff: float = NEXT_BACKOFF_SECONDS,
+) -> Invocation:
+    """:func:`next_with_retry` for a task slot."""
+    import asyncio
+
+    for attempt in range(retries + 1):
+        try:
+            return await client.next_invocation()
+        except RuntimeAPIFatal as exc:
+            if attempt == retries:
+                raise
+            warn(f"/next failed ({exc}); retrying in {backoff:.1f} s")
+            await asyncio.sleep(backoff)
+            backoff *= 2
+    raise AssertionError("unreachable")
+
+
+class Tasks:
+    """What task slots need from the lifecycle: the handler and the steps around its call."""
+
+    def __init__(self, handler: Handler, steps: InvokeSteps) -> None:
+        self.handler = guard(handler)
+        self.steps = steps
+
+
+class TaskInvoker:
+    """:class:`runtime.bootstrap.Invoker` for a task slot (no layers, see
+    :func:`runs_as_tasks`): one invocation to exactly one response or one error, with every
+    wait an ``await`` on the loop."""
+
+    def __init__(self, client: AsyncRuntimeClient, tasks: Tasks, log: RuntimeLog) -> None:
+        from runtime.marshal import encode_result
+
+        self._client = client
+        self._handler = tasks.handler
+        self._steps = tasks.steps
+        self._log = log
+        self._encode = encode_result
+
+    async def handle(self, invocation: Invocation) -> None:
+        import asyncio
+
+        steps = self._steps
+        context = steps.context(invocation)
+        token = enter_invoke(context)
+        try:
+            try:
+                result = self._handler(steps.event(context, invocation), context)
+                if hasattr(result, "__await__"):
+                    # A task of its own, in a copy of this context, as the other modes run an
+                    # awaitable: what the handler sets in its context stays in this invoke.
+                    result = await asyncio.ensure_future(_guarded(result))
+                kind = type(result)
+                if hasattr(kind, "__next__") or hasattr(kind, "__anext__"):
+                    raise LambdaError(
+                        STREAM_IN_TASK_ERROR_TYPE,
+                        "an async def handler returned a stream; with several invokes in "
+                        "flight, stream from an async generator handler instead",
+                    )
+                body, content_type = self._encode(result)
+            except BaseException as exc:
+                await self._report(invocation, exc)
+            else:
+                await self._client.post_response(invocation, body, content_type, then_next=True)
+        finally:
+            leave_invoke(token)
+
+    async def _report(self, invocation: Invocation, exc: BaseException) -> None:
+        body, xray_cause = self._steps.error(exc, invocation.request_id)
+        self._log.error(body)
+        await self._client.post_error(invocation, body["errorType"], encode_error(body), xray_cause)
+
+
+class TaskSlots:
+    """N slots as N tasks on the environment event loop, run in this thread;
+    :meth:`run` returns only when one fails for good."""
+
+    def __init__(
+        self,
+        config: Config,
+        log: RuntimeLog,
+        tasks: Tasks,
+        loop: asyncio.AbstractEventLoop,
+        slots: int,
+    ) -> None:
+        self._config = config
+        self._log = log
+        self._tasks = tasks
+        self._loop = loop
+        self._slots = slots
+
+    def run(self) -> BaseException:
+        try:
+            return self._loop.run_until_complete(self._serve_all())
+        except BaseException as exc:  # e.g. KeyboardInterrupt out of a handler's task
+            return exc
+
+    async def _serve_all(self) -> BaseException:
+        config = self._config
+        loop = self._loop
+        failed: asyncio.Future[BaseException] = loop.create_future()
+        tasks = []
+        for _ in range(self._slots):
+            client = AsyncRuntimeClient(
+                loop, config.runtime_api_host, config.runtime_api_port, self._log.warning
+            )
+            # One connection at a time, as slot threads come up one by one: N connects at the
+            # same instant can overflow the server's accept queue, and a dropped SYN is only
+            # retried a second later.
+            try:
+                await client.open()
+            except RuntimeAPIFatal as exc:
+                self._log.warning(f"slot connection failed ({exc}); its /next will retry")
+            tasks.append(loop.create_task(self._serve(client, failed)))
+        failure = await failed
+        del tasks  # never awaited: the process exits with them still parked
+        return failure
+
+    async def _serve(
+        self, client: AsyncRuntimeClient, failed: asyncio.Future[BaseException]
+    ) -> None:
+        log = self._log
+        try:
+            handle = TaskInvoker(client, self._tasks, log).handle
+            while True:
+                await handle(await next_with_retry_async(client, log.warning))
+        except BaseException as exc:  # a slot never ends on its own: the environment is done
+            if not failed.done():
+                failed.set_result(exc)
+
+
+def _serve_slots(
+    config: Config,
+    log: RuntimeLog,
+    make_invoker: MakeInvoker,
+    environment_loop: EnvironmentLoop,
+    slots: int,
+    tasks: Tasks | None,
+) -> BaseException:
+    if tasks is not None:
+        return TaskSlots(config, log, tasks, environment_loop(), slots).run()
+    return Slots(config, log, make_invoker, environment_loop, slots).run()
+
+
 def run(
-    config: Config, log: RuntimeLog, make_invoker: MakeInvoker, environment_loop: EnvironmentLoop
+    config: Config,
+    log: RuntimeLog,
+    make_invoker: MakeInvoker,
+    environment_loop: EnvironmentLoop,
+    tasks: Tasks | None = None,
 ) -> NoReturn:
-    """Serve ``config.max_concurrency`` invokes at once until the environment ends."""
+    """Serve ``config.max_concurrency`` invokes at once until the environment ends; with
+    ``tasks`` (see :func:`runs_as_tasks`) the slots are tasks on the event loop."""
     isolate_threads()
     os.environ.pop(TRACE_ID_VARIABLE, None)  # see the module docstring
     if config.processes:
-        _run_processes(config, log, make_invoker, environment_loop)
-    failure = Slots(config, log, make_invoker, environment_loop, config.max_concurrency).run()
+        _run_processes(config, log, make_invoker, environment_loop, tasks)
+    failure = _serve_slots(
+        config, log, make_invoker, environment_loop, config.max_concurrency, tasks
+    )
     _exit_for(failure, log)
 
 
@@ -232,7 +656,11 @@ def _exit_for(failure: BaseException, log: RuntimeLog) -> NoReturn:
 
 
 def _run_processes(
-    config: Config, log: RuntimeLog, make_invoker: MakeInvoker, environment_loop: EnvironmentLoop
+    config: Config,
+    log: RuntimeLog,
+    make_invoker: MakeInvoker,
+    environment_loop: EnvironmentLoop,
+    tasks: Tasks | None,
 ) -> NoReturn:
     import signal
 
@@ -242,7 +670,7 @@ def _run_processes(
         pid = os.fork()
         if pid == 0:
             _die_with(parent)
-            _worker(config, log, make_invoker, environment_loop, share)
+            _worker(config, log, make_invoker, environment_loop, share, tasks)
         workers.append(pid)
 
     stopping: list[int] = []
@@ -294,6 +722,7 @@ def _worker(
     make_invoker: MakeInvoker,
     environment_loop: EnvironmentLoop,
     slots: int,
+    tasks: Tasks | None,
 ) -> NoReturn:
     try:
         if "asyncio" in sys.modules:
@@ -302,7 +731,7 @@ def _worker(
             # The parent's loop (if user code made one at import) shares its selector with
             # every other worker after fork: each worker gets its own.
             asyncio.set_event_loop(asyncio.new_event_loop())
-        failure = Slots(config, log, make_invoker, environment_loop, slots).run()
+        failure = _serve_slots(config, log, make_invoker, environment_loop, slots, tasks)
     except BaseException as exc:
         failure = exc
     _exit_for(failure, log)

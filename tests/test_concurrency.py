@@ -17,6 +17,7 @@ from runtime import protocol
 from runtime.api import Invocation, RuntimeAPIFatal
 from runtime.concurrency import next_with_retry, split_slots
 from runtime.config import Config, ConfigError, concurrency_settings
+from runtime.http import ConnectionClosed, Response, ResponseFeed
 
 TRACE = "Root=1-5759e988-bd862e3fe1be46a9942{:05d};Parent=53995c3f42cd8ad8;Sampled=1"
 
@@ -260,3 +261,76 @@ def test_sigterm_in_process_mode_stops_every_worker(
         time.sleep(0.05)
     else:
         raise AssertionError(f"worker {worker} outlived the runtime process")
+
+
+# --- async handlers: slots as tasks on the event loop, over the non-blocking client ----------
+
+
+def test_async_slots_are_tasks_on_one_thread_and_invokes_share_no_context(
+    runtime_api: RuntimeAPIStub, start_runtime: Any
+) -> None:
+    proc = start_runtime("multi.async_threads", AWS_LAMBDA_MAX_CONCURRENCY="32")
+    for _ in range(2):  # the second round runs on slots that already served an invoke
+        ids = _push_many(runtime_api, 32)
+        answers = _answers(runtime_api, 32)
+        assert set(answers) == set(ids)
+        results = [json.loads(post.body) for post in answers.values()]
+        assert all(post.kind == "response" for post in answers.values())
+        # 32 invokes waiting at once, and no thread per slot (a slot thread each would be 33+).
+        assert max(r["threads"] for r in results) <= 4
+        # A context variable the handler set is gone when its slot serves the next invoke.
+        assert {r["seen"] for r in results} == {None}
+    assert {r["pid"] for r in results} == {proc.proc.pid}
+
+
+def test_an_async_handler_returning_a_stream_fails_that_invoke_with_a_clear_error(
+    runtime_api: RuntimeAPIStub, start_runtime: Any
+) -> None:
+    start_runtime("multi.async_stream_result", AWS_LAMBDA_MAX_CONCURRENCY="2")
+    rid = runtime_api.push("{}")
+    post = _answers(runtime_api, 1)[rid]
+    assert post.kind == "error"
+    assert post.header(protocol.ERROR_TYPE_HEADER) == "Runtime.StreamingUnsupported"
+    assert "async generator handler" in json.loads(post.body)["errorMessage"]
+    again = runtime_api.push("{}")  # the slot goes on
+    assert _answers(runtime_api, 1)[again].kind == "error"
+
+
+_RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("piece", [1, 7, 1000])
+def test_the_feed_parses_responses_however_they_arrive(piece: int) -> None:
+    stream = b"".join(_RESPONSES)
+    feed = ResponseFeed()
+    got: list[Response] = []
+    for start in range(0, len(stream), piece):
+        feed.feed(stream[start : start + piece])
+        while (response := feed.parse("GET")) is not None:
+            got.append(response)
+    assert [(r.status, r.body, r.trailers) for r in got] == [
+        (200, b"hello", {}),
+        (202, b"abc", {"x-t": "1"}),
+    ]
+    assert got[0].headers["lambda-runtime-aws-request-id"] == "a"
+    assert feed.buffered == 0 and feed.keep_alive
+
+
+def test_the_feed_asks_for_a_large_body_in_one_wait_and_reports_a_cut_one() -> None:
+    body = b"x" * 300_000
+    feed = ResponseFeed()
+    feed.feed(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:1000])
+    assert feed.parse("GET") is None
+    assert feed.need == len(body) - 1000  # not one parse per received segment
+    feed.feed(body[1000:])
+    response = feed.parse("GET")
+    assert response is not None and response.body == body
+    cut = ResponseFeed()
+    cut.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    assert cut.parse("GET") is None
+    cut.end()
+    with pytest.raises(ConnectionClosed, match="3 of 10 bytes"):
+        cut.parse("GET")
