@@ -71,7 +71,6 @@ from runtime.traceid import NAME as TRACE_ID_VARIABLE
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    import socket
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn, Protocol
 
@@ -255,62 +254,110 @@ def runs_as_tasks(handler: Handler, layers: Sequence[Layer]) -> bool:
     return not layers and bool(_code_flags(handler) & CO_COROUTINE)
 
 
+class _Receiver:
+    """The asyncio protocol of one connection: feeds what arrives to the parser and wakes the
+    task waiting for enough of it. Reading stays registered with the loop for the life of the
+    connection, so a wait costs a future, not two selector changes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.feed = ResponseFeed()
+        self.transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._wanted = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.feed.feed(data)
+        self._wanted -= len(data)
+        if self._wanted <= 0:
+            self._wake()
+
+    def eof_received(self) -> bool:
+        self.feed.end()
+        self._wake()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.feed.end()
+        self._wake()
+
+    # Never called: the runtime's requests are small next to the socket buffer, and a large
+    # body is buffered by the transport. Part of the protocol interface.
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def read(self, method: str) -> Response:
+        feed = self.feed
+        while True:
+            if feed.buffered or feed.ended:
+                response = feed.parse(method)
+                if response is not None:
+                    return response
+            self._wanted = feed.need if feed.buffered else 1
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
 class AsyncConnection:
-    """:class:`runtime.http.Connection`'s protocol over the event loop's non-blocking socket
-    calls: the same request heads (its :meth:`~runtime.http.Connection.encode_request`), the
-    same parser (:class:`runtime.http.ResponseFeed`), the same pipelining and stale
-    keep-alive rules. One task at a time per connection."""
+    """:class:`runtime.http.Connection`'s protocol on the event loop: the same request heads
+    (its :meth:`~runtime.http.Connection.encode_request`), the same parser
+    (:class:`runtime.http.ResponseFeed`), the same pipelining and stale keep-alive rules.
+    One task at a time per connection."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
         self._loop = loop
         self._host = host
         self._port = port
         self._encoder = Connection(host, port, user_agent=user_agent())  # heads only, no socket
-        self._sock: socket.socket | None = None
-        self._feed = ResponseFeed()
-        self._view = memoryview(bytearray(READ_SIZE))
+        self._receiver: _Receiver | None = None
         self._served = 0
         self._pending: tuple[str, str] | None = None
 
     async def open(self) -> None:
         """Connect now, rather than on the first request."""
-        if self._sock is None:
+        if self._receiver is None:
             await self._connect()
 
     def close(self) -> None:
-        sock = self._sock
-        self._sock = None
-        self._feed = ResponseFeed()
+        receiver = self._receiver
+        self._receiver = None
         self._served = 0
         self._pending = None
-        if sock is not None:
-            sock.close()
+        if receiver is not None and receiver.transport is not None:
+            receiver.transport.abort()
 
-    async def _connect(self) -> socket.socket:
+    async def _connect(self) -> _Receiver:
         import asyncio
         import socket
 
         self.close()
-        where = f"{self._host}:{self._port}"
         loop = self._loop
+        receiver = _Receiver(loop)
+        # (Not an asyncio.Protocol subclass only to leave asyncio unimported until needed.)
+        connecting = loop.create_connection(lambda: receiver, self._host, self._port)  # type: ignore[type-var]
         try:
-            infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise ConnectError(f"cannot resolve {where}: {exc}") from exc
-        error: OSError | None = None
-        for family, kind, proto, _, address in infos:
-            sock = socket.socket(family, kind, proto)
-            sock.setblocking(False)
-            try:
-                await asyncio.wait_for(loop.sock_connect(sock, address), CONNECT_TIMEOUT_SECONDS)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, TimeoutError) as exc:
-                sock.close()
-                error = exc if isinstance(exc, OSError) else OSError(f"timed out: {exc}")
-                continue
-            self._sock = sock
-            return sock
-        raise ConnectError(f"cannot connect to {where}: {error}") from error
+            await asyncio.wait_for(connecting, CONNECT_TIMEOUT_SECONDS)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ConnectError(f"cannot connect to {self._host}:{self._port}: {exc!r}") from exc
+        transport = receiver.transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # asyncio sets it on TCP connections already; kept explicit
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._receiver = receiver
+        return receiver
 
     async def request(
         self,
@@ -328,27 +375,25 @@ class AsyncConnection:
         head, data, length, second = self._encoder.encode_request(
             method, target, headers, body, then
         )
-        sock = self._sock
-        if sock is None or self._feed.buffered:
-            sock = await self._connect()
-        loop = self._loop
+        receiver = self._receiver
+        if receiver is None or receiver.feed.buffered or receiver.feed.ended:
+            receiver = await self._connect()
         try:
             while True:
                 reused = self._served > 0
-                send_failed = False
+                transport = receiver.transport
+                assert transport is not None
+                # Written at once when the socket takes it, else buffered by the transport; a
+                # connection that is gone shows in the read.
+                if length <= READ_SIZE:
+                    transport.write(head + data + second if length or second else head)
+                else:
+                    transport.writelines((head, data, second))
                 try:
-                    if length <= READ_SIZE:
-                        await loop.sock_sendall(sock, head + data + second)
-                    else:
-                        for part in (head, data, second):
-                            await loop.sock_sendall(sock, part)
-                except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-                    send_failed = True  # the peer may have answered and closed: read it
-                try:
-                    response = await self._read(sock, method)
+                    response = await receiver.read(method)
                 except (ConnectionClosed, OSError) as exc:
-                    if reused and not self._feed.started:
-                        sock = await self._connect()
+                    if reused and not receiver.feed.started:
+                        receiver = await self._connect()
                         continue
                     raise self._closed(method, target, exc) from exc
                 break
@@ -357,7 +402,7 @@ class AsyncConnection:
         except BaseException:
             self.close()
             raise
-        if send_failed or not self._feed.keep_alive:
+        if not receiver.feed.keep_alive:
             self.close()
         else:
             self._served += 1
@@ -366,40 +411,23 @@ class AsyncConnection:
 
     async def _read_pending(self, method: str, target: str) -> Response:
         self._pending = None
-        sock = self._sock
-        assert sock is not None
+        receiver = self._receiver
+        assert receiver is not None
         try:
-            response = await self._read(sock, method)
+            response = await receiver.read(method)
         except (ConnectionClosed, OSError) as exc:
-            if not self._feed.started:  # as in Connection._read_pending: send it again
+            if not receiver.feed.started:  # as in Connection._read_pending: send it again
                 self.close()
                 return await self.request(method, target)
             raise self._closed(method, target, exc) from exc
         except BaseException:
             self.close()
             raise
-        if not self._feed.keep_alive:
+        if not receiver.feed.keep_alive:
             self.close()
         else:
             self._served += 1
         return response
-
-    async def _read(self, sock: socket.socket, method: str) -> Response:
-        feed = self._feed
-        view = self._view
-        recv_into = self._loop.sock_recv_into
-        while True:
-            response = feed.parse(method)
-            if response is not None:
-                return response
-            need = feed.need
-            while need > 0:
-                got = await recv_into(sock, view)
-                if not got:
-                    feed.end()
-                    break
-                feed.feed(view[:got])
-                need -= got
 
     def _closed(self, method: str, target: str, exc: BaseException) -> HTTPError:
         self.close()

@@ -466,6 +466,10 @@ class ResponseFeed:
         return self._reader.buffered
 
     @property
+    def ended(self) -> bool:
+        return self._ended
+
+    @property
     def keep_alive(self) -> bool:
         return self._reader.keep_alive
 
