@@ -334,3 +334,49 @@ def test_the_feed_asks_for_a_large_body_in_one_wait_and_reports_a_cut_one() -> N
     cut.end()
     with pytest.raises(ConnectionClosed, match="3 of 10 bytes"):
         cut.parse("GET")
+
+
+def test_the_non_blocking_client_reconnects_and_reads_pipelined_answers() -> None:
+    import asyncio
+    import socket
+    import threading
+
+    from runtime.concurrency import AsyncConnection
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        # Connection 1: one answer, then closed as an idle keep-alive connection can be.
+        # Connection 2: a post with a pipelined GET behind it, both answered in one write.
+        for answers in (1, 2):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while data.count(b"\r\n\r\n") < answers:
+                    data += conn.recv(65536)
+                seen.append(data)
+                ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+                conn.sendall(ok + b"r1" if answers == 1 else ok + b"r2" + ok + b"r3")
+                if answers == 2:
+                    conn.recv(1)  # until the client is done
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+
+    async def client() -> list[bytes]:
+        conn = AsyncConnection(asyncio.get_running_loop(), "127.0.0.1", listener.getsockname()[1])
+        first = await conn.request("GET", "/a")
+        await asyncio.sleep(0.1)  # the server has closed it by now
+        second = await conn.request("POST", "/b", (), b"", then=("GET", "/c"))
+        third = await conn.request("GET", "/c")  # sends nothing: the answer is already here
+        conn.close()
+        return [first.body, second.body, third.body]
+
+    try:
+        assert asyncio.run(client()) == [b"r1", b"r2", b"r3"]
+    finally:
+        listener.close()
+    server.join(5)
+    assert seen[0].startswith(b"GET /a ")
+    assert seen[1].startswith(b"POST /b ") and b"\r\n\r\nGET /c " in seen[1]
