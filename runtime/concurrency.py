@@ -10,7 +10,9 @@ shapes, chosen at init:
   (:class:`AsyncRuntimeClient`: the loop's socket calls, with :mod:`runtime.http`'s request
   heads and parser and :mod:`runtime.api`'s status rules). An invoke is await ``/next`` ->
   await the handler -> await the post: no thread and no hand-off between threads, which on a
-  busy CPU cost more than the invoke itself.
+  busy CPU cost more than the invoke itself. Such a handler must not *return* a stream (an
+  async generator function streams, and takes the thread path): that invoke fails with
+  ``Runtime.StreamingUnsupported``, a streamed post being blocking I/O.
 * Threads (:class:`Slots`), for everything else: a sync handler runs on its slot's thread with
   the blocking client of the single-invoke path. An awaitable it returns (a sync function
   returning a coroutine, or an async handler with layers, which wrap a sync call) runs as a
