@@ -10,9 +10,9 @@ shapes, chosen at init:
   (:class:`AsyncRuntimeClient`: the loop's socket calls, with :mod:`runtime.http`'s request
   heads and parser and :mod:`runtime.api`'s status rules). An invoke is await ``/next`` ->
   await the handler -> await the post: no thread and no hand-off between threads, which on a
-  busy CPU cost more than the invoke itself. Such a handler must not *return* a stream (an
-  async generator function streams, and takes the thread path): that invoke fails with
-  ``Runtime.StreamingUnsupported``, a streamed post being blocking I/O.
+  busy CPU cost more than the invoke itself. A stream such a handler returns is posted by
+  the blocking client in a worker thread, its steps run on the loop (async generator
+  *functions*, the usual streaming handlers, take the thread path).
 * Threads (:class:`Slots`), for everything else: a sync handler runs on its slot's thread with
   the blocking client of the single-invoke path. An awaitable it returns (a sync function
   returning a coroutine, or an async handler with layers, which wrap a sync call) runs as a
@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from runtime.http import Buffer, Response
     from runtime.layers import Layer
     from runtime.logs import RuntimeLog
+    from runtime.streaming import StreamOutcome
 
     class SlotInvoker(Protocol):
         """What a slot needs of :class:`runtime.bootstrap.Invoker`."""
@@ -94,7 +95,6 @@ if TYPE_CHECKING:
     EnvironmentLoop = Callable[[], asyncio.AbstractEventLoop]
 
 EXIT_ERROR_TYPE = "Runtime.ExitError"
-STREAM_IN_TASK_ERROR_TYPE = "Runtime.StreamingUnsupported"
 # code flags of an ``async def`` function (inspect.CO_COROUTINE, without importing inspect)
 CO_COROUTINE = 0x80
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -446,6 +446,8 @@ class AsyncRuntimeClient:
         self, loop: asyncio.AbstractEventLoop, host: str, port: int, warn: Callable[[str], None]
     ) -> None:
         self._conn = AsyncConnection(loop, host, port)
+        self._host_port = (host, port)
+        self._blocking: RuntimeClient | None = None
         self._address = f"{host}:{port}"
         self._warn = warn
 
@@ -468,6 +470,14 @@ class AsyncRuntimeClient:
             await self._conn.open()
         except HTTPError as exc:
             raise RuntimeAPIFatal(f"Runtime API at {self._address} failed: {exc}") from exc
+
+    def blocking(self) -> RuntimeClient:
+        """A blocking client on a connection of its own, made on first use, for a worker
+        thread (streamed posts)."""
+        if self._blocking is None:
+            host, port = self._host_port
+            self._blocking = RuntimeClient(host, port, self._warn)
+        return self._blocking
 
     def close(self) -> None:
         self._conn.close()
@@ -527,6 +537,36 @@ async def next_with_retry_async(
     raise AssertionError("unreachable")
 
 
+class _Stepped:
+    """An async stream as a sync iterator for a worker thread: each step runs on the loop."""
+
+    def __init__(self, stream: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._stream = stream
+        self._loop = loop
+
+    def __iter__(self) -> _Stepped:
+        return self
+
+    def __next__(self) -> Any:
+        import asyncio
+
+        try:
+            return asyncio.run_coroutine_threadsafe(_next(self._stream), self._loop).result()
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        import asyncio
+
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            asyncio.run_coroutine_threadsafe(_guarded(aclose()), self._loop).result()
+
+
+async def _next(stream: Any) -> Any:
+    return await _guarded(stream.__anext__())
+
+
 class Tasks:
     """What task slots need from the lifecycle: the handler and the steps around its call."""
 
@@ -564,18 +604,47 @@ class TaskInvoker:
                     result = await asyncio.ensure_future(_guarded(result))
                 kind = type(result)
                 if hasattr(kind, "__next__") or hasattr(kind, "__anext__"):
-                    raise LambdaError(
-                        STREAM_IN_TASK_ERROR_TYPE,
-                        "an async def handler returned a stream; with several invokes in "
-                        "flight, stream from an async generator handler instead",
-                    )
-                body, content_type = self._encode(result)
+                    outcome = await self._stream(invocation, result)
+                else:
+                    body, content_type = self._encode(result)
+                    outcome = None
             except BaseException as exc:
                 await self._report(invocation, exc)
             else:
-                await self._client.post_response(invocation, body, content_type, then_next=True)
+                if outcome is None:
+                    await self._client.post_response(invocation, body, content_type, then_next=True)
+                else:
+                    self._streamed(invocation, outcome)
         finally:
             leave_invoke(token)
+
+    async def _stream(self, invocation: Invocation, stream: Any) -> StreamOutcome:
+        """Post a stream the handler returned, with the blocking client in a worker thread (a
+        streamed post is not what the non-blocking client does); an async stream steps on
+        this loop. An error before the first chunk propagates, as in the other modes."""
+        import asyncio
+
+        if hasattr(type(stream), "__anext__"):
+            stream = _Stepped(stream, asyncio.get_running_loop())
+        request_id = invocation.request_id
+
+        def describe(exc: BaseException) -> tuple[str, bytes]:
+            body, _ = self._steps.error(exc, request_id)
+            return str(body["errorType"]), encode_error(body)
+
+        post = self._client.blocking().post_stream
+        return await asyncio.to_thread(post, invocation, stream, None, describe)
+
+    def _streamed(self, invocation: Invocation, outcome: StreamOutcome) -> None:
+        if outcome.fatal:
+            raise RuntimeAPIFatal(
+                f"the streamed response to {invocation.request_id} was answered 500"
+            )
+        if outcome.problem is not None:
+            self._log.warning(outcome.problem)
+        if outcome.error is not None:  # already in the stream's trailers: logged, not posted
+            body, _ = self._steps.error(outcome.error, invocation.request_id)
+            self._log.error(body)
 
     async def _report(self, invocation: Invocation, exc: BaseException) -> None:
         body, xray_cause = self._steps.error(exc, invocation.request_id)

@@ -283,17 +283,19 @@ def test_async_slots_are_tasks_on_one_thread_and_invokes_share_no_context(
     assert {r["pid"] for r in results} == {proc.proc.pid}
 
 
-def test_an_async_handler_returning_a_stream_fails_that_invoke_with_a_clear_error(
-    runtime_api: RuntimeAPIStub, start_runtime: Any
-) -> None:
-    start_runtime("multi.async_stream_result", AWS_LAMBDA_MAX_CONCURRENCY="2")
-    rid = runtime_api.push("{}")
-    post = _answers(runtime_api, 1)[rid]
-    assert post.kind == "error"
-    assert post.header(protocol.ERROR_TYPE_HEADER) == "Runtime.StreamingUnsupported"
-    assert "async generator handler" in json.loads(post.body)["errorMessage"]
-    again = runtime_api.push("{}")  # the slot goes on
-    assert _answers(runtime_api, 1)[again].kind == "error"
+def test_a_stream_an_async_handler_returns_is_streamed(lambda_emulator: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    handlers = Path(__file__).resolve().parent / "handlers"
+    fn = lambda_emulator(
+        "multi.async_stream_result", task_root=handlers, max_concurrency=4, timeout=10, echo=False
+    )
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: fn.invoke({}), range(8)))
+    for result in results:
+        assert result.ok, result.payload
+        assert result.raw == f"one two {result.request_id}".encode()
 
 
 _RESPONSES = [

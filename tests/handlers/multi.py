@@ -127,7 +127,14 @@ async def async_threads(event: Any, context: Any) -> dict[str, Any]:
 
 
 async def async_stream_result(event: Any, context: Any) -> Any:
+    """An async handler that returns a stream (not an async generator function itself)."""
+    loop = asyncio.get_running_loop()
+
     async def chunks() -> Any:
-        yield b"never sent"
+        for part in (b"one ", b"two ", context.aws_request_id.encode()):
+            await asyncio.sleep(0.01)
+            # The steps run on the environment loop, as the handler did.
+            assert asyncio.get_running_loop() is loop
+            yield part
 
     return chunks()
