@@ -138,6 +138,23 @@ def test_process_mode_spreads_slots_over_forked_workers(
         assert json.loads(post.body)["request_id"] == rid
 
 
+def test_process_mode_with_an_async_handler_runs_tasks_in_each_worker(
+    runtime_api: RuntimeAPIStub, start_runtime: Any
+) -> None:
+    proc = start_runtime(
+        "multi.async_threads", AWS_LAMBDA_MAX_CONCURRENCY="8", LAMBDA_RUNTIME_PROCESSES="2"
+    )
+    ids = _push_many(runtime_api, 16, sleep=0.1)
+    answers = _answers(runtime_api, 16)
+    assert set(answers) == set(ids)
+    results = [json.loads(post.body) for post in answers.values()]
+    pids = {r["pid"] for r in results}
+    assert len(pids) == 2 and proc.proc.pid not in pids
+    assert max(r["threads"] for r in results) <= 4
+    for rid, post in answers.items():
+        assert json.loads(post.body)["request_id"] == rid
+
+
 def test_a_worker_that_dies_ends_the_environment(
     runtime_api: RuntimeAPIStub, start_runtime: Any
 ) -> None:
