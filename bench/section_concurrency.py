@@ -4,7 +4,8 @@ awslambdaric 4.x's multi-concurrency mode, side by side in one run.
 Both runtimes get ``AWS_LAMBDA_MAX_CONCURRENCY=N`` and the same Runtime API server
 (bench.rapi_server, its own process, one thread per connection: every slot's ``/next`` parks
 at once). awslambdaric forks N full worker processes, each with its own connection; ours runs N
-slots in one process (or, for CPU-bound work, ``LAMBDA_RUNTIME_PROCESSES=P`` forked workers).
+slots in one process (or, for CPU-bound work, ``LAMBDA_RUNTIME_PROCESSES=P`` forked workers):
+threads for the sync handler, tasks on one event loop for the ``async def`` one.
 
 Per case, after every slot has parked in ``/next`` (init done), one batch of invokes is served
 as fast as the runtime takes them:

@@ -76,16 +76,7 @@ class RuntimeClient:
         self._warn = warn
 
     def next_invocation(self) -> Invocation:
-        response = self._call("GET", p.NEXT_PATH, (), b"")
-        if response.status != p.STATUS_OK:
-            # Without an event there is nothing to answer; looping would only spin.
-            raise RuntimeAPIFatal(
-                f"/invocation/next answered {response.status}: {_excerpt(response.body)}"
-            )
-        request_id = response.headers.get(p.REQUEST_ID_KEY)
-        if not request_id:
-            raise RuntimeAPIFatal("/invocation/next answered without Lambda-Runtime-Aws-Request-Id")
-        return Invocation(response.headers, response.body)
+        return invocation_of(self._call("GET", p.NEXT_PATH, (), b""))
 
     def post_response(
         self,
@@ -98,20 +89,13 @@ class RuntimeClient:
         """Post the result. With ``then_next``, ``GET /next`` goes out in the same send, right
         behind the post (the next :meth:`next_invocation` reads its answer): for a runtime with
         nothing to do between invokes, one round trip and two context switches fewer."""
-        headers = [("Content-Type", content_type)]
-        if invocation.invocation_id:
-            headers.append((p.INVOCATION_ID_HEADER, invocation.invocation_id))
-        target = p.response_path(invocation.request_id)
+        target, headers = response_request(invocation, content_type)
         self._post(target, headers, body, then=("GET", p.NEXT_PATH) if then_next else None)
 
     def post_error(
         self, invocation: Invocation, error_type: str, body: bytes, xray_cause: bytes | None
     ) -> None:
-        headers = _error_headers(error_type, xray_cause)
-        if invocation.invocation_id:
-            headers.append((p.INVOCATION_ID_HEADER, invocation.invocation_id))
-        target = p.error_path(invocation.request_id)
-        self._post(target, headers, body)
+        self._post(*error_request(invocation, error_type, xray_cause), body)
 
     def post_stream(
         self,
@@ -188,9 +172,7 @@ class RuntimeClient:
         except HTTPError as exc:
             raise RuntimeAPIFatal(f"Runtime API at {self._address} failed: {exc}") from exc
         if response.status == p.STATUS_FATAL:
-            raise RuntimeAPIFatal(
-                f"{method} {target} answered 500 (container error): {_excerpt(response.body)}"
-            )
+            raise fatal_answer(method, target, response)
         return response
 
     def _post(
@@ -207,15 +189,62 @@ class RuntimeClient:
             # request id that is not a valid URL path), but the environment is fine.
             self._warn(f"could not post to {target!r}: {exc}")
             return
-        status = response.status
-        if status == p.STATUS_ACCEPTED:
-            return
-        if status == p.STATUS_GONE:
-            self._warn(f"{target} answered 410: the invoke had already timed out; result dropped")
-        elif status == p.STATUS_TOO_LARGE:
-            self._warn(f"{target} answered 413: the payload is over Lambda's limit and was refused")
-        else:
-            self._warn(f"{target} answered unexpected status {status}: {_excerpt(response.body)}")
+        if response.status != p.STATUS_ACCEPTED:
+            report_post(target, response, self._warn)
+
+
+# The status rules and request shapes, shared with the non-blocking client of
+# runtime.concurrency: one place says what each answer means.
+
+
+def invocation_of(response: Response) -> Invocation:
+    """The event of a ``/next`` answer; any other answer ends the environment."""
+    if response.status != p.STATUS_OK:
+        # Without an event there is nothing to answer; looping would only spin.
+        raise RuntimeAPIFatal(
+            f"/invocation/next answered {response.status}: {_excerpt(response.body)}"
+        )
+    if not response.headers.get(p.REQUEST_ID_KEY):
+        raise RuntimeAPIFatal("/invocation/next answered without Lambda-Runtime-Aws-Request-Id")
+    return Invocation(response.headers, response.body)
+
+
+def fatal_answer(method: str, target: str, response: Response) -> RuntimeAPIFatal:
+    return RuntimeAPIFatal(
+        f"{method} {target} answered 500 (container error): {_excerpt(response.body)}"
+    )
+
+
+def response_request(
+    invocation: Invocation, content_type: str
+) -> tuple[str, list[tuple[str, str]]]:
+    """Target and headers of the post of ``invocation``'s result."""
+    headers = [("Content-Type", content_type)]
+    if invocation.invocation_id:
+        headers.append((p.INVOCATION_ID_HEADER, invocation.invocation_id))
+    return p.response_path(invocation.request_id), headers
+
+
+def error_request(
+    invocation: Invocation, error_type: str, xray_cause: bytes | None
+) -> tuple[str, list[tuple[str, str]]]:
+    """Target and headers of the post of ``invocation``'s error."""
+    headers = _error_headers(error_type, xray_cause)
+    if invocation.invocation_id:
+        headers.append((p.INVOCATION_ID_HEADER, invocation.invocation_id))
+    return p.error_path(invocation.request_id), headers
+
+
+def report_post(target: str, response: Response, warn: Callable[[str], None]) -> None:
+    """What a post answered other than 202 means: the invoke timed out, the payload was
+    refused, or something unexpected; none of them ends the environment."""
+    status = response.status
+    if status == p.STATUS_GONE:
+        warn(f"{target} answered 410: the invoke had already timed out; result dropped")
+    elif status == p.STATUS_TOO_LARGE:
+        warn(f"{target} answered 413: the payload is over Lambda's limit and was refused")
+    else:
+        warn(f"{target} answered unexpected status {status}: {_excerpt(response.body)}")
 
 
 def _error_headers(error_type: str, xray_cause: bytes | None) -> list[tuple[str, str]]:

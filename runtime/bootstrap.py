@@ -96,7 +96,10 @@ def main(argv: Sequence[str] | None = None, started_ns: int | None = None) -> No
                 guarded = concurrency.guard(handler)
                 return Invoker(config, own, guarded, log, layers, run_async=run_async)
 
-            concurrency.run(config, log, slot_invoker, _environment_loop)
+            tasks = None
+            if concurrency.runs_as_tasks(handler, layers):
+                tasks = concurrency.Tasks(handler, InvokeSteps(config))
+            concurrency.run(config, log, slot_invoker, _environment_loop, tasks)
         Invoker(config, client, handler, log, layers).loop()
     except RuntimeAPIFatal as exc:
         log.write("ERROR", f"runtime exiting: {exc}")
@@ -270,19 +273,7 @@ class Invoker:
             handle(next_invocation())
 
     def handle(self, invocation: Invocation) -> None:
-        config = self._config
-        context = LambdaContext(
-            aws_request_id=invocation.request_id,
-            deadline_ms=invocation.deadline_ms,
-            invoked_function_arn=invocation.function_arn,
-            function_name=config.function_name,
-            function_version=config.function_version,
-            memory_limit_in_mb=self._memory,
-            log_group_name=config.log_group_name,
-            log_stream_name=config.log_stream_name,
-            tenant_id=invocation.tenant_id,
-            xray_trace_id=invocation.trace_id,
-        )
+        context = new_context(self._config, self._memory, invocation)
         token = enter_invoke(context)
         self._invocation = invocation
         try:
@@ -290,7 +281,7 @@ class Invoker:
                 # Inside the try: a value the environment cannot hold (a NUL byte) fails this
                 # invoke, not the runtime.
                 self._trace_id.set(invocation.trace_id)
-                _fill_context_headers(context, invocation)
+                fill_context_headers(context, invocation)
                 event = decode_event(invocation.body, invocation.content_type)
                 result = self._call(event, context)
                 if result is _STREAMED:
@@ -367,6 +358,27 @@ class Invoker:
         )
 
 
+class InvokeSteps:
+    """The steps of :meth:`Invoker.handle` around the handler call, for the invokers of
+    another shape (the task slots of :mod:`runtime.concurrency`)."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._memory = str(config.memory_limit_in_mb)
+
+    def context(self, invocation: Invocation) -> LambdaContext:
+        return new_context(self._config, self._memory, invocation)
+
+    def event(self, context: LambdaContext, invocation: Invocation) -> Any:
+        """The event, once the context is current: a failure here is the invoke's error."""
+        fill_context_headers(context, invocation)
+        return decode_event(invocation.body, invocation.content_type)
+
+    def error(self, exc: BaseException, request_id: str) -> tuple[dict[str, Any], bytes | None]:
+        """The error body and X-Ray cause of a failed invoke."""
+        return _safe_error_body(exc, request_id), _safe_xray_cause(exc)
+
+
 # What the handler call returns once it has streamed its result itself.
 _STREAMED = object()
 
@@ -391,7 +403,22 @@ def _environment_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _fill_context_headers(context: LambdaContext, invocation: Invocation) -> None:
+def new_context(config: Config, memory: str, invocation: Invocation) -> LambdaContext:
+    return LambdaContext(
+        aws_request_id=invocation.request_id,
+        deadline_ms=invocation.deadline_ms,
+        invoked_function_arn=invocation.function_arn,
+        function_name=config.function_name,
+        function_version=config.function_version,
+        memory_limit_in_mb=memory,
+        log_group_name=config.log_group_name,
+        log_stream_name=config.log_stream_name,
+        tenant_id=invocation.tenant_id,
+        xray_trace_id=invocation.trace_id,
+    )
+
+
+def fill_context_headers(context: LambdaContext, invocation: Invocation) -> None:
     try:
         if invocation.client_context:
             fields = orjson.loads(invocation.client_context)

@@ -60,6 +60,7 @@ __all__ = [
     "ProtocolError",
     "RequestError",
     "Response",
+    "ResponseFeed",
     "ResponseReader",
     "StreamAborted",
 ]
@@ -422,6 +423,75 @@ class ResponseReader:
         return bytes(out)
 
 
+class _Incomplete(Exception):
+    """Internal to :class:`ResponseFeed`: the bytes fed so far end before the response does."""
+
+    def __init__(self, need: int) -> None:
+        self.need = need
+
+
+class ResponseFeed:
+    """:class:`ResponseReader` for a caller that does its own (non-blocking) I/O: it feeds the
+    bytes as they arrive and asks for a response; the same parser, no second implementation.
+
+    :meth:`parse` returns ``None`` while the response is incomplete (``need``: how many more
+    bytes, at least, are worth waiting for before asking again); each attempt parses from the
+    response's first byte, so a response arriving in pieces is parsed a few times, which costs
+    nothing for the Runtime API's small heads, and ``need`` keeps a large body to a few tries.
+    """
+
+    __slots__ = ("_ended", "_reader", "need")
+
+    def __init__(self, *, max_header_bytes: int = 65536) -> None:
+        self._reader = ResponseReader(self._recv_into, max_header_bytes=max_header_bytes)
+        self._ended = False
+        self.need = 1
+
+    def _recv_into(self, view: memoryview) -> int:
+        if self._ended:
+            return 0
+        # The reader's own scratch buffer means "any bytes"; any other view is a body's exact
+        # remainder (see ResponseReader._recv_exact).
+        raise _Incomplete(1 if view is self._reader._tmp else view.nbytes)
+
+    def feed(self, data: Buffer) -> None:
+        self._reader._buf += data
+
+    def end(self) -> None:
+        """The stream ended: a response still incomplete is then a ConnectionClosed."""
+        self._ended = True
+
+    @property
+    def buffered(self) -> int:
+        return self._reader.buffered
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    @property
+    def keep_alive(self) -> bool:
+        return self._reader.keep_alive
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the response asked for last had arrived."""
+        return self._reader.started
+
+    def parse(self, method: str) -> Response | None:
+        """The next complete response to a ``method`` request, or ``None`` for "feed more"."""
+        reader = self._reader
+        buf = reader._buf
+        saved = bytes(buf)
+        try:
+            return reader.read_response(method)
+        except _Incomplete as incomplete:
+            buf[:] = saved
+            reader.started = bool(saved)
+            self.need = incomplete.need
+            return None
+
+
 def _parse_fields(block: bytes | bytearray, first: int, fields: dict[str, str], what: str) -> str:
     """Parse the field lines of a CRLF-separated block from line ``first`` on into ``fields``.
 
@@ -683,6 +753,30 @@ class Connection:
             self._bare_heads[(method, target)] = head
         return head
 
+    def encode_request(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]] = (),
+        body: Buffer = b"",
+        then: tuple[str, str] | None = None,
+    ) -> tuple[bytes, Buffer, int, bytes]:
+        """What :meth:`request` sends: the head, the body and its length in bytes, the
+        pipelined request (``then``) or ``b""``; checked, and cached where the hot path repeats
+        itself. Public for a client that does its own I/O (runtime.concurrency's non-blocking
+        one)."""
+        data, length = _byte_view(body)
+        if length or method in _BODY_METHODS:
+            head = self._head(method, target, headers, f"Content-Length: {length}\r\n")
+        elif headers:
+            head = self._head(method, target, headers, "")
+        else:
+            head = self._bare_heads.get((method, target)) or self._bare_head(method, target)
+        second = b""
+        if then is not None:
+            second = self._bare_heads.get(then) or self._bare_head(*then)
+        return head, data, length, second
+
     def request(
         self,
         method: str,
@@ -703,16 +797,7 @@ class Connection:
             if self._pending == (method, target) and not headers and not body:
                 return self._read_pending(method, target)
             self.close()  # another request first: the pending answer is abandoned with its socket
-        data, length = _byte_view(body)
-        if length or method in _BODY_METHODS:
-            head = self._head(method, target, headers, f"Content-Length: {length}\r\n")
-        elif headers:
-            head = self._head(method, target, headers, "")
-        else:
-            head = self._bare_heads.get((method, target)) or self._bare_head(method, target)
-        second = b""
-        if then is not None:
-            second = self._bare_heads.get(then) or self._bare_head(*then)
+        head, data, length, second = self.encode_request(method, target, headers, body, then)
         sock = self._sock
         reader = self._reader
         if sock is None or reader is None or reader.buffered:

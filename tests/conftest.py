@@ -23,10 +23,16 @@ from runtime_support import (
 from runtime.context import LambdaContext, current_context
 
 
+class _RuntimeAPIServer(ThreadingHTTPServer):
+    # Many slots (AWS_LAMBDA_MAX_CONCURRENCY) connect at once, as the Runtime API allows;
+    # socketserver's backlog of 5 would drop SYNs, which the kernel retries a second later.
+    request_queue_size = 128
+
+
 @pytest.fixture
 def runtime_api() -> Iterator[RuntimeAPIStub]:
     stub = RuntimeAPIStub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(stub))
+    server = _RuntimeAPIServer(("127.0.0.1", 0), make_handler(stub))
     server.daemon_threads = True
     stub.server = server
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -17,6 +17,7 @@ from runtime import protocol
 from runtime.api import Invocation, RuntimeAPIFatal
 from runtime.concurrency import next_with_retry, split_slots
 from runtime.config import Config, ConfigError, concurrency_settings
+from runtime.http import ConnectionClosed, Response, ResponseFeed
 
 TRACE = "Root=1-5759e988-bd862e3fe1be46a9942{:05d};Parent=53995c3f42cd8ad8;Sampled=1"
 
@@ -133,6 +134,23 @@ def test_process_mode_spreads_slots_over_forked_workers(
     assert set(answers) == set(ids)
     pids = {json.loads(post.body)["pid"] for post in answers.values()}
     assert len(pids) == 2 and proc.proc.pid not in pids
+    for rid, post in answers.items():
+        assert json.loads(post.body)["request_id"] == rid
+
+
+def test_process_mode_with_an_async_handler_runs_tasks_in_each_worker(
+    runtime_api: RuntimeAPIStub, start_runtime: Any
+) -> None:
+    proc = start_runtime(
+        "multi.async_threads", AWS_LAMBDA_MAX_CONCURRENCY="8", LAMBDA_RUNTIME_PROCESSES="2"
+    )
+    ids = _push_many(runtime_api, 16, sleep=0.1)
+    answers = _answers(runtime_api, 16)
+    assert set(answers) == set(ids)
+    results = [json.loads(post.body) for post in answers.values()]
+    pids = {r["pid"] for r in results}
+    assert len(pids) == 2 and proc.proc.pid not in pids
+    assert max(r["threads"] for r in results) <= 4
     for rid, post in answers.items():
         assert json.loads(post.body)["request_id"] == rid
 
@@ -260,3 +278,124 @@ def test_sigterm_in_process_mode_stops_every_worker(
         time.sleep(0.05)
     else:
         raise AssertionError(f"worker {worker} outlived the runtime process")
+
+
+# --- async handlers: slots as tasks on the event loop, over the non-blocking client ----------
+
+
+def test_async_slots_are_tasks_on_one_thread_and_invokes_share_no_context(
+    runtime_api: RuntimeAPIStub, start_runtime: Any
+) -> None:
+    proc = start_runtime("multi.async_threads", AWS_LAMBDA_MAX_CONCURRENCY="32")
+    for _ in range(2):  # the second round runs on slots that already served an invoke
+        ids = _push_many(runtime_api, 32)
+        answers = _answers(runtime_api, 32)
+        assert set(answers) == set(ids)
+        results = [json.loads(post.body) for post in answers.values()]
+        assert all(post.kind == "response" for post in answers.values())
+        # 32 invokes waiting at once, and no thread per slot (a slot thread each would be 33+).
+        assert max(r["threads"] for r in results) <= 4
+        # A context variable the handler set is gone when its slot serves the next invoke.
+        assert {r["seen"] for r in results} == {None}
+    assert {r["pid"] for r in results} == {proc.proc.pid}
+
+
+def test_a_stream_an_async_handler_returns_is_streamed(lambda_emulator: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    handlers = Path(__file__).resolve().parent / "handlers"
+    fn = lambda_emulator(
+        "multi.async_stream_result", task_root=handlers, max_concurrency=4, timeout=10, echo=False
+    )
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: fn.invoke({}), range(8)))
+    for result in results:
+        assert result.ok, result.payload
+        assert result.raw == f"one two {result.request_id}".encode()
+
+
+_RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("piece", [1, 7, 1000])
+def test_the_feed_parses_responses_however_they_arrive(piece: int) -> None:
+    stream = b"".join(_RESPONSES)
+    feed = ResponseFeed()
+    got: list[Response] = []
+    for start in range(0, len(stream), piece):
+        feed.feed(stream[start : start + piece])
+        while (response := feed.parse("GET")) is not None:
+            got.append(response)
+    assert [(r.status, r.body, r.trailers) for r in got] == [
+        (200, b"hello", {}),
+        (202, b"abc", {"x-t": "1"}),
+    ]
+    assert got[0].headers["lambda-runtime-aws-request-id"] == "a"
+    assert feed.buffered == 0 and feed.keep_alive
+
+
+def test_the_feed_asks_for_a_large_body_in_one_wait_and_reports_a_cut_one() -> None:
+    body = b"x" * 300_000
+    feed = ResponseFeed()
+    feed.feed(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:1000])
+    assert feed.parse("GET") is None
+    assert feed.need == len(body) - 1000  # not one parse per received segment
+    feed.feed(body[1000:])
+    response = feed.parse("GET")
+    assert response is not None and response.body == body
+    cut = ResponseFeed()
+    cut.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    assert cut.parse("GET") is None
+    cut.end()
+    with pytest.raises(ConnectionClosed, match="3 of 10 bytes"):
+        cut.parse("GET")
+
+
+def test_the_non_blocking_client_reconnects_and_reads_pipelined_answers() -> None:
+    import asyncio
+    import socket
+    import threading
+
+    from runtime.concurrency import AsyncConnection
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        # Connection 1: one answer, then closed as an idle keep-alive connection can be.
+        # Connection 2: a post with a pipelined GET behind it, both answered in one write.
+        for answers in (1, 2):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while data.count(b"\r\n\r\n") < answers:
+                    data += conn.recv(65536)
+                seen.append(data)
+                ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+                conn.sendall(ok + b"r1" if answers == 1 else ok + b"r2" + ok + b"r3")
+                if answers == 2:
+                    conn.recv(1)  # until the client is done
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+
+    async def client() -> list[bytes]:
+        conn = AsyncConnection(asyncio.get_running_loop(), "127.0.0.1", listener.getsockname()[1])
+        first = await conn.request("GET", "/a")
+        await asyncio.sleep(0.1)  # the server has closed it by now
+        second = await conn.request("POST", "/b", (), b"", then=("GET", "/c"))
+        third = await conn.request("GET", "/c")  # sends nothing: the answer is already here
+        conn.close()
+        return [first.body, second.body, third.body]
+
+    try:
+        assert asyncio.run(client()) == [b"r1", b"r2", b"r3"]
+    finally:
+        listener.close()
+    server.join(5)
+    assert seen[0].startswith(b"GET /a ")
+    assert seen[1].startswith(b"POST /b ") and b"\r\n\r\nGET /c " in seen[1]

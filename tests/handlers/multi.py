@@ -4,6 +4,7 @@ thinks it serves, and logs from the handler and from a thread it starts."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import os
@@ -111,3 +112,29 @@ def observed(event: Any, context: Any) -> dict[str, Any]:
     thread.start()
     thread.join()
     return _what(event, context)
+
+
+_SEEN: contextvars.ContextVar[str | None] = contextvars.ContextVar("seen", default=None)
+
+
+async def async_threads(event: Any, context: Any) -> dict[str, Any]:
+    """How many threads the process runs while this invoke (and its peers) wait, and whether
+    a context variable set by an earlier invoke of the same slot is still visible."""
+    before = _SEEN.get()
+    _SEEN.set(context.aws_request_id)
+    await asyncio.sleep(event.get("sleep", 0.2))
+    return {**_what(event, context), "threads": threading.active_count(), "seen": before}
+
+
+async def async_stream_result(event: Any, context: Any) -> Any:
+    """An async handler that returns a stream (not an async generator function itself)."""
+    loop = asyncio.get_running_loop()
+
+    async def chunks() -> Any:
+        for part in (b"one ", b"two ", context.aws_request_id.encode()):
+            await asyncio.sleep(0.01)
+            # The steps run on the environment loop, as the handler did.
+            assert asyncio.get_running_loop() is loop
+            yield part
+
+    return chunks()
