@@ -148,6 +148,9 @@ def init(
         client.register_extension(EXTENSION_NAME)
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            # Once: a repeated SIGTERM must neither start the hooks over nor end them midway.
+            # (Not SIG_IGN: what a hook starts would inherit it and could not be stopped.)
+            signal.signal(signal.SIGTERM, _ignore_signal)
             shutdown.run_hooks(SHUTDOWN_BUDGET_SECONDS, log.warning)
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(OSError, ValueError):
@@ -157,6 +160,10 @@ def init(
         signal.signal(signal.SIGTERM, on_sigterm)
     loaded_ns = time.time_ns()
     return handler, InitInfo(started_ns, loaded_ns, loaded_ns - import_started_ns)
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    pass
 
 
 def snapshot_and_restore(client: RuntimeClient, log: RuntimeLog) -> None:

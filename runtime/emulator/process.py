@@ -147,7 +147,19 @@ class RuntimeProcess:
         if self.returncode is None:
             killpg(self.pid, sig)
             if self.descendants is not None:
-                kill_each(self.descendants(), sig)
+                # Only those the group signal missed: a process sees one SIGTERM, not two (a
+                # second one would land in its handler while it is still shutting down).
+                kill_each(self._outside_group(self.descendants()), sig)
+
+    def _outside_group(self, pids: Iterable[int]) -> list[int]:
+        outside = []
+        for pid in pids:
+            try:
+                if os.getpgid(pid) != self.pid:
+                    outside.append(pid)
+            except ProcessLookupError:
+                pass
+        return outside
 
     def _kill_all(self) -> set[int]:
         """SIGKILL the group and every descendant; the descendants, to be reaped."""

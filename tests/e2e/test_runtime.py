@@ -512,6 +512,23 @@ def test_shutdown_hooks_register_an_extension_and_run_on_sigterm(
     assert "shutdown hook ran" in proc.stop()
 
 
+def test_a_second_sigterm_while_the_hooks_run_is_ignored(
+    runtime_api: Any, start_runtime: Any
+) -> None:
+    """Catches: a repeated SIGTERM re-entering the handler, which ran the hooks again (or
+    crashed importing what the first one was importing) and exited before they finished."""
+    proc = start_runtime("with_hook.handler", REPEAT_SIGTERM="1")
+    assert runtime_api.wait_post().kind == "register"
+    runtime_api.push("{}")
+    assert runtime_api.wait_post().kind == "response"
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait_exit(timeout=5) == 0
+    output = proc.stop()
+    assert output.count("repeating hook started") == 1, output
+    assert "repeating hook finished" in output, output
+    assert "Traceback" not in output, output
+
+
 def test_a_hanging_shutdown_hook_is_abandoned_after_the_budget_with_a_warning(
     runtime_api: Any, start_runtime: Any
 ) -> None:

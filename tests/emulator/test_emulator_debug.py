@@ -21,6 +21,7 @@ import time
 def handler(event, context):
     total = event["a"] + event["b"]
     if event.get("sleep"):
+        print("holding the slot", flush=True)
         time.sleep(event["sleep"])
     return {"total": total, "left_ms": context.get_remaining_time_in_millis()}
 """
@@ -170,24 +171,25 @@ def test_a_dap_client_hits_a_breakpoint_in_the_handler(
 
 
 def test_debugging_runs_one_invoke_at_a_time(lambda_emulator: Any, function_dir: Path) -> None:
+    output = OutputWatch()
     fn = lambda_emulator(
         "app.handler", task_root=function_dir, debug_port=_free_port(), concurrency=5,
-        env={MARK_VAR: MARK},
+        echo=output, env={MARK_VAR: MARK},
     )
     outcome: dict[str, Any] = {}
     slow = threading.Thread(
         target=lambda: outcome.update(result=fn.invoke({"a": 1, "b": 1, "sleep": 1.5}))
     )
     slow.start()
-    deadline = time.monotonic() + 10
-    while True:
-        second = fn.invoke({"a": 1, "b": 2})
-        if second.status_code == 429 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert second.status_code == 429
+    # Only once the slow invoke holds the one slot: an invoke sent sooner may take it first
+    # (and the slow one would be the one refused).
+    output.wait_for(b"holding the slot", timeout=20)
+    second = fn.invoke({"a": 1, "b": 2})
     slow.join(timeout=20)
-    assert outcome["result"].ok
+    assert second.status_code == 429, second
+    result = outcome["result"]
+    assert result.ok, result.payload
+    assert result.payload["total"] == 2
 
 
 def test_without_debugpy_the_error_names_the_extra(function_dir: Path) -> None:

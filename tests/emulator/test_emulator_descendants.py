@@ -4,13 +4,17 @@ environment: counted in Max Memory Used, limited by --memory, killed and reaped 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from emulator_support import HANDLERS, MARK, MARK_VAR, marked_processes
+from emulator_support import HANDLERS, MARK, MARK_VAR, marked_processes, wait_for
 from test_emulator_lifecycle import _alive
+
+from runtime.emulator.memory import ProcessTree
+from runtime.emulator.process import RuntimeProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,3 +79,49 @@ def test_orphans_are_reaped_not_left_as_zombies(make):
     fn.stop()
     # Not even a zombie is left.
     assert not os.path.exists(f"/proc/{grandchild}"), "left as a zombie"
+
+
+# Blocks a real-time signal (those queue: each one sent is counted, none merged), says it is
+# ready, then counts what arrives until none has for half a second.
+_COUNTER = """
+import signal, sys
+sig = signal.SIGRTMIN
+signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
+open(sys.argv[1] + ".ready", "w").close()
+got = 0
+while signal.sigtimedwait({sig}, 0.5 if got else 20) is not None:
+    got += 1
+with open(sys.argv[1], "w") as f:
+    f.write(str(got))
+"""
+_LEADER = _COUNTER.replace("got = 0", """import subprocess
+children = [
+    subprocess.Popen([sys.executable, "-c", sys.argv[2], sys.argv[1] + name, sys.argv[2]],
+                     start_new_session=new)
+    for name, new in ((".group", False), (".session", True))
+]
+got = 0""") + "\nfor child in children:\n    child.wait()\n"
+
+
+def test_each_process_of_the_tree_is_signalled_once(tmp_path: Path) -> None:
+    """Catches: the leader and its group signalled twice (by group and again one by one), which
+    made a runtime's SIGTERM handler run inside itself and lose its shutdown hooks."""
+    count = tmp_path / "count"
+    process = RuntimeProcess.spawn(
+        [sys.executable, "-c", _LEADER, str(count), _COUNTER],
+        cwd=tmp_path,
+        env={**os.environ, MARK_VAR: MARK},
+    )
+    try:
+        files = [count, Path(f"{count}.group"), Path(f"{count}.session")]
+        wait_for(
+            lambda: all(Path(f"{f}.ready").exists() for f in files), "the counters to start"
+        )
+        process.descendants = ProcessTree(process.pid, lambda: None).collect
+        process.kill(signal.SIGRTMIN)
+        wait_for(lambda: all(f.exists() for f in files), "the counts")
+        assert {f.name: f.read_text() for f in files} == {f.name: "1" for f in files}
+        assert process.popen.wait(timeout=10) == 0
+    finally:
+        process.abandon()
+        os.close(process.out_fd)

@@ -1,3 +1,4 @@
+import os
 import sys
 
 import runtime
@@ -15,7 +16,21 @@ def slow_hook() -> None:
     time.sleep(5)
 
 
-if "--slow-hook" in sys.argv or __import__("os").environ.get("SLOW_HOOK"):
+def signals_again() -> None:
+    import signal
+    import time
+
+    print("repeating hook started", flush=True)
+    # As a second SIGTERM from outside would: it reaches the runtime while its hooks run.
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.1)
+    print("repeating hook finished", flush=True)
+
+
+if os.environ.get("REPEAT_SIGTERM"):
+    runtime.on_shutdown(signals_again)
+
+if "--slow-hook" in sys.argv or os.environ.get("SLOW_HOOK"):
     runtime.on_shutdown(slow_hook)
 
 
