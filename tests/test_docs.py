@@ -223,6 +223,8 @@ COMMANDS: dict[str, str] = {
     "--log-format JSON --env LAMBDA_RUNTIME_METRICS=emf --otel-console "
     "--event '{\"orderId\": \"o-42\", \"items\": [{\"sku\": \"tea\", \"price\": 4.5}]}'": RUN_HERE,
     "pip install 'lambda-runtime[emulator]'": "not run: needs the package on an index",
+    "pip install 'lambda-runtime[debug]'": "not run: needs the package on an index",
+    "make mutate": "not run in CI: slow, see testing page (hours for the full set)",
     "lambda-runtime package examples/hello --output out/package --arch x86_64 --python 3.12":
         "tests/packaging/test_package.py (same command on a test function, real pip)",
     "docker build -f container/Dockerfile -t hello .":
