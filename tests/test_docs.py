@@ -223,6 +223,10 @@ COMMANDS: dict[str, str] = {
     "--log-format JSON --env LAMBDA_RUNTIME_METRICS=emf --otel-console "
     "--event '{\"orderId\": \"o-42\", \"items\": [{\"sku\": \"tea\", \"price\": 4.5}]}'": RUN_HERE,
     "pip install 'lambda-runtime[emulator]'": "not run: needs the package on an index",
+    "pip install 'lambda-runtime[debug]'": "not run: needs the package on an index",
+    "lambda-runtime invoke app.handler --task-root src": RUN_HERE,
+    "lambda-runtime invoke app.handler --task-root src --strict-imports": RUN_HERE,
+    "make mutate": "not run in CI: slow, see testing page (hours for the full set)",
     "lambda-runtime package examples/hello --output out/package --arch x86_64 --python 3.12":
         "tests/packaging/test_package.py (same command on a test function, real pip)",
     "docker build -f container/Dockerfile -t hello .":
@@ -393,6 +397,36 @@ def test_snapstart_example_as_documented() -> None:
     assert err.index("RESTORE_REPORT Restore Duration:") < err.index("START RequestId:")
     report = err[err.index("REPORT RequestId:") :]
     assert "Restore Duration:" in report and "Init Duration" not in report
+
+
+def test_import_checks_as_documented(tmp_path: Path) -> None:
+    """The local-development page's two commands, in a folder holding ``src/app.py`` that
+    imports a package only the virtual environment has: a warning naming it, then, with
+    --strict-imports, the init error a deployed function would get."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text(
+        "import yaml\n\n\ndef handler(event, context):\n    return {'ok': True}\n",
+        encoding="utf-8",
+    )
+    outcomes = []
+    for command in (
+        "lambda-runtime invoke app.handler --task-root src",
+        "lambda-runtime invoke app.handler --task-root src --strict-imports",
+    ):
+        proc = _shell(_documented(command), cwd=tmp_path)
+        out, err = proc.communicate(timeout=90)
+        outcomes.append((proc.returncode, out, err))
+    (status, out, err), (strict_status, strict_out, strict_err) = outcomes
+    assert status == 0, err
+    assert json.loads(out) == {"ok": True}
+    assert "`yaml` came from your virtual environment; on Lambda it must be in the function " \
+        "package or a layer" in err, err
+    assert strict_status == 1, strict_err
+    error = json.loads(strict_out)
+    assert error["errorType"] == "Runtime.ImportModuleError"
+    assert error["errorMessage"].startswith(
+        "Unable to import module 'app': No module named 'yaml'"
+    ), error
 
 
 def _port_free(port: int) -> bool:
