@@ -34,14 +34,11 @@ def decode_event(body: bytes, content_type: str | None) -> Any:
         return _decode_exact(body, exc)
     # orjson silently turns an integer beyond 64 bits into a float. Such a literal has at least
     # 19 digits in a row; this C-speed test is all an ordinary event pays (~0.5 us for a small
-    # event, ~0.8 ms per MB). rfind, not `in`: on text full of digit runs the reverse search
-    # is about twice as fast.
-    if (
-        len(body) > 18
-        and body.translate(_DIGITS_AS_ZERO).rfind(_DIGIT_RUN) >= 0
-        and _has_big_int(body)
-    ):
-        return _decode_exact(body, None)
+    # event, ~0.6 ms per MB).
+    if len(body) > 18:
+        zeros = body.translate(_DIGITS_AS_ZERO)
+        if zeros.find(_DIGIT_RUN) >= 0 and _has_big_int(body, zeros):
+            return _decode_exact(body, None)
     return event
 
 
@@ -50,18 +47,35 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _DIGIT_RUN = b"0" * 19
 
 
-def _has_big_int(body: bytes) -> bool:
-    """Whether a digit run in ``body`` is an integer outside orjson's range (checked on the
-    raw text, strings included: a false alarm costs a slower decode, never a wrong one)."""
-    import re
+# Where a JSON number can stand: what may come before it and after it. A "." or an exponent
+# after the digits makes a float, which orjson decodes as json.loads does.
+_BEFORE_NUMBER = b" \t\r\n:,["
+_AFTER_INTEGER = b" \t\r\n,]}"
 
-    for match in re.finditer(rb"-?[0-9]{19,}", body):
-        run = match.group()
-        digits = run.lstrip(b"-").lstrip(b"0")
-        # More than 20 significant digits is out of range for sure (and int() of a huge run
-        # would hit Python's 4300-digit limit).
-        if len(digits) > 20 or not _INT_MIN <= int(run) <= _INT_MAX:
-            return True
+
+def _has_big_int(body: bytes, zeros: bytes) -> bool:
+    """Whether a digit run in ``body`` is an integer outside orjson's range. ``zeros`` is
+    ``body`` with every digit as "0", where runs are found at C speed. Only a run that stands
+    where a JSON integer can counts: a hex id inside a string ("...799728fb...") does not send
+    a whole event down the slow path. A run inside a string that looks like an integer (after a
+    space, say) is a false alarm: a slower decode, never a wrong one."""
+    size = len(body)
+    start = zeros.find(_DIGIT_RUN)
+    while start >= 0:
+        end = start + len(_DIGIT_RUN)
+        while end < size and zeros[end] == 0x30:
+            end += 1
+        begin = start - 1 if start and body[start - 1] == 0x2D else start  # a minus sign
+        if (begin == 0 or body[begin - 1] in _BEFORE_NUMBER) and (
+            end == size or body[end] in _AFTER_INTEGER
+        ):
+            run = body[begin:end]
+            digits = run.lstrip(b"-").lstrip(b"0")
+            # More than 20 significant digits is out of range for sure (and int() of a huge
+            # run would hit Python's 4300-digit limit).
+            if len(digits) > 20 or not _INT_MIN <= int(run) <= _INT_MAX:
+                return True
+        start = zeros.find(_DIGIT_RUN, end)
     return False
 
 

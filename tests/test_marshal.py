@@ -506,3 +506,37 @@ def test_decode_event_matches_json_loads(value: Any, compact: bool, ascii_only: 
     expected = json.loads(raw)
     assert decoded == expected
     assert repr(decoded) == repr(expected)
+
+
+def test_a_long_digit_run_inside_a_string_keeps_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hex id such as "31533077878597799728fb77..." holds 20 digits in a row: it is not a
+    number, so the event must not be decoded a second time (a 1 MB event took 4x as long).
+    Break caught: the big-int check looking at digit runs without their context."""
+    import runtime.marshal as marshal
+
+    def slow_path(*args: object) -> object:
+        raise AssertionError("decoded again with json.loads")
+
+    monkeypatch.setattr(marshal, "_decode_exact", slow_path)
+    body = (
+        b'{"id": "31533077878597799728fb77633efb", "n": [1, 2.5], '
+        b'"s": "a 12345678901234567890x"}'
+    )
+    assert decode_event(body, "application/json")["id"] == "31533077878597799728fb77633efb"
+    assert decode_event(b'{"f": 12345678901234567890.5}', None) == {"f": 12345678901234567890.5}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12345678901234567890123",
+        "[-12345678901234567890123]",
+        '{"a":12345678901234567890123}',
+        '{"a": 1, "b" : 99999999999999999999 }',
+        "[1,\n123456789012345678901234567890\n]",
+    ],
+)
+def test_every_big_int_position_is_decoded_exactly(text: str) -> None:
+    assert decode_event(text.encode(), None) == json.loads(text)
