@@ -88,18 +88,8 @@ def main(argv: Sequence[str] | None = None, started_ns: int | None = None) -> No
         if config.snap_start:
             snapshot_and_restore(client, log)
         if config.max_concurrency:
-            from runtime import concurrency  # Lambda Managed Instances: N invokes at once
-
             client.close()  # each slot has its own connection
-
-            def slot_invoker(own: RuntimeClient, run_async: Callable[[Any], Any]) -> Invoker:
-                guarded = concurrency.guard(handler)
-                return Invoker(config, own, guarded, log, layers, run_async=run_async)
-
-            tasks = None
-            if concurrency.runs_as_tasks(handler, layers):
-                tasks = concurrency.Tasks(handler, InvokeSteps(config))
-            concurrency.run(config, log, slot_invoker, _environment_loop, tasks)
+            serve_concurrently(config, handler, log, layers)
         Invoker(config, client, handler, log, layers).loop()
     except RuntimeAPIFatal as exc:
         log.write("ERROR", f"runtime exiting: {exc}")
@@ -388,6 +378,23 @@ class InvokeSteps:
 
 # What the handler call returns once it has streamed its result itself.
 _STREAMED = object()
+
+
+def serve_concurrently(
+    config: Config, handler: Handler, log: RuntimeLog, layers: list[Layer]
+) -> NoReturn:
+    """Lambda Managed Instances: N invokes in flight, in N slots of one process (or of P
+    forked workers), each with its own Runtime API connection (runtime.concurrency)."""
+    from runtime import concurrency
+
+    def slot_invoker(own: RuntimeClient, run_async: Callable[[Any], Any]) -> Invoker:
+        guarded = concurrency.guard(handler)
+        return Invoker(config, own, guarded, log, layers, run_async=run_async)
+
+    tasks = None
+    if concurrency.runs_as_tasks(handler, layers):
+        tasks = concurrency.Tasks(handler, InvokeSteps(config))
+    concurrency.run(config, log, slot_invoker, _environment_loop, tasks)
 
 
 def _environment_loop() -> asyncio.AbstractEventLoop:
