@@ -21,16 +21,6 @@ def test_nan_deep_inside_an_event_is_refused() -> None:
     assert caught.value.error_type == "Runtime.UnmarshalError"
 
 
-def test_a_pure_python_decimal_keeps_every_digit() -> None:
-    """Catches a misspelt ``"_pydecimal"`` in ``_default``: a ``Decimal`` from the
-    pure-Python module is sent with every digit, like the C one."""
-    import _pydecimal
-
-    body, content_type = encode_result({"price": _pydecimal.Decimal("19.990")})
-    assert bytes(body) == b'{"price":19.990}'
-    assert content_type == "application/json"
-
-
 def test_a_class_merely_named_decimal_is_not_sent_as_a_number() -> None:
     """Catches ``or`` for ``and`` in ``_default``'s Decimal test: a user's own class called
     ``Decimal`` is not JSON, so the result is a ``Runtime.MarshalError`` naming where it sits,
@@ -136,8 +126,8 @@ def test_a_result_deeper_than_orjson_allows_is_sent_compact_and_exact() -> None:
     from decimal import Decimal
 
     inner = {"name": "café", "price": Decimal("1.5"), "at": datetime.date(2024, 1, 2)}
-    body, content_type = encode_result(_nested(300, inner))
-    expected = "[" * 300 + '{"name":"café","price":1.5,"at":"2024-01-02"}' + "]" * 300
+    body, content_type = encode_result(_nested(260, inner))
+    expected = "[" * 260 + '{"name":"café","price":1.5,"at":"2024-01-02"}' + "]" * 260
     assert bytes(body) == expected.encode()
     assert content_type == "application/json"
 
