@@ -84,5 +84,5 @@ $(MUTATE_STAMP): tests/mutation/requirements.txt $(STAMP)
 mutate: $(MUTATE_STAMP)
 	mkdir -p mutants out/mutation
 	cp tests/mutation/sitecustomize.py mutants/sitecustomize.py
-	PYTHONPATH=$(CURDIR)/mutants nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	nice -n 10 $(BIN)/python tests/mutation/run.py --jobs $(MUTATE_JOBS) $(MUTANTS)
 	$(BIN)/python tests/mutation/report.py --out out/mutation/report.md

@@ -13,10 +13,6 @@ import configparser
 import sys
 from pathlib import Path
 
-from mutmut.mutation.data import SourceFileMutationData
-from mutmut.mutation.diff_apply import get_diff_for_mutant
-from mutmut.stats import status_by_exit_code
-
 HERE = Path(__file__).resolve().parent
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 
@@ -37,6 +33,11 @@ def judged() -> dict[str, str]:
 
 
 def render() -> str:
+    # mutmut is installed by `make mutate` only; the suite imports this module without it.
+    from mutmut.mutation.data import SourceFileMutationData
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+
     reasons = judged()
     rows: list[str] = []
     open_items: list[str] = []
