@@ -589,6 +589,58 @@ def test_protocol_error_closes_and_next_request_reconnects(peer: Callable[..., P
     assert [len(c.requests) for c in p.conns] == [1, 1]
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["3, 3", "3,3", "3 ,\t3", "000000000000000003, 000000000000000003"],
+    ids=["list", "list-no-space", "list-ows", "18-digits-each"],
+)
+def test_a_list_of_identical_content_lengths_frames_the_body(
+    peer: Callable[..., Peer], value: str
+) -> None:
+    """RFC 9110 8.6: a list of identical values is one length; 18 digits are not too many.
+
+    Kills runtime.http.x__parse_content_length__mutmut_6 (split on whitespace), _11, _12, _19
+    (the single value lost or refused) and _15 (18 digits refused as too large).
+    """
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\n".encode()
+    p = peer([REQ, send(head + b"abc"), REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+    first = conn.request("GET", "/1")
+    second = conn.request("GET", "/2")
+    finish(conn, p)
+    assert (first.body, second.body) == (b"abc", b"next")
+    assert len(p.conns) == 1, "the body was framed exactly, the connection stayed usable"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("abc", "invalid Content-Length 'abc'"),
+        ("\u0663", "invalid Content-Length '\u0663'"),  # ARABIC-INDIC DIGIT THREE: isdigit()
+        ("3, X3", "conflicting Content-Length values '3, X3'"),
+        ("3,\x0b3", "conflicting Content-Length values '3,\\x0b3'"),  # VT is not OWS
+        ("0000000000000000003", "Content-Length '0000000000000000003' is too large"),
+    ],
+    ids=["letters", "non-ascii-digit", "conflicting", "vt-is-not-whitespace", "19-digits"],
+)
+def test_a_bad_content_length_is_a_protocol_error_naming_the_value(
+    peer: Callable[..., Peer], value: str, message: str
+) -> None:
+    """A Content-Length the client cannot trust is refused, never guessed at (RFC 9112 6.3).
+
+    Kills runtime.http.x__parse_content_length__mutmut_4 and _5 (other characters stripped
+    around list members), _13 (non-ASCII digits or letters taken as a length), _14 and _17
+    (the message lost) and _16 (19 digits accepted).
+    """
+    head = "HTTP/1.1 200 OK\r\nContent-Length: " + value + "\r\n\r\n"
+    p = peer([REQ, send(head.encode() + b"abc")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", "/1")
+    finish(conn, p)
+    assert str(info.value) == message
+
+
 @pytest.mark.parametrize("value", [b"t\x7fx", b"a\x00b", b"\x01\x1b[31m", b"a\rb", b"a\nb"])
 def test_control_octet_in_a_header_value_is_data_not_a_broken_response(
     peer: Callable[..., Peer], value: bytes
