@@ -333,6 +333,7 @@ def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
         ([("X-Evil", "a\r\nInjected: 1")], "X-Evil"),
         ([("X-Evil", "a\nb")], "X-Evil"),
         ([("X-Nul", "a\x00b")], "X-Nul"),
+        ([("X-Fine", "1"), ("X-Evil", "a\rb")], "'X-Evil'"),
         ([("Bad Name", "v")], "Bad Name"),
         ([("", "v")], "''"),
         ([("Content-Length", "3")], "Content-Length"),
@@ -342,14 +343,20 @@ def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
 def test_invalid_request_headers_are_refused_before_sending(
     peer: Callable[..., Peer], headers: list[tuple[str, str]], fragment: str
 ) -> None:
+    """The error names the header at fault, or says the method or target is.
+
+    Kills runtime.http.x__check_head__mutmut_8 (the first header blamed) and _10 to _12 (the
+    message about the method or target lost or changed).
+    """
     p = peer([])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(RequestError, match=fragment):
         conn.request("POST", "/p", headers, b"x")
     with pytest.raises(RequestError):
         conn.request("GET", "/a b")
-    with pytest.raises(RequestError):
-        conn.request("GET", "/a\r\nX: y")
+    with pytest.raises(RequestError) as info:
+        conn.request("GET", "/a\r\nX: y", [("X-Fine", "1")])
+    assert str(info.value) == "method or target contains a control character or a line break"
     finish(conn, p)
     assert p.conns == [] and p.unexpected == 0, "nothing may be sent"
 
@@ -821,6 +828,10 @@ def test_error_in_chunk_source_terminates_request_and_raises_stream_aborted(
     with pytest.raises(StreamAborted) as info:
         conn.request_chunked("POST", "/s", STREAM_HEADERS, produce(), trailers)
     assert isinstance(info.value, HTTPError)
+    # Kills runtime.http.xǁStreamAbortedǁ__init____mutmut_1 and _2: what the log shows.
+    assert str(info.value) == (
+        "chunk source raised ValueError: boom; the request was terminated and answered 202"
+    )
     assert isinstance(info.value.error, ValueError) and str(info.value.error) == "boom"
     assert info.value.__cause__ is info.value.error
     assert (info.value.response.status, info.value.response.body) == (202, b"accepted")
@@ -865,6 +876,40 @@ def test_failing_trailers_callback_abandons_the_request(
     assert p.conns[0].eof, "the half-sent request was abandoned by closing the connection"
     assert conn.request("GET", "/after").body == b"fine"
     finish(conn, p)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ([("Bad Name", "v")], r"invalid trailer name 'Bad Name'"),
+        (
+            [("Content-Length", "1")],
+            r"trailer 'Content-Length' is set by the HTTP client, do not pass it",
+        ),
+        (
+            [("X-Fine", "1"), ("X-Evil", "a\r\nInjected: 1")],
+            r"trailer 'X-Evil' contains a control character \(CR, LF, NUL\.\.\.\)",
+        ),
+        ([("X-Fine", "\ud800")], r"trailer section cannot be encoded: .*surrogates not allowed"),
+    ],
+    ids=["name", "reserved", "line-break", "lone-surrogate"],
+)
+def test_invalid_trailers_are_refused_by_name_and_the_request_abandoned(
+    peer: Callable[..., Peer], fields: list[tuple[str, str]], message: str
+) -> None:
+    """A trailer that cannot be sent as given is a RequestError naming it; nothing of it is sent.
+
+    Kills runtime.http.x__last_chunk__mutmut_9, _12, _13 (the kind of field misnamed), _16,
+    _19, _20 (the encoding error misnamed) and _30 to _36 (the field at fault not named).
+    """
+    p = peer([until(b"2\r\nok\r\n", threading.Event())])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(RequestError, match=f"^{message}$"):
+        conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"ok"], lambda: fields)
+    assert p.conn(0).done.wait(TIMEOUT)
+    finish(conn, p)
+    assert p.conns[0].eof, "the half-sent request was abandoned by closing the connection"
+    assert p.conns[0].extra.endswith(b"\r\n\r\n2\r\nok\r\n"), "no last chunk, no trailers"
 
 
 def test_chunked_request_on_a_connection_the_peer_closed_uses_a_new_one(
