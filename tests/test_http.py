@@ -6,6 +6,7 @@ exactly what it received, so every test checks both directions of the wire.
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import sys
@@ -146,6 +147,15 @@ def until(marker: bytes, event: threading.Event) -> Step:
         while marker not in session.pending:
             session._more()
         event.set()
+
+    return step
+
+
+def wait(event: threading.Event) -> Step:
+    """Do nothing (read nothing) until ``event`` is set."""
+
+    def step(session: _Session) -> None:
+        assert event.wait(TIMEOUT)
 
     return step
 
@@ -546,17 +556,20 @@ def test_stale_keep_alive_is_retried_once(peer: Callable[..., Peer], drop: Step)
 def test_no_retry_after_a_partial_response(
     peer: Callable[..., Peer], partial: bytes, drop: Step
 ) -> None:
+    """The error names the request and the peer, and what went wrong: how far the response got
+    (FIN) or the socket error (RST).
+
+    Kills runtime.http.xǁConnectionǁ_closed__mutmut_2, _3 and _5 (the error's type name added
+    to an HTTPError's message, dropped from or wrong in an OSError's).
+    """
     go = threading.Event()
-
-    def wait_go(session: _Session) -> None:
-        assert go.wait(TIMEOUT)
-
-    p = peer([REQ, send(resp(200, b"first")), REQ, send(partial), wait_go, drop])
+    p = peer([REQ, send(resp(200, b"first")), REQ, send(partial), wait(go), drop])
     conn = Connection("127.0.0.1", p.port)
     conn.request("GET", NEXT)
     timer = threading.Timer(0.05, go.set)
     timer.start()
-    with pytest.raises(ConnectionClosed, match=f"POST /x/response on 127.0.0.1:{p.port}"):
+    what = "ConnectionResetError: " if drop is RESET else "connection closed in the "
+    with pytest.raises(ConnectionClosed, match=f"^POST /x/response on 127.0.0.1:{p.port}: {what}"):
         conn.request("POST", "/x/response", (), b"result")
     timer.join()
     finish(conn, p)
@@ -569,9 +582,11 @@ def test_fresh_connection_closed_without_response_is_not_retried(
 ) -> None:
     p = peer([REQ, CLOSE])
     conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ConnectionClosed, match="before the response started"):
+    with pytest.raises(ConnectionClosed) as info:
         conn.request("GET", NEXT)
     finish(conn, p)
+    message = f"GET {NEXT} on 127.0.0.1:{p.port}: connection closed before the response started"
+    assert str(info.value) == message
     assert len(p.conns) == 1 and p.unexpected == 0
 
 
@@ -923,6 +938,149 @@ def test_chunked_request_on_a_connection_the_peer_closed_uses_a_new_one(
     finish(conn, p)
     assert r.status == 202
     assert p.conns[1].requests[0].body == b"data"
+
+
+def test_chunked_request_reuses_the_idle_keep_alive_connection(peer: Callable[..., Peer]) -> None:
+    """Streaming a response does not cost a new connection (and the idle check reads nothing).
+
+    Kills runtime.http.xǁConnectionǁ_stream_socket__mutmut_2, _3, _6, _7 (a new connection
+    every time) and _10, _11, _13 (a blocking read instead of a peek: it waits for the peer).
+    """
+    p = peer([REQ, send(resp(200, b"event")), REQ, send(resp(202, b"streamed"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", NEXT).body == b"event"
+    r = conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"])
+    finish(conn, p)
+    assert (r.status, r.body) == (202, b"streamed")
+    assert len(p.conns) == 1 and p.unexpected == 0
+    assert p.conns[0].requests[1].body == b"data"
+
+
+def test_chunked_request_after_unsolicited_bytes_uses_a_new_connection(
+    peer: Callable[..., Peer],
+) -> None:
+    """Bytes nobody asked for are not taken as the answer to a streamed request either.
+
+    Kills runtime.http.xǁConnectionǁ_stream_socket__mutmut_4.
+    """
+    glued = resp(200, b"one") + resp(202, b"INJECTED")
+    p = peer([REQ, send(glued)], [REQ, send(resp(202, b"two"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", "/1").body == b"one"
+    assert conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"]).body == b"two"
+    finish(conn, p)
+    assert [len(c.requests) for c in p.conns] == [1, 1]
+
+
+def test_connection_close_after_a_chunked_request_is_honoured(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_89 (the socket kept)."""
+    p = peer([REQ, send(resp(202, b"", ("Connection: close",)))], [REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"]).status == 202
+    assert p.conns[0].done.wait(TIMEOUT), "the client closed the connection after the response"
+    assert conn.request("GET", NEXT).body == b"next"
+    finish(conn, p)
+    assert p.conns[0].extra == b"" and [len(c.requests) for c in p.conns] == [1, 1]
+
+
+def test_a_connection_that_served_a_chunked_request_is_retried_when_stale(
+    peer: Callable[..., Peer],
+) -> None:
+    """A streamed request counts as served: the next request survives a stale keep-alive.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_92.
+    """
+    p = peer([REQ, send(resp(202)), CLOSE], [REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"]).status == 202
+    assert p.conns[0].done.wait(TIMEOUT)
+    assert conn.request("GET", NEXT).body == b"next"
+    finish(conn, p)
+    assert [len(c.requests) for c in p.conns] == [1, 1]
+
+
+def test_the_answer_to_a_chunked_head_request_has_no_body(peer: Callable[..., Peer]) -> None:
+    """The response is framed by the request's method (RFC 9112 6.3), streamed or not.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_72.
+    """
+    head_answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    p = peer([REQ, send(head_answer), REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request_chunked("HEAD", "/h", STREAM_HEADERS, [b"data"])
+    assert (r.body, r.headers["content-length"]) == (b"", "5")
+    assert conn.request("GET", NEXT).body == b"next"
+    finish(conn, p)
+    assert len(p.conns) == 1
+
+
+def test_connection_lost_after_the_chunk_source_raised_names_both(
+    peer: Callable[..., Peer],
+) -> None:
+    """Kills runtime.http.xǁConnectionǁ_closed__mutmut_6 to _9 and request_chunked__mutmut_73
+    to _80: the connection error names the request, the peer, and the chunk source's error.
+    """
+    p = peer([REQ, CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+
+    def produce() -> Iterator[bytes]:
+        yield b"partial"
+        raise ValueError("boom")
+
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request_chunked("POST", "/s", STREAM_HEADERS, produce())
+    finish(conn, p)
+    assert str(info.value) == (
+        f"POST /s on 127.0.0.1:{p.port}: connection closed before the response started"
+        " (the chunk source had raised ValueError: boom)"
+    )
+    assert p.conns[0].requests[0].body == b"partial"
+
+
+# More than the kernel buffers of a loopback connection hold (about 4 MiB), so that a send
+# of it blocks until the peer reads.
+HUGE = 8 << 20
+
+
+def test_reset_while_sending_the_head_of_a_fresh_chunked_request(
+    peer: Callable[..., Peer],
+) -> None:
+    """A fresh connection is not retried; the error names the request and the socket error.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_16 (the raw OSError), _18 (a
+    retry) and _81 to _83, _85 to _87 (the message).
+    """
+    p = peer([until(b"POST /s", threading.Event()), RESET])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request_chunked("POST", "/s", [("X-Big", "x" * HUGE)], [b"data"])
+    finish(conn, p)
+    assert re.fullmatch(
+        rf"POST /s on 127\.0\.0\.1:{p.port}: (ConnectionResetError|BrokenPipeError): .+",
+        str(info.value),
+    )
+    assert len(p.conns) == 1 and p.unexpected == 0
+
+
+def test_reset_while_sending_the_head_on_a_used_connection_is_retried(
+    peer: Callable[..., Peer],
+) -> None:
+    """Nothing of the body has been sent yet, so a stale connection gets a second try.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_18 to _20.
+    """
+    p = peer(
+        [REQ, send(resp(200, b"event")), until(b"POST /s", threading.Event()), RESET],
+        [REQ, send(resp(202, b"second"))],
+    )
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("GET", NEXT)
+    r = conn.request_chunked("POST", "/s", [("X-Big", "x" * HUGE)], [b"data"])
+    finish(conn, p)
+    assert (r.status, r.body) == (202, b"second")
+    got = p.conns[1].requests[0]
+    assert (got.target, got.body) == ("/s", b"data")
+    assert ("X-Big", "x" * HUGE) in got.headers
 
 
 def test_response_repr_is_readable() -> None:
