@@ -7,6 +7,7 @@ exactly what it received, so every test checks both directions of the wire.
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import struct
 import sys
@@ -530,6 +531,51 @@ def test_bodies_beyond_the_preallocation_cap(peer: Callable[..., Peer]) -> None:
     assert len(p.conns) == 1
 
 
+# More than the kernel buffers of a loopback connection hold (about 4 MiB), so that a send
+# of it blocks until the peer reads.
+HUGE = 8 << 20
+
+
+def test_a_large_body_interrupted_mid_send_still_goes_out_whole(
+    peer: Callable[..., Peer],
+) -> None:
+    """A send that returns early (a signal arrived while the kernel buffers were full) is
+    completed: the body and the request pipelined behind it arrive intact, nothing twice.
+
+    The peer reads nothing until the client's thread has been interrupted mid-send, which makes
+    ``sendmsg`` return a partial count. Kills runtime.http.x__sendv__mutmut_9 to _12 and _14 to
+    _16 (the rest skipped, duplicated, or the next part cut).
+    """
+    payload = bytes(range(256)) * (HUGE // 256)
+    go = threading.Event()
+    answers = resp(202, b"ok") + resp(200, b"event")
+    p = peer([wait(go), REQ, REQ, send(answers)])
+    conn = Connection("127.0.0.1", p.port)
+    client = threading.get_ident()
+
+    def interrupt() -> None:
+        time.sleep(0.1)  # long enough for the client to block in sendmsg
+        signal.pthread_kill(client, signal.SIGUSR1)
+        time.sleep(0.02)
+        go.set()
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    try:
+        first = conn.request("POST", "/x/response", (), payload, then=("GET", NEXT))
+    finally:
+        interrupter.join()
+        signal.signal(signal.SIGUSR1, previous)
+    second = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (first.body, second.body) == (b"ok", b"event")
+    got = p.conns[0].requests
+    assert [(r.method, r.target) for r in got] == [("POST", "/x/response"), ("GET", NEXT)]
+    assert got[0].body == payload
+    assert p.conns[0].extra == b""
+
+
 # --- connection drops --------------------------------------------------------------------
 
 
@@ -788,7 +834,7 @@ def test_chunked_request_with_trailers_exact_bytes(peer: Callable[..., Peer]) ->
         "POST",
         "/x/response",
         STREAM_HEADERS,
-        [b"hello", b"", bytearray(b" world"), memoryview(b"!"), big],
+        [b"hello", b"", bytearray(b" world"), memoryview(b"!"), b"abcdefghijklmnopqrstuvwxyz", big],
         lambda: [("Lambda-Runtime-Function-Error-Type", "Function.X")],
     )
     finish(conn, p)
@@ -799,7 +845,7 @@ def test_chunked_request_with_trailers_exact_bytes(peer: Callable[..., Peer]) ->
             "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
             "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n"
             "Transfer-Encoding: chunked\r\n\r\n"
-            "5\r\nhello\r\n6\r\n world\r\n1\r\n!\r\n186a0\r\n"
+            "5\r\nhello\r\n6\r\n world\r\n1\r\n!\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n186a0\r\n"
         ).encode()
         + big
         + b"\r\n0\r\nLambda-Runtime-Function-Error-Type: Function.X\r\n\r\n"
@@ -874,10 +920,23 @@ def test_non_bytes_chunk_aborts_the_stream_cleanly(peer: Callable[..., Peer]) ->
     assert p.conns[0].requests[0].raw.endswith(b"2\r\nok\r\n0\r\n\r\n")
 
 
+def _ok_then_boom() -> Iterator[bytes]:
+    yield b"ok"
+    raise ValueError("boom")
+
+
 @pytest.mark.parametrize("error", [KeyError, FileNotFoundError])
+@pytest.mark.parametrize("chunks", [[b"ok"], _ok_then_boom], ids=["source-ok", "source-raised"])
 def test_failing_trailers_callback_abandons_the_request(
-    peer: Callable[..., Peer], error: type[Exception]
+    peer: Callable[..., Peer],
+    error: type[Exception],
+    chunks: list[bytes] | Callable[[], Iterator[bytes]],
 ) -> None:
+    """Also when trailers() reports the chunk source's own error.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_32 and _33 (the caller's OSError
+    taken for a socket error there).
+    """
     p = peer([until(b"2\r\nok\r\n", threading.Event())], [REQ, send(resp(200, b"fine"))])
     conn = Connection("127.0.0.1", p.port)
 
@@ -886,7 +945,8 @@ def test_failing_trailers_callback_abandons_the_request(
 
     # The caller's own exception comes back unchanged (an OSError is not a socket problem).
     with pytest.raises(error, match="bug in caller"):
-        conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"ok"], trailers)
+        source = chunks if isinstance(chunks, list) else chunks()
+        conn.request_chunked("POST", "/s", STREAM_HEADERS, source, trailers)
     assert p.conn(0).done.wait(TIMEOUT)
     assert p.conns[0].eof, "the half-sent request was abandoned by closing the connection"
     assert conn.request("GET", "/after").body == b"fine"
@@ -1035,11 +1095,6 @@ def test_connection_lost_after_the_chunk_source_raised_names_both(
         " (the chunk source had raised ValueError: boom)"
     )
     assert p.conns[0].requests[0].body == b"partial"
-
-
-# More than the kernel buffers of a loopback connection hold (about 4 MiB), so that a send
-# of it blocks until the peer reads.
-HUGE = 8 << 20
 
 
 def test_reset_while_sending_the_head_of_a_fresh_chunked_request(
