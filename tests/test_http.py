@@ -26,6 +26,7 @@ from runtime.http import (
     ProtocolError,
     RequestError,
     Response,
+    ResponseFeed,
     StreamAborted,
 )
 
@@ -460,17 +461,39 @@ def test_head_204_and_304_have_no_body_even_with_content_length(
 
 
 def test_close_delimited_body_then_new_connection(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_to_eof__mutmut_4 and _5 (only the bytes that
+    came with the head taken as the body)."""
+    later = threading.Event()
     p = peer(
-        [REQ, send(b"HTTP/1.1 200 OK\r\n\r\npart one, "), send(b"part two"), CLOSE],
+        [REQ, send(b"HTTP/1.1 200 OK\r\n\r\npart one, "), wait(later), send(b"part two"), CLOSE],
         [REQ, send(resp(200, b"fresh"))],
     )
     conn = Connection("127.0.0.1", p.port)
+    timer = threading.Timer(0.05, later.set)
+    timer.start()
     r1 = conn.request("GET", "/stream")
+    timer.join()
     r2 = conn.request("GET", "/again")
     finish(conn, p)
     assert r1.body == b"part one, part two"
     assert r2.body == b"fresh"
     assert [len(c.requests) for c in p.conns] == [1, 1]
+
+
+def test_no_retry_after_part_of_a_close_delimited_body(peer: Callable[..., Peer]) -> None:
+    """Body bytes count as a started response, also when the body runs to the end of stream.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_to_eof__mutmut_11 and _12 (a reset mid-body
+    taken for a stale connection, and the request sent again).
+    """
+    body_later = send(b"HTTP/1.1 200 OK\r\n\r\npart", each=19, delay=0.03)  # the head, then
+    p = peer([REQ, send(resp(200, b"first")), REQ, body_later, RESET])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("GET", NEXT)
+    with pytest.raises(ConnectionClosed, match=r"^GET /stream on .*: ConnectionResetError: "):
+        conn.request("GET", "/stream")
+    finish(conn, p)
+    assert len(p.conns) == 1 and p.unexpected == 0, "nothing may be resent"
 
 
 @pytest.mark.parametrize(
@@ -688,8 +711,16 @@ def test_a_list_of_identical_content_lengths_frames_the_body(
         ("3, X3", "conflicting Content-Length values '3, X3'"),
         ("3,\x0b3", "conflicting Content-Length values '3,\\x0b3'"),  # VT is not OWS
         ("0000000000000000003", "Content-Length '0000000000000000003' is too large"),
+        ("7" * 50, f"Content-Length '{'7' * 40}' is too large"),
     ],
-    ids=["letters", "non-ascii-digit", "conflicting", "vt-is-not-whitespace", "19-digits"],
+    ids=[
+        "letters",
+        "non-ascii-digit",
+        "conflicting",
+        "vt-is-not-whitespace",
+        "19-digits",
+        "50-digits-quoted-up-to-40",
+    ],
 )
 def test_a_bad_content_length_is_a_protocol_error_naming_the_value(
     peer: Callable[..., Peer], value: str, message: str
@@ -698,7 +729,7 @@ def test_a_bad_content_length_is_a_protocol_error_naming_the_value(
 
     Kills runtime.http.x__parse_content_length__mutmut_4 and _5 (other characters stripped
     around list members), _13 (non-ASCII digits or letters taken as a length), _14 and _17
-    (the message lost) and _16 (19 digits accepted).
+    (the message lost), _16 (19 digits accepted) and _18 (more of a huge value quoted).
     """
     head = "HTTP/1.1 200 OK\r\nContent-Length: " + value + "\r\n\r\n"
     p = peer([REQ, send(head.encode() + b"abc")])
@@ -731,11 +762,43 @@ def test_control_octet_in_a_header_value_is_data_not_a_broken_response(
 def test_control_octet_in_the_status_line_is_still_a_protocol_error(
     peer: Callable[..., Peer],
 ) -> None:
-    p = peer([REQ, send(b"HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n")])
+    p = peer([REQ, send(b"HTTP/1.1 200 O\x7f\x01K\r\nContent-Length: 0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError, match="line 0 contains control character"):
+    with pytest.raises(ProtocolError) as info:
         conn.request("GET", NEXT)
     finish(conn, p)
+    # The first offending octet, and the line. Kills x__reject_status_line__mutmut_15.
+    assert str(info.value) == (
+        "response header block line 0 contains control character b'\\x7f' (bare CR/LF or CTL):"
+        " b'HTTP/1.1 200 O\\x7f\\x01K'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (b"HTTP/1.1 2x0 OK", b"HTTP/1.1 2x0 OK"),
+        (b"HTTP/1.1 2x0 " + b"a" * 67, b"HTTP/1.1 2x0 " + b"a" * 67),
+        (b"HTTP/1.1 2x0 " + b"a" * 68, b"HTTP/1.1 2x0 " + b"a" * 67 + b"..."),
+        (b"HTTP/1.1 2x0 " + b"a" * 500, b"HTTP/1.1 2x0 " + b"a" * 67 + b"..."),
+    ],
+    ids=["short", "80-bytes", "81-bytes", "long"],
+)
+def test_an_invalid_status_line_is_quoted_up_to_80_bytes(
+    peer: Callable[..., Peer], line: bytes, shown: bytes
+) -> None:
+    """Error messages quote what the peer sent, bounded, with "..." exactly when cut.
+
+    Kills runtime.http.x__snip__mutmut_1, _3, _5, _6, _8 and _9.
+    """
+    p = peer([REQ, send(line + b"\r\nContent-Length: 0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    cut = shown.endswith(b"...")
+    quoted = repr(shown[:-3]) + "..." if cut else repr(shown)
+    assert str(info.value) == f"invalid status line {quoted}"
 
 
 def test_unsolicited_bytes_after_a_response_are_not_taken_as_the_next_one(
@@ -757,21 +820,26 @@ def test_unsolicited_bytes_after_a_response_are_not_taken_as_the_next_one(
 def test_pipelined_request_goes_out_before_the_first_answer(peer: Callable[..., Peer]) -> None:
     # The peer reads both requests before answering either: without pipelining this would wait
     # until the timeout.
+    # Then the connection goes on serving: kills runtime.http.xǁConnectionǁ_read_pending__mutmut_1
+    # and _17 (a new connection for the request after).
     answers = resp(202, b"ok") + resp(200, b'{"n":2}', ("Lambda-Runtime-Aws-Request-Id: r2",))
-    p = peer([REQ, REQ, send(answers)])
+    p = peer([REQ, REQ, send(answers), REQ, send(resp(202, b"again"))])
     conn = Connection("127.0.0.1", p.port)
     first = conn.request(
         "POST", "/x/response", [("Content-Type", "a/b")], b"[1]", then=("GET", NEXT)
     )
     second = conn.request("GET", NEXT)
+    third = conn.request("POST", "/x/response", (), b"[2]")
     finish(conn, p)
     assert (first.status, first.body) == (202, b"ok")
     assert (second.status, second.body) == (200, b'{"n":2}')
     assert second.headers["lambda-runtime-aws-request-id"] == "r2"
+    assert third.body == b"again"
     assert len(p.conns) == 1
     assert [(r.method, r.target, r.body) for r in p.conns[0].requests] == [
         ("POST", "/x/response", b"[1]"),
         ("GET", NEXT, b""),
+        ("POST", "/x/response", b"[2]"),
     ]
     assert p.conns[0].extra == b"", "the GET was not sent a second time"
 
@@ -798,13 +866,37 @@ def test_pipelined_request_is_sent_again_when_its_answer_cannot_come(
 
 
 def test_no_resend_after_part_of_the_pipelined_answer(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁConnectionǁ_read_pending__mutmut_11 to _13 (the message)."""
     p = peer([REQ, REQ, send(resp(202) + b"HTTP/1.1 200 OK\r\nContent-Le"), CLOSE])
     conn = Connection("127.0.0.1", p.port)
     conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
-    with pytest.raises(ConnectionClosed):
+    with pytest.raises(ConnectionClosed) as info:
         conn.request("GET", NEXT)
     finish(conn, p)
     assert len(p.conns) == 1
+    assert str(info.value) == (
+        f"GET {NEXT} on 127.0.0.1:{p.port}: connection closed in the response header block"
+        " after 27 bytes: b'HTTP/1.1 200 OK\\r\\nContent-Le'"
+    )
+
+
+def test_the_connection_of_a_pipelined_answer_is_retried_when_stale(
+    peer: Callable[..., Peer],
+) -> None:
+    """The runtime's invoke loop: POST /response with GET /next behind it, then an idle
+    connection the peer closes; the next request goes out again on a new connection.
+
+    Kills runtime.http.xǁConnectionǁ_read_pending__mutmut_19.
+    """
+    answers = resp(202) + resp(200, b"event")
+    p = peer([REQ, REQ, send(answers), CLOSE], [REQ, send(resp(202, b"retried"))])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
+    assert conn.request("GET", NEXT).body == b"event"
+    assert p.conns[0].done.wait(TIMEOUT)
+    assert conn.request("POST", "/x/response", (), b"[2]").body == b"retried"
+    finish(conn, p)
+    assert [len(c.requests) for c in p.conns] == [2, 1]
 
 
 def test_another_request_first_abandons_the_pipelined_one(peer: Callable[..., Peer]) -> None:
@@ -1059,15 +1151,24 @@ def test_a_connection_that_served_a_chunked_request_is_retried_when_stale(
     assert [len(c.requests) for c in p.conns] == [1, 1]
 
 
-def test_the_answer_to_a_chunked_head_request_has_no_body(peer: Callable[..., Peer]) -> None:
-    """The response is framed by the request's method (RFC 9112 6.3), streamed or not.
+@pytest.mark.parametrize("how", ["streamed", "pipelined"])
+def test_the_answer_to_a_head_request_has_no_body_however_it_was_sent(
+    peer: Callable[..., Peer], how: str
+) -> None:
+    """The response is framed by the request's method (RFC 9112 6.3), streamed, pipelined or not.
 
-    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_72.
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_72 and _read_pending__mutmut_5.
     """
     head_answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
-    p = peer([REQ, send(head_answer), REQ, send(resp(200, b"next"))])
-    conn = Connection("127.0.0.1", p.port)
-    r = conn.request_chunked("HEAD", "/h", STREAM_HEADERS, [b"data"])
+    if how == "streamed":
+        p = peer([REQ, send(head_answer), REQ, send(resp(200, b"next"))])
+        conn = Connection("127.0.0.1", p.port)
+        r = conn.request_chunked("HEAD", "/h", STREAM_HEADERS, [b"data"])
+    else:
+        p = peer([REQ, REQ, send(resp(202) + head_answer), REQ, send(resp(200, b"next"))])
+        conn = Connection("127.0.0.1", p.port)
+        conn.request("POST", "/x/response", (), b"[1]", then=("HEAD", "/h"))
+        r = conn.request("HEAD", "/h")
     assert (r.body, r.headers["content-length"]) == (b"", "5")
     assert conn.request("GET", NEXT).body == b"next"
     finish(conn, p)
@@ -1141,3 +1242,61 @@ def test_reset_while_sending_the_head_on_a_used_connection_is_retried(
 def test_response_repr_is_readable() -> None:
     r = Response(202, "Accepted", {}, b"abc", {})
     assert repr(r) == "<Response 202 'Accepted', 3 body bytes>"
+
+
+# --- ResponseFeed (the same parser for a caller doing its own I/O) ------------------------
+
+
+def test_the_feed_says_how_many_more_bytes_it_needs_and_whether_a_response_started() -> None:
+    """``need`` is a lower bound a caller can wait for without a wasted parse, and never more
+    than what completes the response; ``started`` drives the stale-connection retry.
+
+    Kills runtime.http.xǁResponseFeedǁ__init____mutmut_9, _10, _recv_into__mutmut_3, _5 and
+    parse__mutmut_7, _8.
+    """
+    feed = ResponseFeed()
+    assert (feed.need, feed.started) == (1, False), "nothing yet: any byte is worth a parse"
+    head = b"HTTP/1.1 204 No Content\r\n\r\n"
+    feed.feed(head[:-1])
+    assert feed.parse("GET") is None
+    assert (feed.need, feed.started) == (1, True), "one byte can complete the head"
+    feed.feed(head[-1:] + b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    first = feed.parse("GET")
+    assert first is not None and first.status == 204
+    assert feed.parse("GET") is None
+    assert (feed.need, feed.started) == (7, True), "the rest of the body, exactly"
+    feed.feed(b"defghij")
+    second = feed.parse("GET")
+    assert second is not None and second.body == b"abcdefghij"
+    assert feed.buffered == 0
+
+
+def test_the_feed_frames_a_head_answer_without_a_body() -> None:
+    """Kills runtime.http.xǁResponseFeedǁparse__mutmut_5 (the method not passed on)."""
+    feed = ResponseFeed()
+    feed.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + resp(202, b"next"))
+    head = feed.parse("HEAD")
+    assert head is not None and head.body == b""
+    after = feed.parse("GET")
+    assert after is not None and (after.status, after.body) == (202, b"next")
+
+
+@pytest.mark.parametrize(
+    ("limit", "size", "fits"),
+    [(None, 65536, True), (None, 65537, False), (100, 100, True), (100, 101, False)],
+    ids=["default-64k", "default-64k+1", "100", "101"],
+)
+def test_the_feed_bounds_the_header_block(limit: int | None, size: int, fits: bool) -> None:
+    """The header block (with its blank line) may take ``max_header_bytes``, 64 KiB by default.
+
+    Kills runtime.http.xǁResponseFeedǁ__init____mutmut_1 and _6.
+    """
+    feed = ResponseFeed() if limit is None else ResponseFeed(max_header_bytes=limit)
+    start = b"HTTP/1.1 204 No Content\r\nX-Pad: "
+    feed.feed(start + b"p" * (size - len(start) - 4) + b"\r\n\r\n")
+    if fits:
+        response = feed.parse("GET")
+        assert response is not None and response.status == 204
+    else:
+        with pytest.raises(ProtocolError, match=f"^response header block exceeds {limit or 65536}"):
+            feed.parse("GET")
