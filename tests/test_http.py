@@ -422,6 +422,27 @@ def test_chunked_body_with_extensions_and_trailers(peer: Callable[..., Peer]) ->
     assert len(p.conns) == 1
 
 
+def test_a_chunk_size_line_as_long_as_the_limit_is_refused_without_waiting(
+    peer: Callable[..., Peer],
+) -> None:
+    """A line that has reached the 64 KiB limit without its CRLF is a ProtocolError at once,
+    naming it, not a wait for more (which here would end in a ConnectionClosed).
+
+    Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_15 to _17.
+    """
+    later = threading.Event()
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + b"a" * 65536), wait(later), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    timer = threading.Timer(0.1, later.set)
+    timer.start()
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    timer.join()
+    finish(conn, p)
+    assert str(info.value) == "chunk-size line exceeds 65536 bytes: " + repr(b"a" * 80) + "..."
+
+
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     p = peer([REQ, send(interim), send(resp(202, b"done", ("X-Final: yes",)))])
