@@ -6,6 +6,8 @@ exactly what it received, so every test checks both directions of the wire.
 
 from __future__ import annotations
 
+import re
+import signal
 import socket
 import struct
 import sys
@@ -24,6 +26,7 @@ from runtime.http import (
     ProtocolError,
     RequestError,
     Response,
+    ResponseFeed,
     StreamAborted,
 )
 
@@ -146,6 +149,15 @@ def until(marker: bytes, event: threading.Event) -> Step:
         while marker not in session.pending:
             session._more()
         event.set()
+
+    return step
+
+
+def wait(event: threading.Event) -> Step:
+    """Do nothing (read nothing) until ``event`` is set."""
+
+    def step(session: _Session) -> None:
+        assert event.wait(TIMEOUT)
 
     return step
 
@@ -333,6 +345,7 @@ def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
         ([("X-Evil", "a\r\nInjected: 1")], "X-Evil"),
         ([("X-Evil", "a\nb")], "X-Evil"),
         ([("X-Nul", "a\x00b")], "X-Nul"),
+        ([("X-Fine", "1"), ("X-Evil", "a\rb")], "'X-Evil'"),
         ([("Bad Name", "v")], "Bad Name"),
         ([("", "v")], "''"),
         ([("Content-Length", "3")], "Content-Length"),
@@ -342,14 +355,20 @@ def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
 def test_invalid_request_headers_are_refused_before_sending(
     peer: Callable[..., Peer], headers: list[tuple[str, str]], fragment: str
 ) -> None:
+    """The error names the header at fault, or says the method or target is.
+
+    Kills runtime.http.x__check_head__mutmut_8 (the first header blamed) and _10 to _12 (the
+    message about the method or target lost or changed).
+    """
     p = peer([])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(RequestError, match=fragment):
         conn.request("POST", "/p", headers, b"x")
     with pytest.raises(RequestError):
         conn.request("GET", "/a b")
-    with pytest.raises(RequestError):
-        conn.request("GET", "/a\r\nX: y")
+    with pytest.raises(RequestError) as info:
+        conn.request("GET", "/a\r\nX: y", [("X-Fine", "1")])
+    assert str(info.value) == "method or target contains a control character or a line break"
     finish(conn, p)
     assert p.conns == [] and p.unexpected == 0, "nothing may be sent"
 
@@ -403,6 +422,27 @@ def test_chunked_body_with_extensions_and_trailers(peer: Callable[..., Peer]) ->
     assert len(p.conns) == 1
 
 
+def test_a_chunk_size_line_as_long_as_the_limit_is_refused_without_waiting(
+    peer: Callable[..., Peer],
+) -> None:
+    """A line that has reached the 64 KiB limit without its CRLF is a ProtocolError at once,
+    naming it, not a wait for more (which here would end in a ConnectionClosed).
+
+    Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_15 to _17.
+    """
+    later = threading.Event()
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + b"a" * 65536), wait(later), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    timer = threading.Timer(0.1, later.set)
+    timer.start()
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    timer.join()
+    finish(conn, p)
+    assert str(info.value) == "chunk-size line exceeds 65536 bytes: " + repr(b"a" * 80) + "..."
+
+
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     p = peer([REQ, send(interim), send(resp(202, b"done", ("X-Final: yes",)))])
@@ -442,17 +482,39 @@ def test_head_204_and_304_have_no_body_even_with_content_length(
 
 
 def test_close_delimited_body_then_new_connection(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_to_eof__mutmut_4 and _5 (only the bytes that
+    came with the head taken as the body)."""
+    later = threading.Event()
     p = peer(
-        [REQ, send(b"HTTP/1.1 200 OK\r\n\r\npart one, "), send(b"part two"), CLOSE],
+        [REQ, send(b"HTTP/1.1 200 OK\r\n\r\npart one, "), wait(later), send(b"part two"), CLOSE],
         [REQ, send(resp(200, b"fresh"))],
     )
     conn = Connection("127.0.0.1", p.port)
+    timer = threading.Timer(0.05, later.set)
+    timer.start()
     r1 = conn.request("GET", "/stream")
+    timer.join()
     r2 = conn.request("GET", "/again")
     finish(conn, p)
     assert r1.body == b"part one, part two"
     assert r2.body == b"fresh"
     assert [len(c.requests) for c in p.conns] == [1, 1]
+
+
+def test_no_retry_after_part_of_a_close_delimited_body(peer: Callable[..., Peer]) -> None:
+    """Body bytes count as a started response, also when the body runs to the end of stream.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_to_eof__mutmut_11 and _12 (a reset mid-body
+    taken for a stale connection, and the request sent again).
+    """
+    body_later = send(b"HTTP/1.1 200 OK\r\n\r\npart", each=19, delay=0.03)  # the head, then
+    p = peer([REQ, send(resp(200, b"first")), REQ, body_later, RESET])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("GET", NEXT)
+    with pytest.raises(ConnectionClosed, match=r"^GET /stream on .*: ConnectionResetError: "):
+        conn.request("GET", "/stream")
+    finish(conn, p)
+    assert len(p.conns) == 1 and p.unexpected == 0, "nothing may be resent"
 
 
 @pytest.mark.parametrize(
@@ -513,6 +575,51 @@ def test_bodies_beyond_the_preallocation_cap(peer: Callable[..., Peer]) -> None:
     assert len(p.conns) == 1
 
 
+# More than the kernel buffers of a loopback connection hold (about 4 MiB), so that a send
+# of it blocks until the peer reads.
+HUGE = 8 << 20
+
+
+def test_a_large_body_interrupted_mid_send_still_goes_out_whole(
+    peer: Callable[..., Peer],
+) -> None:
+    """A send that returns early (a signal arrived while the kernel buffers were full) is
+    completed: the body and the request pipelined behind it arrive intact, nothing twice.
+
+    The peer reads nothing until the client's thread has been interrupted mid-send, which makes
+    ``sendmsg`` return a partial count. Kills runtime.http.x__sendv__mutmut_9 to _12 and _14 to
+    _16 (the rest skipped, duplicated, or the next part cut).
+    """
+    payload = bytes(range(256)) * (HUGE // 256)
+    go = threading.Event()
+    answers = resp(202, b"ok") + resp(200, b"event")
+    p = peer([wait(go), REQ, REQ, send(answers)])
+    conn = Connection("127.0.0.1", p.port)
+    client = threading.get_ident()
+
+    def interrupt() -> None:
+        time.sleep(0.1)  # long enough for the client to block in sendmsg
+        signal.pthread_kill(client, signal.SIGUSR1)
+        time.sleep(0.02)
+        go.set()
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    try:
+        first = conn.request("POST", "/x/response", (), payload, then=("GET", NEXT))
+    finally:
+        interrupter.join()
+        signal.signal(signal.SIGUSR1, previous)
+    second = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (first.body, second.body) == (b"ok", b"event")
+    got = p.conns[0].requests
+    assert [(r.method, r.target) for r in got] == [("POST", "/x/response"), ("GET", NEXT)]
+    assert got[0].body == payload
+    assert p.conns[0].extra == b""
+
+
 # --- connection drops --------------------------------------------------------------------
 
 
@@ -539,17 +646,20 @@ def test_stale_keep_alive_is_retried_once(peer: Callable[..., Peer], drop: Step)
 def test_no_retry_after_a_partial_response(
     peer: Callable[..., Peer], partial: bytes, drop: Step
 ) -> None:
+    """The error names the request and the peer, and what went wrong: how far the response got
+    (FIN) or the socket error (RST).
+
+    Kills runtime.http.xǁConnectionǁ_closed__mutmut_2, _3 and _5 (the error's type name added
+    to an HTTPError's message, dropped from or wrong in an OSError's).
+    """
     go = threading.Event()
-
-    def wait_go(session: _Session) -> None:
-        assert go.wait(TIMEOUT)
-
-    p = peer([REQ, send(resp(200, b"first")), REQ, send(partial), wait_go, drop])
+    p = peer([REQ, send(resp(200, b"first")), REQ, send(partial), wait(go), drop])
     conn = Connection("127.0.0.1", p.port)
     conn.request("GET", NEXT)
     timer = threading.Timer(0.05, go.set)
     timer.start()
-    with pytest.raises(ConnectionClosed, match=f"POST /x/response on 127.0.0.1:{p.port}"):
+    what = "ConnectionResetError: " if drop is RESET else "connection closed in the "
+    with pytest.raises(ConnectionClosed, match=f"^POST /x/response on 127.0.0.1:{p.port}: {what}"):
         conn.request("POST", "/x/response", (), b"result")
     timer.join()
     finish(conn, p)
@@ -562,9 +672,11 @@ def test_fresh_connection_closed_without_response_is_not_retried(
 ) -> None:
     p = peer([REQ, CLOSE])
     conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ConnectionClosed, match="before the response started"):
+    with pytest.raises(ConnectionClosed) as info:
         conn.request("GET", NEXT)
     finish(conn, p)
+    message = f"GET {NEXT} on 127.0.0.1:{p.port}: connection closed before the response started"
+    assert str(info.value) == message
     assert len(p.conns) == 1 and p.unexpected == 0
 
 
@@ -589,6 +701,66 @@ def test_protocol_error_closes_and_next_request_reconnects(peer: Callable[..., P
     assert [len(c.requests) for c in p.conns] == [1, 1]
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["3, 3", "3,3", "3 ,\t3", "000000000000000003, 000000000000000003"],
+    ids=["list", "list-no-space", "list-ows", "18-digits-each"],
+)
+def test_a_list_of_identical_content_lengths_frames_the_body(
+    peer: Callable[..., Peer], value: str
+) -> None:
+    """RFC 9110 8.6: a list of identical values is one length; 18 digits are not too many.
+
+    Kills runtime.http.x__parse_content_length__mutmut_6 (split on whitespace), _11, _12, _19
+    (the single value lost or refused) and _15 (18 digits refused as too large).
+    """
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\n".encode()
+    p = peer([REQ, send(head + b"abc"), REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+    first = conn.request("GET", "/1")
+    second = conn.request("GET", "/2")
+    finish(conn, p)
+    assert (first.body, second.body) == (b"abc", b"next")
+    assert len(p.conns) == 1, "the body was framed exactly, the connection stayed usable"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("abc", "invalid Content-Length 'abc'"),
+        ("\u0663", "invalid Content-Length '\u0663'"),  # ARABIC-INDIC DIGIT THREE: isdigit()
+        ("3, X3", "conflicting Content-Length values '3, X3'"),
+        ("3,\x0b3", "conflicting Content-Length values '3,\\x0b3'"),  # VT is not OWS
+        ("0000000000000000003", "Content-Length '0000000000000000003' is too large"),
+        ("7" * 50, f"Content-Length '{'7' * 40}' is too large"),
+    ],
+    ids=[
+        "letters",
+        "non-ascii-digit",
+        "conflicting",
+        "vt-is-not-whitespace",
+        "19-digits",
+        "50-digits-quoted-up-to-40",
+    ],
+)
+def test_a_bad_content_length_is_a_protocol_error_naming_the_value(
+    peer: Callable[..., Peer], value: str, message: str
+) -> None:
+    """A Content-Length the client cannot trust is refused, never guessed at (RFC 9112 6.3).
+
+    Kills runtime.http.x__parse_content_length__mutmut_4 and _5 (other characters stripped
+    around list members), _13 (non-ASCII digits or letters taken as a length), _14 and _17
+    (the message lost), _16 (19 digits accepted) and _18 (more of a huge value quoted).
+    """
+    head = "HTTP/1.1 200 OK\r\nContent-Length: " + value + "\r\n\r\n"
+    p = peer([REQ, send(head.encode() + b"abc")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", "/1")
+    finish(conn, p)
+    assert str(info.value) == message
+
+
 @pytest.mark.parametrize("value", [b"t\x7fx", b"a\x00b", b"\x01\x1b[31m", b"a\rb", b"a\nb"])
 def test_control_octet_in_a_header_value_is_data_not_a_broken_response(
     peer: Callable[..., Peer], value: bytes
@@ -611,11 +783,43 @@ def test_control_octet_in_a_header_value_is_data_not_a_broken_response(
 def test_control_octet_in_the_status_line_is_still_a_protocol_error(
     peer: Callable[..., Peer],
 ) -> None:
-    p = peer([REQ, send(b"HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n")])
+    p = peer([REQ, send(b"HTTP/1.1 200 O\x7f\x01K\r\nContent-Length: 0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError, match="line 0 contains control character"):
+    with pytest.raises(ProtocolError) as info:
         conn.request("GET", NEXT)
     finish(conn, p)
+    # The first offending octet, and the line. Kills x__reject_status_line__mutmut_15.
+    assert str(info.value) == (
+        "response header block line 0 contains control character b'\\x7f' (bare CR/LF or CTL):"
+        " b'HTTP/1.1 200 O\\x7f\\x01K'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (b"HTTP/1.1 2x0 OK", b"HTTP/1.1 2x0 OK"),
+        (b"HTTP/1.1 2x0 " + b"a" * 67, b"HTTP/1.1 2x0 " + b"a" * 67),
+        (b"HTTP/1.1 2x0 " + b"a" * 68, b"HTTP/1.1 2x0 " + b"a" * 67 + b"..."),
+        (b"HTTP/1.1 2x0 " + b"a" * 500, b"HTTP/1.1 2x0 " + b"a" * 67 + b"..."),
+    ],
+    ids=["short", "80-bytes", "81-bytes", "long"],
+)
+def test_an_invalid_status_line_is_quoted_up_to_80_bytes(
+    peer: Callable[..., Peer], line: bytes, shown: bytes
+) -> None:
+    """Error messages quote what the peer sent, bounded, with "..." exactly when cut.
+
+    Kills runtime.http.x__snip__mutmut_1, _3, _5, _6, _8 and _9.
+    """
+    p = peer([REQ, send(line + b"\r\nContent-Length: 0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    cut = shown.endswith(b"...")
+    quoted = repr(shown[:-3]) + "..." if cut else repr(shown)
+    assert str(info.value) == f"invalid status line {quoted}"
 
 
 def test_unsolicited_bytes_after_a_response_are_not_taken_as_the_next_one(
@@ -637,21 +841,26 @@ def test_unsolicited_bytes_after_a_response_are_not_taken_as_the_next_one(
 def test_pipelined_request_goes_out_before_the_first_answer(peer: Callable[..., Peer]) -> None:
     # The peer reads both requests before answering either: without pipelining this would wait
     # until the timeout.
+    # Then the connection goes on serving: kills runtime.http.xǁConnectionǁ_read_pending__mutmut_1
+    # and _17 (a new connection for the request after).
     answers = resp(202, b"ok") + resp(200, b'{"n":2}', ("Lambda-Runtime-Aws-Request-Id: r2",))
-    p = peer([REQ, REQ, send(answers)])
+    p = peer([REQ, REQ, send(answers), REQ, send(resp(202, b"again"))])
     conn = Connection("127.0.0.1", p.port)
     first = conn.request(
         "POST", "/x/response", [("Content-Type", "a/b")], b"[1]", then=("GET", NEXT)
     )
     second = conn.request("GET", NEXT)
+    third = conn.request("POST", "/x/response", (), b"[2]")
     finish(conn, p)
     assert (first.status, first.body) == (202, b"ok")
     assert (second.status, second.body) == (200, b'{"n":2}')
     assert second.headers["lambda-runtime-aws-request-id"] == "r2"
+    assert third.body == b"again"
     assert len(p.conns) == 1
     assert [(r.method, r.target, r.body) for r in p.conns[0].requests] == [
         ("POST", "/x/response", b"[1]"),
         ("GET", NEXT, b""),
+        ("POST", "/x/response", b"[2]"),
     ]
     assert p.conns[0].extra == b"", "the GET was not sent a second time"
 
@@ -678,13 +887,37 @@ def test_pipelined_request_is_sent_again_when_its_answer_cannot_come(
 
 
 def test_no_resend_after_part_of_the_pipelined_answer(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁConnectionǁ_read_pending__mutmut_11 to _13 (the message)."""
     p = peer([REQ, REQ, send(resp(202) + b"HTTP/1.1 200 OK\r\nContent-Le"), CLOSE])
     conn = Connection("127.0.0.1", p.port)
     conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
-    with pytest.raises(ConnectionClosed):
+    with pytest.raises(ConnectionClosed) as info:
         conn.request("GET", NEXT)
     finish(conn, p)
     assert len(p.conns) == 1
+    assert str(info.value) == (
+        f"GET {NEXT} on 127.0.0.1:{p.port}: connection closed in the response header block"
+        " after 27 bytes: b'HTTP/1.1 200 OK\\r\\nContent-Le'"
+    )
+
+
+def test_the_connection_of_a_pipelined_answer_is_retried_when_stale(
+    peer: Callable[..., Peer],
+) -> None:
+    """The runtime's invoke loop: POST /response with GET /next behind it, then an idle
+    connection the peer closes; the next request goes out again on a new connection.
+
+    Kills runtime.http.xǁConnectionǁ_read_pending__mutmut_19.
+    """
+    answers = resp(202) + resp(200, b"event")
+    p = peer([REQ, REQ, send(answers), CLOSE], [REQ, send(resp(202, b"retried"))])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
+    assert conn.request("GET", NEXT).body == b"event"
+    assert p.conns[0].done.wait(TIMEOUT)
+    assert conn.request("POST", "/x/response", (), b"[2]").body == b"retried"
+    finish(conn, p)
+    assert [len(c.requests) for c in p.conns] == [2, 1]
 
 
 def test_another_request_first_abandons_the_pipelined_one(peer: Callable[..., Peer]) -> None:
@@ -714,7 +947,7 @@ def test_chunked_request_with_trailers_exact_bytes(peer: Callable[..., Peer]) ->
         "POST",
         "/x/response",
         STREAM_HEADERS,
-        [b"hello", b"", bytearray(b" world"), memoryview(b"!"), big],
+        [b"hello", b"", bytearray(b" world"), memoryview(b"!"), b"abcdefghijklmnopqrstuvwxyz", big],
         lambda: [("Lambda-Runtime-Function-Error-Type", "Function.X")],
     )
     finish(conn, p)
@@ -725,7 +958,7 @@ def test_chunked_request_with_trailers_exact_bytes(peer: Callable[..., Peer]) ->
             "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
             "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n"
             "Transfer-Encoding: chunked\r\n\r\n"
-            "5\r\nhello\r\n6\r\n world\r\n1\r\n!\r\n186a0\r\n"
+            "5\r\nhello\r\n6\r\n world\r\n1\r\n!\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n186a0\r\n"
         ).encode()
         + big
         + b"\r\n0\r\nLambda-Runtime-Function-Error-Type: Function.X\r\n\r\n"
@@ -769,6 +1002,10 @@ def test_error_in_chunk_source_terminates_request_and_raises_stream_aborted(
     with pytest.raises(StreamAborted) as info:
         conn.request_chunked("POST", "/s", STREAM_HEADERS, produce(), trailers)
     assert isinstance(info.value, HTTPError)
+    # Kills runtime.http.xǁStreamAbortedǁ__init____mutmut_1 and _2: what the log shows.
+    assert str(info.value) == (
+        "chunk source raised ValueError: boom; the request was terminated and answered 202"
+    )
     assert isinstance(info.value.error, ValueError) and str(info.value.error) == "boom"
     assert info.value.__cause__ is info.value.error
     assert (info.value.response.status, info.value.response.body) == (202, b"accepted")
@@ -796,10 +1033,23 @@ def test_non_bytes_chunk_aborts_the_stream_cleanly(peer: Callable[..., Peer]) ->
     assert p.conns[0].requests[0].raw.endswith(b"2\r\nok\r\n0\r\n\r\n")
 
 
+def _ok_then_boom() -> Iterator[bytes]:
+    yield b"ok"
+    raise ValueError("boom")
+
+
 @pytest.mark.parametrize("error", [KeyError, FileNotFoundError])
+@pytest.mark.parametrize("chunks", [[b"ok"], _ok_then_boom], ids=["source-ok", "source-raised"])
 def test_failing_trailers_callback_abandons_the_request(
-    peer: Callable[..., Peer], error: type[Exception]
+    peer: Callable[..., Peer],
+    error: type[Exception],
+    chunks: list[bytes] | Callable[[], Iterator[bytes]],
 ) -> None:
+    """Also when trailers() reports the chunk source's own error.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_32 and _33 (the caller's OSError
+    taken for a socket error there).
+    """
     p = peer([until(b"2\r\nok\r\n", threading.Event())], [REQ, send(resp(200, b"fine"))])
     conn = Connection("127.0.0.1", p.port)
 
@@ -808,11 +1058,46 @@ def test_failing_trailers_callback_abandons_the_request(
 
     # The caller's own exception comes back unchanged (an OSError is not a socket problem).
     with pytest.raises(error, match="bug in caller"):
-        conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"ok"], trailers)
+        source = chunks if isinstance(chunks, list) else chunks()
+        conn.request_chunked("POST", "/s", STREAM_HEADERS, source, trailers)
     assert p.conn(0).done.wait(TIMEOUT)
     assert p.conns[0].eof, "the half-sent request was abandoned by closing the connection"
     assert conn.request("GET", "/after").body == b"fine"
     finish(conn, p)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ([("Bad Name", "v")], r"invalid trailer name 'Bad Name'"),
+        (
+            [("Content-Length", "1")],
+            r"trailer 'Content-Length' is set by the HTTP client, do not pass it",
+        ),
+        (
+            [("X-Fine", "1"), ("X-Evil", "a\r\nInjected: 1")],
+            r"trailer 'X-Evil' contains a control character \(CR, LF, NUL\.\.\.\)",
+        ),
+        ([("X-Fine", "\ud800")], r"trailer section cannot be encoded: .*surrogates not allowed"),
+    ],
+    ids=["name", "reserved", "line-break", "lone-surrogate"],
+)
+def test_invalid_trailers_are_refused_by_name_and_the_request_abandoned(
+    peer: Callable[..., Peer], fields: list[tuple[str, str]], message: str
+) -> None:
+    """A trailer that cannot be sent as given is a RequestError naming it; nothing of it is sent.
+
+    Kills runtime.http.x__last_chunk__mutmut_9, _12, _13 (the kind of field misnamed), _16,
+    _19, _20 (the encoding error misnamed) and _30 to _36 (the field at fault not named).
+    """
+    p = peer([until(b"2\r\nok\r\n", threading.Event())])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(RequestError, match=f"^{message}$"):
+        conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"ok"], lambda: fields)
+    assert p.conn(0).done.wait(TIMEOUT)
+    finish(conn, p)
+    assert p.conns[0].eof, "the half-sent request was abandoned by closing the connection"
+    assert p.conns[0].extra.endswith(b"\r\n\r\n2\r\nok\r\n"), "no last chunk, no trailers"
 
 
 def test_chunked_request_on_a_connection_the_peer_closed_uses_a_new_one(
@@ -828,6 +1113,211 @@ def test_chunked_request_on_a_connection_the_peer_closed_uses_a_new_one(
     assert p.conns[1].requests[0].body == b"data"
 
 
+def test_chunked_request_reuses_the_idle_keep_alive_connection(peer: Callable[..., Peer]) -> None:
+    """Streaming a response does not cost a new connection (and the idle check reads nothing).
+
+    Kills runtime.http.xǁConnectionǁ_stream_socket__mutmut_2, _3, _6, _7 (a new connection
+    every time) and _10, _11, _13 (a blocking read instead of a peek: it waits for the peer).
+    """
+    p = peer([REQ, send(resp(200, b"event")), REQ, send(resp(202, b"streamed"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", NEXT).body == b"event"
+    r = conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"])
+    finish(conn, p)
+    assert (r.status, r.body) == (202, b"streamed")
+    assert len(p.conns) == 1 and p.unexpected == 0
+    assert p.conns[0].requests[1].body == b"data"
+
+
+def test_chunked_request_after_unsolicited_bytes_uses_a_new_connection(
+    peer: Callable[..., Peer],
+) -> None:
+    """Bytes nobody asked for are not taken as the answer to a streamed request either.
+
+    Kills runtime.http.xǁConnectionǁ_stream_socket__mutmut_4.
+    """
+    glued = resp(200, b"one") + resp(202, b"INJECTED")
+    p = peer([REQ, send(glued)], [REQ, send(resp(202, b"two"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", "/1").body == b"one"
+    assert conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"]).body == b"two"
+    finish(conn, p)
+    assert [len(c.requests) for c in p.conns] == [1, 1]
+
+
+def test_connection_close_after_a_chunked_request_is_honoured(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_89 (the socket kept)."""
+    p = peer([REQ, send(resp(202, b"", ("Connection: close",)))], [REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"]).status == 202
+    assert p.conns[0].done.wait(TIMEOUT), "the client closed the connection after the response"
+    assert conn.request("GET", NEXT).body == b"next"
+    finish(conn, p)
+    assert p.conns[0].extra == b"" and [len(c.requests) for c in p.conns] == [1, 1]
+
+
+def test_a_connection_that_served_a_chunked_request_is_retried_when_stale(
+    peer: Callable[..., Peer],
+) -> None:
+    """A streamed request counts as served: the next request survives a stale keep-alive.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_92.
+    """
+    p = peer([REQ, send(resp(202)), CLOSE], [REQ, send(resp(200, b"next"))])
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"]).status == 202
+    assert p.conns[0].done.wait(TIMEOUT)
+    assert conn.request("GET", NEXT).body == b"next"
+    finish(conn, p)
+    assert [len(c.requests) for c in p.conns] == [1, 1]
+
+
+@pytest.mark.parametrize("how", ["streamed", "pipelined"])
+def test_the_answer_to_a_head_request_has_no_body_however_it_was_sent(
+    peer: Callable[..., Peer], how: str
+) -> None:
+    """The response is framed by the request's method (RFC 9112 6.3), streamed, pipelined or not.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_72 and _read_pending__mutmut_5.
+    """
+    head_answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    if how == "streamed":
+        p = peer([REQ, send(head_answer), REQ, send(resp(200, b"next"))])
+        conn = Connection("127.0.0.1", p.port)
+        r = conn.request_chunked("HEAD", "/h", STREAM_HEADERS, [b"data"])
+    else:
+        p = peer([REQ, REQ, send(resp(202) + head_answer), REQ, send(resp(200, b"next"))])
+        conn = Connection("127.0.0.1", p.port)
+        conn.request("POST", "/x/response", (), b"[1]", then=("HEAD", "/h"))
+        r = conn.request("HEAD", "/h")
+    assert (r.body, r.headers["content-length"]) == (b"", "5")
+    assert conn.request("GET", NEXT).body == b"next"
+    finish(conn, p)
+    assert len(p.conns) == 1
+
+
+def test_connection_lost_after_the_chunk_source_raised_names_both(
+    peer: Callable[..., Peer],
+) -> None:
+    """Kills runtime.http.xǁConnectionǁ_closed__mutmut_6 to _9 and request_chunked__mutmut_73
+    to _80: the connection error names the request, the peer, and the chunk source's error.
+    """
+    p = peer([REQ, CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+
+    def produce() -> Iterator[bytes]:
+        yield b"partial"
+        raise ValueError("boom")
+
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request_chunked("POST", "/s", STREAM_HEADERS, produce())
+    finish(conn, p)
+    assert str(info.value) == (
+        f"POST /s on 127.0.0.1:{p.port}: connection closed before the response started"
+        " (the chunk source had raised ValueError: boom)"
+    )
+    assert p.conns[0].requests[0].body == b"partial"
+
+
+def test_reset_while_sending_the_head_of_a_fresh_chunked_request(
+    peer: Callable[..., Peer],
+) -> None:
+    """A fresh connection is not retried; the error names the request and the socket error.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_16 (the raw OSError), _18 (a
+    retry) and _81 to _83, _85 to _87 (the message).
+    """
+    p = peer([until(b"POST /s", threading.Event()), RESET])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request_chunked("POST", "/s", [("X-Big", "x" * HUGE)], [b"data"])
+    finish(conn, p)
+    assert re.fullmatch(
+        rf"POST /s on 127\.0\.0\.1:{p.port}: (ConnectionResetError|BrokenPipeError): .+",
+        str(info.value),
+    )
+    assert len(p.conns) == 1 and p.unexpected == 0
+
+
+def test_reset_while_sending_the_head_on_a_used_connection_is_retried(
+    peer: Callable[..., Peer],
+) -> None:
+    """Nothing of the body has been sent yet, so a stale connection gets a second try.
+
+    Kills runtime.http.xǁConnectionǁrequest_chunked__mutmut_18 to _20.
+    """
+    p = peer(
+        [REQ, send(resp(200, b"event")), until(b"POST /s", threading.Event()), RESET],
+        [REQ, send(resp(202, b"second"))],
+    )
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("GET", NEXT)
+    r = conn.request_chunked("POST", "/s", [("X-Big", "x" * HUGE)], [b"data"])
+    finish(conn, p)
+    assert (r.status, r.body) == (202, b"second")
+    got = p.conns[1].requests[0]
+    assert (got.target, got.body) == ("/s", b"data")
+    assert ("X-Big", "x" * HUGE) in got.headers
+
+
 def test_response_repr_is_readable() -> None:
     r = Response(202, "Accepted", {}, b"abc", {})
     assert repr(r) == "<Response 202 'Accepted', 3 body bytes>"
+
+
+# --- ResponseFeed (the same parser for a caller doing its own I/O) ------------------------
+
+
+def test_the_feed_says_how_many_more_bytes_it_needs_and_whether_a_response_started() -> None:
+    """``need`` is a lower bound a caller can wait for without a wasted parse, and never more
+    than what completes the response; ``started`` drives the stale-connection retry.
+
+    Kills runtime.http.xǁResponseFeedǁ__init____mutmut_9, _10, _recv_into__mutmut_3, _5 and
+    parse__mutmut_7, _8.
+    """
+    feed = ResponseFeed()
+    assert (feed.need, feed.started) == (1, False), "nothing yet: any byte is worth a parse"
+    head = b"HTTP/1.1 204 No Content\r\n\r\n"
+    feed.feed(head[:-1])
+    assert feed.parse("GET") is None
+    assert (feed.need, feed.started) == (1, True), "one byte can complete the head"
+    feed.feed(head[-1:] + b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    first = feed.parse("GET")
+    assert first is not None and first.status == 204
+    assert feed.parse("GET") is None
+    assert (feed.need, feed.started) == (7, True), "the rest of the body, exactly"
+    feed.feed(b"defghij")
+    second = feed.parse("GET")
+    assert second is not None and second.body == b"abcdefghij"
+    assert feed.buffered == 0
+
+
+def test_the_feed_frames_a_head_answer_without_a_body() -> None:
+    """Kills runtime.http.xǁResponseFeedǁparse__mutmut_5 (the method not passed on)."""
+    feed = ResponseFeed()
+    feed.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + resp(202, b"next"))
+    head = feed.parse("HEAD")
+    assert head is not None and head.body == b""
+    after = feed.parse("GET")
+    assert after is not None and (after.status, after.body) == (202, b"next")
+
+
+@pytest.mark.parametrize(
+    ("limit", "size", "fits"),
+    [(None, 65536, True), (None, 65537, False), (100, 100, True), (100, 101, False)],
+    ids=["default-64k", "default-64k+1", "100", "101"],
+)
+def test_the_feed_bounds_the_header_block(limit: int | None, size: int, fits: bool) -> None:
+    """The header block (with its blank line) may take ``max_header_bytes``, 64 KiB by default.
+
+    Kills runtime.http.xǁResponseFeedǁ__init____mutmut_1 and _6.
+    """
+    feed = ResponseFeed() if limit is None else ResponseFeed(max_header_bytes=limit)
+    start = b"HTTP/1.1 204 No Content\r\nX-Pad: "
+    feed.feed(start + b"p" * (size - len(start) - 4) + b"\r\n\r\n")
+    if fits:
+        response = feed.parse("GET")
+        assert response is not None and response.status == 204
+    else:
+        with pytest.raises(ProtocolError, match=f"^response header block exceeds {limit or 65536}"):
+            feed.parse("GET")
