@@ -297,6 +297,31 @@ def test_an_xray_cause_of_exactly_64_kib_is_shrunk() -> None:
     assert json.loads(raw)["exceptions"][0]["message"].endswith("... (truncated)")
 
 
+def _inner(message: str) -> None:
+    raise ValueError(message)
+
+
+def _outer(message: str) -> None:
+    _inner(message)
+
+
+def _three_frames(message: str) -> BaseException:
+    try:
+        _outer(message)
+    except ValueError as exc:
+        return exc
+    raise AssertionError("nothing was raised")
+
+
+def test_a_too_big_xray_cause_drops_only_the_outer_frames_it_must() -> None:
+    """Kills xray_cause mutant 54 (at least two frames dropped per step): a cause one byte
+    too big loses its outermost frame only, and keeps the two innermost, which say where it
+    failed."""
+    base = len(xray_cause(_three_frames("")) or b"")
+    cause = _xray(_three_frames("a" * (XRAY_CAUSE_LIMIT - base)))
+    assert [frame["label"] for frame in cause["exceptions"][0]["stack"]] == ["_outer", "_inner"]
+
+
 @pytest.mark.parametrize("length", [1030, 1039, 1040])
 def test_an_xray_cause_that_cannot_shrink_enough_is_dropped_promptly(length: int) -> None:
     """Kills xray_cause mutants 59 and 60 (which loop forever cutting a message that is
