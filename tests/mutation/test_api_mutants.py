@@ -461,6 +461,15 @@ def _event(headers: list[tuple[str, str]], body: bytes) -> bytes:
     return f"HTTP/1.1 200 OK\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
+def _next(answer: bytes) -> Invocation:
+    wire = Wire([answer])
+    client = wire.client()
+    invocation = client.next_invocation()
+    client.close()
+    wire.done()
+    return invocation
+
+
 FULL_EVENT = [
     ("Lambda-Runtime-Aws-Request-Id", "r1"),
     ("Lambda-Runtime-Deadline-Ms", "1700000000123"),
@@ -479,11 +488,7 @@ def test_an_event_hands_out_every_header_lambda_sent() -> None:
     judged in equivalent.tsv): here those that lose or misread a header (the context a handler
     sees: request id, deadline, ARN, trace id, client context, identity, tenant id; the
     invocation id echoed on the answer; the content type the event is decoded by)."""
-    wire = Wire([_event(FULL_EVENT, b'{"a":1}')])
-    client = wire.client()
-    invocation = client.next_invocation()
-    client.close()
-    wire.done()
+    invocation = _next(_event(FULL_EVENT, b'{"a":1}'))
     assert invocation.body == b'{"a":1}'
     assert invocation.headers == {name.lower(): value for name, value in FULL_EVENT} | {
         "content-length": "7"
@@ -509,11 +514,7 @@ def test_an_event_with_only_a_request_id_gets_empty_defaults(deadline: str | Non
     headers = [("Lambda-Runtime-Aws-Request-Id", "r1")]
     if deadline is not None:
         headers.append(("Lambda-Runtime-Deadline-Ms", deadline))
-    wire = Wire([_event(headers, b"")])
-    client = wire.client()
-    invocation = client.next_invocation()
-    client.close()
-    wire.done()
+    invocation = _next(_event(headers, b""))
     assert (invocation.deadline_ms, invocation.function_arn) == (0, "")
     optional = (
         invocation.trace_id,
