@@ -453,6 +453,24 @@ def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
     assert "link" not in r.headers
 
 
+@pytest.mark.parametrize(("count", "accepted"), [(64, True), (65, False)])
+def test_up_to_64_interim_responses_are_skipped(
+    peer: Callable[..., Peer], count: int, accepted: bool
+) -> None:
+    """A bound on 1xx responses, so that a peer cannot keep the client reading them forever.
+
+    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_5 (one fewer allowed).
+    """
+    p = peer([REQ, send(b"HTTP/1.1 100 Continue\r\n\r\n" * count + resp(202, b"done"))])
+    conn = Connection("127.0.0.1", p.port)
+    if accepted:
+        assert conn.request("POST", "/p", (), b"body").body == b"done"
+    else:
+        with pytest.raises(ProtocolError, match=r"^more than 64 interim \(1xx\) responses$"):
+            conn.request("POST", "/p", (), b"body")
+    finish(conn, p)
+
+
 def test_head_204_and_304_have_no_body_even_with_content_length(
     peer: Callable[..., Peer],
 ) -> None:
