@@ -443,6 +443,51 @@ def test_a_chunk_size_line_as_long_as_the_limit_is_refused_without_waiting(
     assert str(info.value) == "chunk-size line exceeds 65536 bytes: " + repr(b"a" * 80) + "..."
 
 
+@pytest.mark.parametrize(("size", "accepted"), [(65536, True), (65537, False)])
+def test_a_chunk_size_line_may_take_64k_with_its_crlf(
+    peer: Callable[..., Peer], size: int, accepted: bool
+) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_27 to _31 (the bound moved, or
+    the message lost)."""
+    line = b"5;" + b"x" * (size - 4)  # + CRLF: size bytes
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + line + b"\r\nhello\r\n0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    if accepted:
+        assert conn.request("GET", NEXT).body == b"hello"
+    else:
+        with pytest.raises(ProtocolError) as info:
+            conn.request("GET", NEXT)
+        assert str(info.value) == f"chunk-size line exceeds 65536 bytes: {line[:80]!r}..."
+    finish(conn, p)
+
+
+def test_connection_closed_in_a_chunk_size_line_shows_it(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_25 and _26 (the message)."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + b"5;ab"), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == (
+        f"GET {NEXT} on 127.0.0.1:{p.port}: connection closed in the chunk-size line: b'5;ab'"
+    )
+
+
+def test_101_switching_protocols_is_refused(peer: Callable[..., Peer]) -> None:
+    """No upgrade is ever requested, so a 101 cannot be skipped like an interim response.
+
+    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_43.
+    """
+    p = peer([REQ, send(b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + resp(200, b"x"))])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == "unexpected 101 Switching Protocols (no upgrade was requested)"
+
+
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     p = peer([REQ, send(interim), send(resp(202, b"done", ("X-Final: yes",)))])
