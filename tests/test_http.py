@@ -488,6 +488,56 @@ def test_101_switching_protocols_is_refused(peer: Callable[..., Peer]) -> None:
     assert str(info.value) == "unexpected 101 Switching Protocols (no upgrade was requested)"
 
 
+@pytest.mark.parametrize(
+    "line", [b"HTTP/1.1 200OK", b"HTTP/1.1 099 Odd", b"HTTP/1.1 2000 OK", b"HTTP/1.1 20 OK"]
+)
+def test_a_malformed_status_line_is_refused(peer: Callable[..., Peer], line: bytes) -> None:
+    """Three digits, the first not 0, then a space or the end of the line (RFC 9112 4).
+
+    Kills runtime.http.x__parse_head__mutmut_20, _28 and _29.
+    """
+    p = peer([REQ, send(line + b"\r\nContent-Length: 0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == f"invalid status line {line!r}"
+
+
+def test_a_status_line_without_a_reason_is_accepted(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.x__parse_head__mutmut_32."""
+    p = peer([REQ, send(b"HTTP/1.1 202\r\nContent-Length: 2\r\n\r\nok")])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (r.status, r.reason, r.body) == (202, "", b"ok")
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [("keep-alive , \tClose", False), ("Xclose", True), ("\x0bclose", True)],
+    ids=["close-among-others", "other-token", "vt-is-not-whitespace"],
+)
+def test_connection_options_are_exact_tokens(
+    peer: Callable[..., Peer], value: str, kept: bool
+) -> None:
+    """Only spaces and tabs around an option are ignored (RFC 9110 5.6.1, 7.6.1): an option
+    that is not exactly ``close`` does not close the connection.
+
+    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_61 and _62.
+    """
+    first = resp(200, b"one", (f"Connection: {value}",))
+    second = [REQ, send(resp(200, b"two"))]
+    p = peer([REQ, send(first), *second]) if kept else peer([REQ, send(first)], second)
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", "/1").body == b"one"
+    if not kept:
+        assert p.conns[0].done.wait(TIMEOUT), "the client closed the connection"
+    assert conn.request("GET", "/2").body == b"two"
+    finish(conn, p)
+    assert len(p.conns) == (1 if kept else 2)
+
+
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     p = peer([REQ, send(interim), send(resp(202, b"done", ("X-Final: yes",)))])
