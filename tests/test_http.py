@@ -489,12 +489,20 @@ def test_101_switching_protocols_is_refused(peer: Callable[..., Peer]) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", [b"HTTP/1.1 200OK", b"HTTP/1.1 099 Odd", b"HTTP/1.1 2000 OK", b"HTTP/1.1 20 OK"]
+    "line",
+    [
+        b"HTTP/1.1 200OK",
+        b"HTTP/1.1 099 Odd",
+        b"HTTP/1.1 2000 OK",
+        b"HTTP/1.1 20 OK",
+        b"HTTP/1.1 2\xff0",
+    ],
 )
 def test_a_malformed_status_line_is_refused(peer: Callable[..., Peer], line: bytes) -> None:
     """Three digits, the first not 0, then a space or the end of the line (RFC 9112 4).
 
-    Kills runtime.http.x__parse_head__mutmut_20, _28 and _29.
+    Kills runtime.http.x__parse_head__mutmut_20, _28, _29 and _39, _42, _43 (a line that is not
+    UTF-8 quoted as a UnicodeEncodeError instead).
     """
     p = peer([REQ, send(line + b"\r\nContent-Length: 0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
@@ -515,8 +523,13 @@ def test_a_status_line_without_a_reason_is_accepted(peer: Callable[..., Peer]) -
 
 @pytest.mark.parametrize(
     ("value", "kept"),
-    [("keep-alive , \tClose", False), ("Xclose", True), ("\x0bclose", True)],
-    ids=["close-among-others", "other-token", "vt-is-not-whitespace"],
+    [
+        ("keep-alive , \tClose", False),
+        ("upgrade,close", False),
+        ("Xclose", True),
+        ("\x0bclose", True),
+    ],
+    ids=["close-among-others", "no-spaces", "other-token", "vt-is-not-whitespace"],
 )
 def test_connection_options_are_exact_tokens(
     peer: Callable[..., Peer], value: str, kept: bool
@@ -524,7 +537,7 @@ def test_connection_options_are_exact_tokens(
     """Only spaces and tabs around an option are ignored (RFC 9110 5.6.1, 7.6.1): an option
     that is not exactly ``close`` does not close the connection.
 
-    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_61 and _62.
+    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_61 to _64.
     """
     first = resp(200, b"one", (f"Connection: {value}",))
     second = [REQ, send(resp(200, b"two"))]
@@ -536,6 +549,39 @@ def test_connection_options_are_exact_tokens(
     assert conn.request("GET", "/2").body == b"two"
     finish(conn, p)
     assert len(p.conns) == (1 if kept else 2)
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "response has both Transfer-Encoding and Content-Length (ambiguous framing)",
+        ),
+        (
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.0 response with Transfer-Encoding (faulty framing)",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "unsupported Transfer-Encoding 'gzip, chunked' (only chunked)",
+        ),
+    ],
+    ids=["te-and-cl", "te-in-http/1.0", "te-not-chunked"],
+)
+def test_doubtful_framing_is_a_protocol_error(
+    peer: Callable[..., Peer], head: bytes, message: str
+) -> None:
+    """RFC 9112 6.1, 6.3: a body whose length is in doubt is refused, never guessed at.
+
+    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_86.
+    """
+    p = peer([REQ, send(head + b"5\r\nhello\r\n0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == message
 
 
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
