@@ -584,6 +584,75 @@ def test_doubtful_framing_is_a_protocol_error(
     assert str(info.value) == message
 
 
+@pytest.mark.parametrize(
+    ("size_line", "message"),
+    [
+        (b"0000000000000005", None),  # 16 hex digits: the most there may be
+        (b"5 \t;ext", None),
+        (b"00000000000000005", "invalid chunk-size line b'00000000000000005'"),
+        (b"zz", "invalid chunk-size line b'zz'"),
+        (b";ext", "invalid chunk-size line b';ext'"),
+        (b"5X", "invalid chunk-size line b'5X'"),
+        (b"5\x0b", "invalid chunk-size line b'5\\x0b'"),  # VT is not whitespace
+        (b"5;a\x01b", "control character in chunk extension b'5;a\\x01b'"),
+    ],
+    ids=["16-digits", "ows-then-ext", "17-digits", "not-hex", "empty", "x", "vt", "ctl-in-ext"],
+)
+def test_chunk_size_lines(peer: Callable[..., Peer], size_line: bytes, message: str | None) -> None:
+    """A chunk size is 1 to 16 hex digits, then optional spaces/tabs and extensions (RFC 9112
+    7.1); anything else is refused, quoted.
+
+    Kills runtime.http.x__parse_chunk_size__mutmut_6, _8, _9, _10, _15 to _18, _23, _24.
+    """
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + size_line + b"\r\nhello\r\n0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    if message is None:
+        assert conn.request("GET", NEXT).body == b"hello"
+    else:
+        with pytest.raises(ProtocolError) as info:
+            conn.request("GET", NEXT)
+        assert str(info.value) == message
+    finish(conn, p)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (b" folded", "line 2: obs-fold (line folding) or leading whitespace is not allowed"),
+        (b"\tfolded", "line 2: obs-fold (line folding) or leading whitespace is not allowed"),
+        (b"No-Colon", "line 2: missing ':'"),
+        (b"Bad Name: v", "line 2: invalid field name"),
+        (b": v", "line 2: invalid field name"),
+        ("N\u00e4me: v".encode(), "line 2: invalid field name"),
+    ],
+    ids=["fold-space", "fold-tab", "no-colon", "space-in-name", "empty-name", "non-ascii-name"],
+)
+@pytest.mark.parametrize("where", ["header", "trailer"])
+def test_a_malformed_field_line_is_named_with_its_number(
+    peer: Callable[..., Peer], bad: bytes, message: str, where: str
+) -> None:
+    """The error says which section, which line (counted from 0) and why, and quotes it.
+
+    Kills runtime.http.x__reject_fields__mutmut_10, _12 to _16, _18 to _22, _28 to _35.
+    """
+    if where == "header":
+        raw = b"HTTP/1.1 200 OK\r\nX-Good: 1\r\n" + bad + b"\r\nContent-Length: 0\r\n\r\n"
+        what = "response header block"  # line 0 is the status line
+    else:
+        raw = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+            b"X-Zero: 0\r\nX-Good: 1\r\n" + bad + b"\r\n\r\n"
+        )
+        what = "trailer section"  # line 0 is the first trailer
+    p = peer([REQ, send(raw)])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == f"{what} {message}: {bad!r}"
+
+
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     p = peer([REQ, send(interim), send(resp(202, b"done", ("X-Final: yes",)))])
