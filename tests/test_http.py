@@ -625,8 +625,17 @@ def test_chunk_size_lines(peer: Callable[..., Peer], size_line: bytes, message: 
         (b"Bad Name: v", "line 2: invalid field name"),
         (b": v", "line 2: invalid field name"),
         ("N\u00e4me: v".encode(), "line 2: invalid field name"),
+        (b"N\xffme: v", "line 2: invalid field name"),
     ],
-    ids=["fold-space", "fold-tab", "no-colon", "space-in-name", "empty-name", "non-ascii-name"],
+    ids=[
+        "fold-space",
+        "fold-tab",
+        "no-colon",
+        "space-in-name",
+        "empty-name",
+        "non-ascii-name",
+        "non-utf8-name",
+    ],
 )
 @pytest.mark.parametrize("where", ["header", "trailer"])
 def test_a_malformed_field_line_is_named_with_its_number(
@@ -634,7 +643,8 @@ def test_a_malformed_field_line_is_named_with_its_number(
 ) -> None:
     """The error says which section, which line (counted from 0) and why, and quotes it.
 
-    Kills runtime.http.x__reject_fields__mutmut_10, _12 to _16, _18 to _22, _28 to _35.
+    Kills runtime.http.x__reject_fields__mutmut_10, _12 to _16, _18 to _22, _28 to _35, _37,
+    _40 and _41.
     """
     if where == "header":
         raw = b"HTTP/1.1 200 OK\r\nX-Good: 1\r\n" + bad + b"\r\nContent-Length: 0\r\n\r\n"
@@ -651,6 +661,31 @@ def test_a_malformed_field_line_is_named_with_its_number(
         conn.request("GET", NEXT)
     finish(conn, p)
     assert str(info.value) == f"{what} {message}: {bad!r}"
+
+
+@pytest.mark.parametrize(
+    ("size", "sent", "message"),
+    [
+        (10, 3, "connection closed in a chunk of 10 bytes: 3 received"),
+        (
+            100_000,
+            10,
+            "connection closed in the chunk of 100000 bytes: 10 of 100000 bytes received",
+        ),
+    ],
+    ids=["small-chunk", "large-chunk"],
+)
+def test_connection_closed_in_a_chunk_says_how_much_of_it_came(
+    peer: Callable[..., Peer], size: int, sent: int, message: str
+) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_30, _39 and _40."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + b"%x\r\n" % size + b"d" * sent), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == f"GET {NEXT} on 127.0.0.1:{p.port}: {message}"
 
 
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
@@ -1148,15 +1183,29 @@ def test_the_connection_of_a_pipelined_answer_is_retried_when_stale(
     assert [len(c.requests) for c in p.conns] == [2, 1]
 
 
-def test_another_request_first_abandons_the_pipelined_one(peer: Callable[..., Peer]) -> None:
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "body"),
+    [
+        ("POST", "/y/error", [], b"{}"),
+        ("GET", "/other", [], b""),
+        ("GET", NEXT, [("X-Differs", "1")], b""),
+    ],
+    ids=["with-a-body", "bare-other-target", "same-target-with-headers"],
+)
+def test_another_request_first_abandons_the_pipelined_one(
+    peer: Callable[..., Peer], method: str, target: str, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    """Only the very request that was pipelined (same method and target, bare) takes its
+    answer. Kills runtime.http.xǁConnectionǁrequest__mutmut_3 and _4.
+    """
     p = peer([REQ, REQ, send(resp(202))], [REQ, send(resp(202, b"other"))])
     conn = Connection("127.0.0.1", p.port)
     conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
-    other = conn.request("POST", "/y/error", (), b"{}")
+    other = conn.request(method, target, headers, body)
     finish(conn, p)
     # Its answer could only be read after the GET's, which may take forever (a long poll).
     assert other.body == b"other"
-    assert [r.target for r in p.conns[1].requests] == ["/y/error"]
+    assert [r.target for r in p.conns[1].requests] == [target]
 
 
 # --- chunked requests (response streaming) ----------------------------------------------
@@ -1549,3 +1598,16 @@ def test_the_feed_bounds_the_header_block(limit: int | None, size: int, fits: bo
     else:
         with pytest.raises(ProtocolError, match=f"^response header block exceeds {limit or 65536}"):
             feed.parse("GET")
+
+
+def test_the_feed_reads_a_close_delimited_body_and_says_the_stream_is_done() -> None:
+    """Kills runtime.http.xǁResponseReaderǁread_response__mutmut_120 and _121 (``keep_alive``
+    not False after a body that ended with the stream)."""
+    feed = ResponseFeed()
+    feed.feed(b"HTTP/1.1 200 OK\r\n\r\nall of ")
+    assert feed.parse("GET") is None, "more may come until the stream ends"
+    feed.feed(b"it")
+    feed.end()
+    response = feed.parse("GET")
+    assert response is not None and response.body == b"all of it"
+    assert feed.keep_alive is False
