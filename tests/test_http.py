@@ -664,28 +664,44 @@ def test_a_malformed_field_line_is_named_with_its_number(
 
 
 @pytest.mark.parametrize(
-    ("size", "sent", "message"),
+    ("body", "message"),
     [
-        (10, 3, "connection closed in a chunk of 10 bytes: 3 received"),
+        (b"a\r\nddd", "connection closed in a chunk of 10 bytes: 3 received"),
         (
-            100_000,
-            10,
+            b"186a0\r\n" + b"d" * 10,
             "connection closed in the chunk of 100000 bytes: 10 of 100000 bytes received",
         ),
+        (b"5\r\nhello", "connection closed after chunk data, before its CRLF"),
+        (b"5\r\nhello\r", "connection closed after chunk data, before its CRLF"),
+        (b"5\r\nhello\r\n", "connection closed in the chunk-size line: b''"),
     ],
-    ids=["small-chunk", "large-chunk"],
+    ids=["small-chunk", "large-chunk", "before-crlf", "inside-crlf", "after-crlf"],
 )
-def test_connection_closed_in_a_chunk_says_how_much_of_it_came(
-    peer: Callable[..., Peer], size: int, sent: int, message: str
+def test_connection_closed_in_a_chunked_body_says_where(
+    peer: Callable[..., Peer], body: bytes, message: str
 ) -> None:
-    """Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_30, _39 and _40."""
+    """Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_30, _39, _40 (how much of the
+    chunk came), _49, _50 (a CRLF taken as incomplete) and _52 to _55 (the message)."""
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    p = peer([REQ, send(head + b"%x\r\n" % size + b"d" * sent), CLOSE])
+    p = peer([REQ, send(head + body), CLOSE])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(ConnectionClosed) as info:
         conn.request("GET", NEXT)
     finish(conn, p)
     assert str(info.value) == f"GET {NEXT} on 127.0.0.1:{p.port}: {message}"
+
+
+@pytest.mark.parametrize("after", [b"X\n", b"\rX", b"\n\r"])
+def test_chunk_data_must_end_with_crlf(peer: Callable[..., Peer], after: bytes) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_56 (half a CRLF accepted)."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + b"5\r\nhello" + after + b"0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    rest = after + b"0\r\n\r\n"  # what follows the data, all of it arrived in one segment
+    assert str(info.value) == f"chunk data of 5 bytes not followed by CRLF: {rest!r}"
 
 
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
