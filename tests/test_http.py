@@ -674,14 +674,16 @@ def test_a_malformed_field_line_is_named_with_its_number(
         (b"5\r\nhello", "connection closed after chunk data, before its CRLF"),
         (b"5\r\nhello\r", "connection closed after chunk data, before its CRLF"),
         (b"5\r\nhello\r\n", "connection closed in the chunk-size line: b''"),
+        (b"0\r\nX-T: 1", "connection closed in the trailer section: b'X-T: 1'"),
     ],
-    ids=["small-chunk", "large-chunk", "before-crlf", "inside-crlf", "after-crlf"],
+    ids=["small-chunk", "large-chunk", "before-crlf", "inside-crlf", "after-crlf", "trailers"],
 )
 def test_connection_closed_in_a_chunked_body_says_where(
     peer: Callable[..., Peer], body: bytes, message: str
 ) -> None:
     """Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_30, _39, _40 (how much of the
-    chunk came), _49, _50 (a CRLF taken as incomplete) and _52 to _55 (the message)."""
+    chunk came), _49, _50 (a CRLF taken as incomplete), _52 to _55 and _74, _78, _79 (the
+    message)."""
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     p = peer([REQ, send(head + body), CLOSE])
     conn = Connection("127.0.0.1", p.port)
@@ -691,9 +693,13 @@ def test_connection_closed_in_a_chunked_body_says_where(
     assert str(info.value) == f"GET {NEXT} on 127.0.0.1:{p.port}: {message}"
 
 
-@pytest.mark.parametrize("after", [b"X\n", b"\rX", b"\n\r"])
+@pytest.mark.parametrize("after", [b"X\n", b"\rX", b"\n\r", b"\r\r" + b"y" * 30])
 def test_chunk_data_must_end_with_crlf(peer: Callable[..., Peer], after: bytes) -> None:
-    """Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_56 (half a CRLF accepted)."""
+    """What follows is quoted, up to 20 bytes.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_56 (half a CRLF accepted) and
+    _63 to _68 (the message).
+    """
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     p = peer([REQ, send(head + b"5\r\nhello" + after + b"0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
@@ -701,7 +707,34 @@ def test_chunk_data_must_end_with_crlf(peer: Callable[..., Peer], after: bytes) 
         conn.request("GET", NEXT)
     finish(conn, p)
     rest = after + b"0\r\n\r\n"  # what follows the data, all of it arrived in one segment
-    assert str(info.value) == f"chunk data of 5 bytes not followed by CRLF: {rest!r}"
+    quoted = f"{rest[:20]!r}..." if len(rest) > 20 else repr(rest)
+    assert str(info.value) == f"chunk data of 5 bytes not followed by CRLF: {quoted}"
+
+
+@pytest.mark.parametrize(
+    ("lines", "accepted"),
+    [([b"X-A: 1", b"X-Longer-Name: 2"], True), ([b"X-Pad: " + b"p" * 40_000] * 2, False)],
+    ids=["growing-lines", "over-64k-in-all"],
+)
+def test_the_trailer_section_is_bounded_as_a_whole(
+    peer: Callable[..., Peer], lines: list[bytes], accepted: bool
+) -> None:
+    """Like a header block, the trailer section may take 64 KiB in all, whatever its lines.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_82 (each line bounded by the one
+    before).
+    """
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    trailer = b"".join(line + b"\r\n" for line in lines)
+    p = peer([REQ, send(head + b"2\r\nok\r\n0\r\n" + trailer + b"\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    if accepted:
+        r = conn.request("GET", NEXT)
+        assert (r.body, r.trailers) == (b"ok", {"x-a": "1", "x-longer-name": "2"})
+    else:
+        with pytest.raises(ProtocolError, match=r"^trailer section exceeds \d+ bytes"):
+            conn.request("GET", NEXT)
+    finish(conn, p)
 
 
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
@@ -1627,3 +1660,14 @@ def test_the_feed_reads_a_close_delimited_body_and_says_the_stream_is_done() -> 
     response = feed.parse("GET")
     assert response is not None and response.body == b"all of it"
     assert feed.keep_alive is False
+
+
+def test_encode_request_defaults_to_a_bare_request() -> None:
+    """What a client doing its own I/O sends for ``encode_request(method, target)``.
+
+    Kills runtime.http.xǁConnectionǁencode_request__mutmut_1 (a default body).
+    """
+    conn = Connection("127.0.0.1", 9)
+    head, body, length, second = conn.encode_request("GET", NEXT)
+    assert head == f"GET {NEXT} HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n".encode()
+    assert (bytes(body), length, second) == (b"", 0, b"")
