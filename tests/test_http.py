@@ -443,6 +443,311 @@ def test_a_chunk_size_line_as_long_as_the_limit_is_refused_without_waiting(
     assert str(info.value) == "chunk-size line exceeds 65536 bytes: " + repr(b"a" * 80) + "..."
 
 
+@pytest.mark.parametrize(("size", "accepted"), [(65536, True), (65537, False)])
+def test_a_chunk_size_line_may_take_64k_with_its_crlf(
+    peer: Callable[..., Peer], size: int, accepted: bool
+) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_27 to _31 (the bound moved, or
+    the message lost)."""
+    line = b"5;" + b"x" * (size - 4)  # + CRLF: size bytes
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + line + b"\r\nhello\r\n0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    if accepted:
+        assert conn.request("GET", NEXT).body == b"hello"
+    else:
+        with pytest.raises(ProtocolError) as info:
+            conn.request("GET", NEXT)
+        assert str(info.value) == f"chunk-size line exceeds 65536 bytes: {line[:80]!r}..."
+    finish(conn, p)
+
+
+def test_connection_closed_in_a_chunk_size_line_shows_it(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_25 and _26 (the message)."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + b"5;ab"), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == (
+        f"GET {NEXT} on 127.0.0.1:{p.port}: connection closed in the chunk-size line: b'5;ab'"
+    )
+
+
+def test_101_switching_protocols_is_refused(peer: Callable[..., Peer]) -> None:
+    """No upgrade is ever requested, so a 101 cannot be skipped like an interim response.
+
+    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_43.
+    """
+    p = peer([REQ, send(b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + resp(200, b"x"))])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == "unexpected 101 Switching Protocols (no upgrade was requested)"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"HTTP/1.1 200OK",
+        b"HTTP/1.1 099 Odd",
+        b"HTTP/1.1 2000 OK",
+        b"HTTP/1.1 20 OK",
+        b"HTTP/1.1 2\xff0",
+    ],
+)
+def test_a_malformed_status_line_is_refused(peer: Callable[..., Peer], line: bytes) -> None:
+    """Three digits, the first not 0, then a space or the end of the line (RFC 9112 4).
+
+    Kills runtime.http.x__parse_head__mutmut_20, _28, _29 and _39, _42, _43 (a line that is not
+    UTF-8 quoted as a UnicodeEncodeError instead).
+    """
+    p = peer([REQ, send(line + b"\r\nContent-Length: 0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == f"invalid status line {line!r}"
+
+
+def test_a_status_line_without_a_reason_is_accepted(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.x__parse_head__mutmut_32."""
+    p = peer([REQ, send(b"HTTP/1.1 202\r\nContent-Length: 2\r\n\r\nok")])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (r.status, r.reason, r.body) == (202, "", b"ok")
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("keep-alive , \tClose", False),
+        ("upgrade,close", False),
+        ("Xclose", True),
+        ("\x0bclose", True),
+    ],
+    ids=["close-among-others", "no-spaces", "other-token", "vt-is-not-whitespace"],
+)
+def test_connection_options_are_exact_tokens(
+    peer: Callable[..., Peer], value: str, kept: bool
+) -> None:
+    """Only spaces and tabs around an option are ignored (RFC 9110 5.6.1, 7.6.1): an option
+    that is not exactly ``close`` does not close the connection.
+
+    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_61 to _64.
+    """
+    first = resp(200, b"one", (f"Connection: {value}",))
+    second = [REQ, send(resp(200, b"two"))]
+    p = peer([REQ, send(first), *second]) if kept else peer([REQ, send(first)], second)
+    conn = Connection("127.0.0.1", p.port)
+    assert conn.request("GET", "/1").body == b"one"
+    if not kept:
+        assert p.conns[0].done.wait(TIMEOUT), "the client closed the connection"
+    assert conn.request("GET", "/2").body == b"two"
+    finish(conn, p)
+    assert len(p.conns) == (1 if kept else 2)
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "response has both Transfer-Encoding and Content-Length (ambiguous framing)",
+        ),
+        (
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.0 response with Transfer-Encoding (faulty framing)",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "unsupported Transfer-Encoding 'gzip, chunked' (only chunked)",
+        ),
+    ],
+    ids=["te-and-cl", "te-in-http/1.0", "te-not-chunked"],
+)
+def test_doubtful_framing_is_a_protocol_error(
+    peer: Callable[..., Peer], head: bytes, message: str
+) -> None:
+    """RFC 9112 6.1, 6.3: a body whose length is in doubt is refused, never guessed at.
+
+    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_86.
+    """
+    p = peer([REQ, send(head + b"5\r\nhello\r\n0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("size_line", "message"),
+    [
+        (b"0000000000000005", None),  # 16 hex digits: the most there may be
+        (b"5 \t;ext", None),
+        (b"00000000000000005", "invalid chunk-size line b'00000000000000005'"),
+        (b"zz", "invalid chunk-size line b'zz'"),
+        (b";ext", "invalid chunk-size line b';ext'"),
+        (b"5X", "invalid chunk-size line b'5X'"),
+        (b"5\x0b", "invalid chunk-size line b'5\\x0b'"),  # VT is not whitespace
+        (b"5;a\x01b", "control character in chunk extension b'5;a\\x01b'"),
+    ],
+    ids=["16-digits", "ows-then-ext", "17-digits", "not-hex", "empty", "x", "vt", "ctl-in-ext"],
+)
+def test_chunk_size_lines(peer: Callable[..., Peer], size_line: bytes, message: str | None) -> None:
+    """A chunk size is 1 to 16 hex digits, then optional spaces/tabs and extensions (RFC 9112
+    7.1); anything else is refused, quoted.
+
+    Kills runtime.http.x__parse_chunk_size__mutmut_6, _8, _9, _10, _15 to _18, _23, _24.
+    """
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + size_line + b"\r\nhello\r\n0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    if message is None:
+        assert conn.request("GET", NEXT).body == b"hello"
+    else:
+        with pytest.raises(ProtocolError) as info:
+            conn.request("GET", NEXT)
+        assert str(info.value) == message
+    finish(conn, p)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (b" folded", "line 2: obs-fold (line folding) or leading whitespace is not allowed"),
+        (b"\tfolded", "line 2: obs-fold (line folding) or leading whitespace is not allowed"),
+        (b"No-Colon", "line 2: missing ':'"),
+        (b"Bad Name: v", "line 2: invalid field name"),
+        (b": v", "line 2: invalid field name"),
+        ("N\u00e4me: v".encode(), "line 2: invalid field name"),
+        (b"N\xffme: v", "line 2: invalid field name"),
+    ],
+    ids=[
+        "fold-space",
+        "fold-tab",
+        "no-colon",
+        "space-in-name",
+        "empty-name",
+        "non-ascii-name",
+        "non-utf8-name",
+    ],
+)
+@pytest.mark.parametrize("where", ["header", "trailer"])
+def test_a_malformed_field_line_is_named_with_its_number(
+    peer: Callable[..., Peer], bad: bytes, message: str, where: str
+) -> None:
+    """The error says which section, which line (counted from 0) and why, and quotes it.
+
+    Kills runtime.http.x__reject_fields__mutmut_10, _12 to _16, _18 to _22, _28 to _35, _37,
+    _40 and _41.
+    """
+    if where == "header":
+        raw = b"HTTP/1.1 200 OK\r\nX-Good: 1\r\n" + bad + b"\r\nContent-Length: 0\r\n\r\n"
+        what = "response header block"  # line 0 is the status line
+    else:
+        raw = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+            b"X-Zero: 0\r\nX-Good: 1\r\n" + bad + b"\r\n\r\n"
+        )
+        what = "trailer section"  # line 0 is the first trailer
+    p = peer([REQ, send(raw)])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == f"{what} {message}: {bad!r}"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"a\r\nddd", "connection closed in a chunk of 10 bytes: 3 received"),
+        (
+            b"186a0\r\n" + b"d" * 10,
+            "connection closed in the chunk of 100000 bytes: 10 of 100000 bytes received",
+        ),
+        (b"5\r\nhello", "connection closed after chunk data, before its CRLF"),
+        (b"5\r\nhello\r", "connection closed after chunk data, before its CRLF"),
+        (b"5\r\nhello\r\n", "connection closed in the chunk-size line: b''"),
+        (b"0\r\nX-T: 1", "connection closed in the trailer section: b'X-T: 1'"),
+    ],
+    ids=["small-chunk", "large-chunk", "before-crlf", "inside-crlf", "after-crlf", "trailers"],
+)
+def test_connection_closed_in_a_chunked_body_says_where(
+    peer: Callable[..., Peer], body: bytes, message: str
+) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_30, _39, _40 (how much of the
+    chunk came), _49, _50 (a CRLF taken as incomplete), _52 to _55 and _74, _78, _79 (the
+    message)."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + body), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == f"GET {NEXT} on 127.0.0.1:{p.port}: {message}"
+
+
+@pytest.mark.parametrize("after", [b"X\n", b"\rX", b"\n\r", b"\r\r" + b"y" * 30])
+def test_chunk_data_must_end_with_crlf(peer: Callable[..., Peer], after: bytes) -> None:
+    """What follows is quoted, up to 20 bytes.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_56 (half a CRLF accepted) and
+    _63 to _68 (the message).
+    """
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    p = peer([REQ, send(head + b"5\r\nhello" + after + b"0\r\n\r\n")])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    rest = after + b"0\r\n\r\n"  # what follows the data, all of it arrived in one segment
+    quoted = f"{rest[:20]!r}..." if len(rest) > 20 else repr(rest)
+    assert str(info.value) == f"chunk data of 5 bytes not followed by CRLF: {quoted}"
+
+
+def _two_trailers(total: int) -> list[bytes]:
+    """Two field lines making a trailer section of ``total`` bytes with the CRLFs."""
+    return [b"X-A: " + b"a" * 30_000, b"X-B: " + b"b" * (total - 30_000 - 16)]
+
+
+@pytest.mark.parametrize(
+    ("lines", "accepted"),
+    [
+        ([b"X-A: 1", b"X-Longer-Name: 2"], True),
+        (_two_trailers(65536), True),
+        (_two_trailers(65537), False),
+    ],
+    ids=["growing-lines", "64k-in-all", "64k+1-in-all"],
+)
+def test_the_trailer_section_is_bounded_as_a_whole(
+    peer: Callable[..., Peer], lines: list[bytes], accepted: bool
+) -> None:
+    """Like a header block, the trailer section may take 64 KiB in all (its lines, their CRLFs
+    and the final CRLF), however its lines are cut.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_82 to _85 (the budget lost or
+    miscounted).
+    """
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    trailer = b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    p = peer([REQ, send(head + b"2\r\nok\r\n0\r\n" + trailer)])
+    conn = Connection("127.0.0.1", p.port)
+    if accepted:
+        r = conn.request("GET", NEXT)
+        assert r.body == b"ok"
+        assert r.trailers == dict(line.decode().lower().split(": ") for line in lines)
+    else:
+        with pytest.raises(ProtocolError, match=r"^trailer section exceeds \d+ bytes"):
+            conn.request("GET", NEXT)
+    finish(conn, p)
+
+
 def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     p = peer([REQ, send(interim), send(resp(202, b"done", ("X-Final: yes",)))])
@@ -451,6 +756,24 @@ def test_interim_100_continue_is_skipped(peer: Callable[..., Peer]) -> None:
     finish(conn, p)
     assert (r.status, r.body, r.headers["x-final"]) == (202, b"done", "yes")
     assert "link" not in r.headers
+
+
+@pytest.mark.parametrize(("count", "accepted"), [(64, True), (65, False)])
+def test_up_to_64_interim_responses_are_skipped(
+    peer: Callable[..., Peer], count: int, accepted: bool
+) -> None:
+    """A bound on 1xx responses, so that a peer cannot keep the client reading them forever.
+
+    Kills runtime.http.xǁResponseReaderǁread_response__mutmut_5 (one fewer allowed).
+    """
+    p = peer([REQ, send(b"HTTP/1.1 100 Continue\r\n\r\n" * count + resp(202, b"done"))])
+    conn = Connection("127.0.0.1", p.port)
+    if accepted:
+        assert conn.request("POST", "/p", (), b"body").body == b"done"
+    else:
+        with pytest.raises(ProtocolError, match=r"^more than 64 interim \(1xx\) responses$"):
+            conn.request("POST", "/p", (), b"body")
+    finish(conn, p)
 
 
 def test_head_204_and_304_have_no_body_even_with_content_length(
@@ -920,15 +1243,29 @@ def test_the_connection_of_a_pipelined_answer_is_retried_when_stale(
     assert [len(c.requests) for c in p.conns] == [2, 1]
 
 
-def test_another_request_first_abandons_the_pipelined_one(peer: Callable[..., Peer]) -> None:
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "body"),
+    [
+        ("POST", "/y/error", [], b"{}"),
+        ("GET", "/other", [], b""),
+        ("GET", NEXT, [("X-Differs", "1")], b""),
+    ],
+    ids=["with-a-body", "bare-other-target", "same-target-with-headers"],
+)
+def test_another_request_first_abandons_the_pipelined_one(
+    peer: Callable[..., Peer], method: str, target: str, headers: list[tuple[str, str]], body: bytes
+) -> None:
+    """Only the very request that was pipelined (same method and target, bare) takes its
+    answer. Kills runtime.http.xǁConnectionǁrequest__mutmut_3 and _4.
+    """
     p = peer([REQ, REQ, send(resp(202))], [REQ, send(resp(202, b"other"))])
     conn = Connection("127.0.0.1", p.port)
     conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
-    other = conn.request("POST", "/y/error", (), b"{}")
+    other = conn.request(method, target, headers, body)
     finish(conn, p)
     # Its answer could only be read after the GET's, which may take forever (a long poll).
     assert other.body == b"other"
-    assert [r.target for r in p.conns[1].requests] == ["/y/error"]
+    assert [r.target for r in p.conns[1].requests] == [target]
 
 
 # --- chunked requests (response streaming) ----------------------------------------------
@@ -1321,3 +1658,27 @@ def test_the_feed_bounds_the_header_block(limit: int | None, size: int, fits: bo
     else:
         with pytest.raises(ProtocolError, match=f"^response header block exceeds {limit or 65536}"):
             feed.parse("GET")
+
+
+def test_the_feed_reads_a_close_delimited_body_and_says_the_stream_is_done() -> None:
+    """Kills runtime.http.xǁResponseReaderǁread_response__mutmut_120 and _121 (``keep_alive``
+    not False after a body that ended with the stream)."""
+    feed = ResponseFeed()
+    feed.feed(b"HTTP/1.1 200 OK\r\n\r\nall of ")
+    assert feed.parse("GET") is None, "more may come until the stream ends"
+    feed.feed(b"it")
+    feed.end()
+    response = feed.parse("GET")
+    assert response is not None and response.body == b"all of it"
+    assert feed.keep_alive is False
+
+
+def test_encode_request_defaults_to_a_bare_request() -> None:
+    """What a client doing its own I/O sends for ``encode_request(method, target)``.
+
+    Kills runtime.http.xǁConnectionǁencode_request__mutmut_1 (a default body).
+    """
+    conn = Connection("127.0.0.1", 9)
+    head, body, length, second = conn.encode_request("GET", NEXT)
+    assert head == f"GET {NEXT} HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n".encode()
+    assert (bytes(body), length, second) == (b"", 0, b"")
