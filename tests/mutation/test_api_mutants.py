@@ -525,3 +525,25 @@ def test_an_event_with_only_a_request_id_gets_empty_defaults(deadline: str | Non
         invocation.content_type,
     )
     assert optional == (None,) * 6
+
+
+@pytest.mark.parametrize(
+    ("answer", "warning"),
+    [
+        ("410 Gone", "answered 410: the invoke had already timed out; result dropped"),
+        ("413 Too Large", "answered 413: the payload is over Lambda's limit and was refused"),
+    ],
+    ids=["410", "413"],
+)
+def test_a_timed_out_or_refused_result_is_logged_and_the_client_goes_on(
+    answer: str, warning: str
+) -> None:
+    """Kills report_post mutants 3 and 5: a 410 (the invoke timed out) or a 413 (the result
+    is over Lambda's limit) is said in the log, in words, and is no reason to stop."""
+    wire = Wire([_answer(answer, b'{"errorMessage":"x"}')])
+    warnings: list[str] = []
+    client = wire.client(warnings)
+    client.post_response(_invocation(), b'"ok"', "application/json")
+    client.close()
+    wire.done()
+    assert warnings == [f"/2018-06-01/runtime/invocation/r1/response {warning}"]
