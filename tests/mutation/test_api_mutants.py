@@ -444,13 +444,17 @@ def test_a_stream_without_invocation_id_sends_none() -> None:
     assert "lambda-runtime-invocation-id" not in post.headers
 
 
-def test_a_garbled_answer_to_a_stream_is_fatal_and_names_the_runtime_api() -> None:
-    """Kills post_stream mutant 15: a Runtime API answering something that is not HTTP ends
-    the environment with a message saying where and what."""
+@pytest.mark.parametrize("call", ["stream", "next"])
+def test_a_garbled_answer_is_fatal_and_names_the_runtime_api(call: str) -> None:
+    """Kills post_stream mutant 15 and _call mutant 12: a Runtime API answering something
+    that is not HTTP ends the environment with a message saying where and what."""
     wire = Wire([b"NOT HTTP AT ALL\r\n\r\n"])
     client = wire.client()
     with pytest.raises(RuntimeAPIFatal) as info:
-        client.post_stream(_invocation(), iter([b"all"]), None, _describe)
+        if call == "stream":
+            client.post_stream(_invocation(), iter([b"all"]), None, _describe)
+        else:
+            client.next_invocation()
     client.close()
     wire.done()
     assert str(info.value).startswith(f"Runtime API at 127.0.0.1:{wire.port} failed: ")
