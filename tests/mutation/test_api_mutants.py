@@ -287,14 +287,16 @@ def _invocation(invocation_id: str | None = None) -> Invocation:
 def test_a_response_goes_out_alone_with_the_callers_content_type() -> None:
     """Kills post_response mutants 1 and 16 (``GET /next`` pipelined although not asked for:
     a runtime that has work between invokes would take an event it is not ready for) and 4
-    (the Content-Type the result was encoded with, not sent)."""
+    (the Content-Type the result was encoded with, not sent), and response_request mutant 5
+    (the invocation id not echoed)."""
     wire = Wire([])
     client = wire.client()
-    client.post_response(_invocation(), b"plain words", "text/plain; charset=utf-8")
+    client.post_response(_invocation("tok-5"), b"plain words", "text/plain; charset=utf-8")
     client.close()
     [post] = wire.done()
     assert (post.method, post.target) == ("POST", "/2018-06-01/runtime/invocation/r1/response")
     assert post.headers["content-type"] == "text/plain; charset=utf-8"
+    assert post.headers["lambda-runtime-invocation-id"] == "tok-5"
     assert post.body == b"plain words"
 
 
@@ -444,13 +446,17 @@ def test_a_stream_without_invocation_id_sends_none() -> None:
     assert "lambda-runtime-invocation-id" not in post.headers
 
 
-def test_a_garbled_answer_to_a_stream_is_fatal_and_names_the_runtime_api() -> None:
-    """Kills post_stream mutant 15: a Runtime API answering something that is not HTTP ends
-    the environment with a message saying where and what."""
+@pytest.mark.parametrize("call", ["stream", "next"])
+def test_a_garbled_answer_is_fatal_and_names_the_runtime_api(call: str) -> None:
+    """Kills post_stream mutant 15 and _call mutant 12: a Runtime API answering something
+    that is not HTTP ends the environment with a message saying where and what."""
     wire = Wire([b"NOT HTTP AT ALL\r\n\r\n"])
     client = wire.client()
     with pytest.raises(RuntimeAPIFatal) as info:
-        client.post_stream(_invocation(), iter([b"all"]), None, _describe)
+        if call == "stream":
+            client.post_stream(_invocation(), iter([b"all"]), None, _describe)
+        else:
+            client.next_invocation()
     client.close()
     wire.done()
     assert str(info.value).startswith(f"Runtime API at 127.0.0.1:{wire.port} failed: ")
@@ -525,3 +531,59 @@ def test_an_event_with_only_a_request_id_gets_empty_defaults(deadline: str | Non
         invocation.content_type,
     )
     assert optional == (None,) * 6
+
+
+@pytest.mark.parametrize(
+    ("answer", "warning"),
+    [
+        ("410 Gone", "answered 410: the invoke had already timed out; result dropped"),
+        ("413 Too Large", "answered 413: the payload is over Lambda's limit and was refused"),
+    ],
+    ids=["410", "413"],
+)
+def test_a_timed_out_or_refused_result_is_logged_and_the_client_goes_on(
+    answer: str, warning: str
+) -> None:
+    """Kills report_post mutants 3 and 5: a 410 (the invoke timed out) or a 413 (the result
+    is over Lambda's limit) is said in the log, in words, and is no reason to stop."""
+    wire = Wire([_answer(answer, b'{"errorMessage":"x"}')])
+    warnings: list[str] = []
+    client = wire.client(warnings)
+    client.post_response(_invocation(), b'"ok"', "application/json")
+    client.close()
+    wire.done()
+    assert warnings == [f"/2018-06-01/runtime/invocation/r1/response {warning}"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (_answer("404 Not Found", b'{"e":1}'), '/invocation/next answered 404: {"e":1}'),
+        (_event([], b"{}"), "/invocation/next answered without Lambda-Runtime-Aws-Request-Id"),
+    ],
+    ids=["not-200", "no-request-id"],
+)
+def test_a_next_answer_without_an_event_is_fatal_and_says_why(answer: bytes, message: str) -> None:
+    """Kills invocation_of mutants 2, 3 and 6 to 9: without an event there is nothing to
+    answer; the environment ends with the status and body Lambda gave, or what was missing."""
+    wire = Wire([answer])
+    client = wire.client()
+    with pytest.raises(RuntimeAPIFatal) as info:
+        client.next_invocation()
+    client.close()
+    wire.done()
+    assert str(info.value) == message
+
+
+def test_a_post_that_cannot_be_made_is_logged_and_the_client_goes_on() -> None:
+    """Kills _post mutant 14: a request id that cannot be part of a URL path makes the post
+    impossible (nothing is sent); the log says which post and why."""
+    wire = Wire([])
+    warnings: list[str] = []
+    client = wire.client(warnings)
+    client.post_response(Invocation({"lambda-runtime-aws-request-id": "r 1"}, b""), b"1", "x")
+    client.post_response(_invocation(), b"2", "x")
+    client.close()
+    assert [post.body for post in wire.done()] == [b"2"]
+    [warning] = warnings
+    assert warning.startswith("could not post to '/2018-06-01/runtime/invocation/r 1/response': ")

@@ -393,3 +393,13 @@ def test_the_log_text_numbers_group_members_from_1() -> None:
         "  +---------------- 2 ----------------",
         "  KeyError: 'task b'",
     ]
+
+
+def test_a_non_ascii_message_is_sent_as_utf8_and_measured_so() -> None:
+    """Kills encode_error mutant 3 (every body encoded by the ASCII-escaping fallback): the
+    body is UTF-8 JSON, so a 100,000-character message in accented letters (200 KB) fits
+    under 256 KiB and arrives whole, not clipped as its escaped form (600 KB) would be."""
+    message = "\u00e9" * 100_000
+    body = error_body(_raised(ValueError(message)), REQUEST_ID)
+    assert body["errorMessage"] == message
+    assert message.encode() in encode_error(body)
