@@ -92,7 +92,9 @@ class _Registrar(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.server.seen = (self.path, dict(self.headers.items()), body)  # type: ignore[attr-defined]
+        # Names lower-cased: their case means nothing in HTTP.
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        self.server.seen = (self.path, headers, body)  # type: ignore[attr-defined]
         status: int = getattr(self.server, "status", 200)
         answer = b"" if status == 200 else b'{"errorMessage":"wrong state"}'
         self.send_response(status)
@@ -126,8 +128,8 @@ def test_the_extension_registration_is_a_json_request_for_no_events(
     assert _register(registrar) == "ext-1"
     path, headers, body = registrar.seen  # type: ignore[attr-defined]
     assert path == "/2020-01-01/extension/register"
-    assert headers["Lambda-Extension-Name"] == "my-ext"
-    assert headers["Content-Type"] == "application/json"
+    assert headers["lambda-extension-name"] == "my-ext"
+    assert headers["content-type"] == "application/json"
     assert body == b'{"events":[]}'
 
 
