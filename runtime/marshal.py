@@ -333,7 +333,7 @@ def find_unserializable(obj: Any, path: str = "result") -> tuple[str, Any] | Non
             stack.append((f"{where}.value", value.value))
             continue
         if id(value) in seen:
-            # Shared or cyclic; a cycle is then reported by the stdlib encoder's own check.
+            # Shared or cyclic; a cycle is then reported by _encodable, with its path.
             continue
         seen.add(id(value))
         if isinstance(value, dict):
