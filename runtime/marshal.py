@@ -138,17 +138,32 @@ def _default(obj: Any) -> Any:
     # orjson encodes dataclasses, datetimes and UUIDs itself; Decimal (and its subclasses) is
     # the one JSON type it leaves to us. Matched by name so that cold start does not pay for
     # importing decimal.
-    if any(
-        c.__name__ == "Decimal" and c.__module__ in ("decimal", "_pydecimal")
-        for c in type(obj).__mro__
-    ):
+    if _is_decimal(obj):
         if not obj.is_finite():
             raise TypeError(f"Decimal {obj} has no JSON form")
+        digits = str(obj)
+        if len(digits) > _LONG_DECIMAL:
+            # The slow path writes it, with few closing brackets after it (_FRAGMENT_DEPTH).
+            raise TypeError("long Decimal")
         # A Fragment keeps every digit: float(obj) would round 0.1 to 0.1000000000000000055...
-        return orjson.Fragment(str(obj).encode())
+        return orjson.Fragment(digits.encode())
     if isinstance(obj, (set, frozenset)):
         raise TypeError("set")
     raise TypeError(type(obj).__name__)
+
+
+def _is_decimal(obj: Any) -> bool:
+    return any(
+        c.__name__ == "Decimal" and c.__module__ in ("decimal", "_pydecimal")
+        for c in type(obj).__mro__
+    )
+
+
+# orjson writes the brackets that close after a raw fragment without reserving room for them
+# (see _FRAGMENT_DEPTH). A Decimal of thousands of digits nested 70 levels deep made it write
+# past its buffer; none shorter than 2,100 characters was seen to. Longer than this, a Decimal
+# is left to the slow path, which closes at most 16 brackets after a fragment.
+_LONG_DECIMAL = 256
 
 
 def encode_result(result: Any) -> tuple[bytes | bytearray | memoryview, str]:
@@ -238,7 +253,7 @@ def _encodable(result: Any) -> Any:
             value = value.value  # orjson writes a member as its value, which may be a big int
         opened = _open(value)
         if opened is None:
-            _put(kind, copy, key, _big_int_as_fragment(value))
+            _put(kind, copy, key, _as_fragment(value))
             continue
         segment = f".{key}" if kind == "attr" else f"[{key!r}]"
         if id(value) in active:
@@ -295,8 +310,14 @@ def _is_big_int(value: Any) -> bool:
     )
 
 
-def _big_int_as_fragment(value: Any) -> Any:
-    return orjson.Fragment(str(int(value)).encode()) if _is_big_int(value) else value
+def _as_fragment(value: Any) -> Any:
+    """Ints beyond 64 bits and Decimals as raw JSON (orjson writes neither itself); any other
+    value as it is."""
+    if _is_big_int(value):
+        return orjson.Fragment(str(int(value)).encode())
+    if _is_decimal(value):  # finite: find_unserializable refused the others
+        return orjson.Fragment(str(value).encode())
+    return value
 
 
 def _big_key(key: Any) -> Any:

@@ -678,12 +678,32 @@ def test_an_unserialisable_private_dataclass_field_is_not_looked_at() -> None:
     assert bytes(body) == b'{"n":1180591620717411303424,"d":{"shown":1}}'
 
 
-def test_deep_results_never_write_past_orjsons_buffer() -> None:
+@pytest.mark.parametrize(
+    "script",
+    [
+        # Nested past 255 levels: the deep path once cut the copy every 200 levels, so a
+        # fragment was closed by 199 brackets.
+        "for n in range(3300, 3700):\n"
+        "    value = 'x' * n\n"
+        "    for _ in range(300):\n"
+        "        value = [value]\n"
+        "    encode_result(value)\n",
+        # A Decimal of thousands of digits 100 levels down, which orjson writes itself.
+        "from decimal import Decimal\n"
+        "for n in range(3600, 4000):\n"
+        "    value = Decimal('1' * n)\n"
+        "    for _ in range(100):\n"
+        "        value = [value]\n"
+        "    encode_result(value)\n",
+    ],
+    ids=["deep", "long-decimal"],
+)
+def test_results_never_make_orjson_write_past_its_buffer(script: str) -> None:
     """orjson writes the brackets that close after a raw fragment without reserving room for
-    them: with about 70 of them right at the end of its buffer it writes past it. Each of these
-    results, nested past 255 levels with its size stepped byte by byte across a buffer size,
-    had a fragment closed by 199 brackets when the deep path cut every 200 levels. Python's
-    debug allocator checks the bytes around each block, so an overrun aborts the child."""
+    them: with about 70 of them right at the end of its buffer it writes past it (a heap
+    corruption, which may crash the runtime later). Each result here has its size stepped byte
+    by byte across a buffer size. Python's debug allocator checks the bytes around each block,
+    so an overrun aborts the child."""
     import os
     import subprocess
     import sys
@@ -691,20 +711,23 @@ def test_deep_results_never_write_past_orjsons_buffer() -> None:
 
     import runtime
 
-    script = (
-        "from runtime.marshal import encode_result\n"
-        "for n in range(3300, 3700):\n"
-        "    value = 'x' * n\n"
-        "    for _ in range(300):\n"
-        "        value = [value]\n"
-        "    encode_result(value)\n"
-    )
     root = str(Path(runtime.__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONMALLOC": "malloc_debug", "PYTHONPATH": root}
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", "from runtime.marshal import encode_result\n" + script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("depth", [0, 100, 300])
+def test_a_decimal_of_thousands_of_digits_keeps_every_digit(depth: int) -> None:
+    digits = "1234567890" * 400 + ".5"
+    body, _ = encode_result(nested_in_lists(depth, {"d": decimal.Decimal(digits)}))
+    assert bytes(body) == b"[" * depth + b'{"d":' + digits.encode() + b"}" + b"]" * depth
 
 
 def test_an_integer_too_long_for_python_to_write_is_a_marshal_error() -> None:
