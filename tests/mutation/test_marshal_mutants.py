@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -328,3 +329,23 @@ def test_a_memoryview_is_measured_in_bytes() -> None:
         encode_result(view)
     assert caught.value.error_type == "Function.ResponseSizeTooLarge"
     assert f"({view.nbytes} bytes)" in str(caught.value)
+
+
+class _Price(enum.Enum):
+    LOW = Decimal("1.50")
+
+
+class _Alias(enum.Enum):
+    CHEAP = _Price.LOW  # a member whose value is a member of another Enum
+
+
+@pytest.mark.parametrize("depth", [0, 20], ids=["top", "past-a-cut"])
+def test_an_enum_of_an_enum_of_a_decimal_is_sent_beside_a_big_int(depth: int) -> None:
+    """Catches the slow path calling orjson without ``default`` (``_encode_slow`` mutmut_15,
+    _18 for the result; ``_encodable`` mutmut_28, _31 for a part cut 16 levels down): an Enum
+    member is sent as its value, here a Decimal reached through a second Enum, which only
+    ``default`` writes, big int beside it or not."""
+    body, _ = encode_result(_nested(depth, {"p": _Alias.CHEAP, "n": 2**70}))
+    assert bytes(body) == (
+        b"[" * depth + b'{"p":1.50,"n":1180591620717411303424}' + b"]" * depth
+    )
