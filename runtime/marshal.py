@@ -138,17 +138,32 @@ def _default(obj: Any) -> Any:
     # orjson encodes dataclasses, datetimes and UUIDs itself; Decimal (and its subclasses) is
     # the one JSON type it leaves to us. Matched by name so that cold start does not pay for
     # importing decimal.
-    if any(
-        c.__name__ == "Decimal" and c.__module__ in ("decimal", "_pydecimal")
-        for c in type(obj).__mro__
-    ):
+    if _is_decimal(obj):
         if not obj.is_finite():
             raise TypeError(f"Decimal {obj} has no JSON form")
+        digits = str(obj)
+        if len(digits) > _LONG_DECIMAL:
+            # The slow path writes it, with few closing brackets after it (_FRAGMENT_DEPTH).
+            raise TypeError("long Decimal")
         # A Fragment keeps every digit: float(obj) would round 0.1 to 0.1000000000000000055...
-        return orjson.Fragment(str(obj).encode())
+        return orjson.Fragment(digits.encode())
     if isinstance(obj, (set, frozenset)):
         raise TypeError("set")
     raise TypeError(type(obj).__name__)
+
+
+def _is_decimal(obj: Any) -> bool:
+    return any(
+        c.__name__ == "Decimal" and c.__module__ in ("decimal", "_pydecimal")
+        for c in type(obj).__mro__
+    )
+
+
+# orjson writes the brackets that close after a raw fragment without reserving room for them
+# (see _FRAGMENT_DEPTH). A Decimal of thousands of digits nested 70 levels deep made it write
+# past its buffer; none shorter than 2,100 characters was seen to. Longer than this, a Decimal
+# is left to the slow path, which closes at most 16 brackets after a fragment.
+_LONG_DECIMAL = 256
 
 
 def encode_result(result: Any) -> tuple[bytes | bytearray | memoryview, str]:
@@ -159,8 +174,8 @@ def encode_result(result: Any) -> tuple[bytes | bytearray | memoryview, str]:
     else:
         try:
             body = orjson.dumps(result, default=_default, option=_OPTIONS)
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            body = _encode_slow(result, exc)
+        except (TypeError, orjson.JSONEncodeError):
+            body = _encode_slow(result)
         content_type = JSON_CONTENT_TYPE
     size = body.nbytes if isinstance(body, memoryview) else len(body)
     if size > MAX_RESPONSE_BYTES:
@@ -172,107 +187,146 @@ def encode_result(result: Any) -> tuple[bytes | bytearray | memoryview, str]:
     return body, content_type
 
 
-def _encode_slow(result: Any, exc: Exception) -> bytes:
-    """orjson refused: name what and where, or encode what it cannot (e.g. huge ints)."""
+def _encode_slow(result: Any) -> bytes:
+    """orjson refused: name what and where, or encode what it cannot (huge ints, deep nesting)."""
     found = find_unserializable(result)
     if found is not None:
         path, obj = found
         if type(obj).__name__ == "Decimal":
-            raise LambdaError(
-                "Runtime.MarshalError",
-                f"Unable to marshal response: Decimal({str(obj)!r}) has no JSON form "
-                f"(at {path})",
-            ) from None
-        raise LambdaError(
-            "Runtime.MarshalError",
-            f"Unable to marshal response: Object of type {type(obj).__name__} "
-            f"is not JSON serializable (at {path})",
-        ) from None
+            raise _marshal_error(f"Decimal({str(obj)!r}) has no JSON form (at {path})")
+        raise _marshal_error(
+            f"Object of type {type(obj).__name__} is not JSON serializable (at {path})"
+        )
     try:
-        rebuilt = _big_ints_as_fragments(result, "result", set())
-        return orjson.dumps(rebuilt, default=_default, option=_OPTIONS)
-    except orjson.JSONEncodeError as slow_exc:
-        if "Recursion limit" not in str(slow_exc):
-            raise LambdaError(
-                "Runtime.MarshalError", f"Unable to marshal response: {slow_exc}"
-            ) from None
-    except RecursionError:
-        pass
-    # orjson stops at 255 levels of nesting; the stdlib encoder goes as deep as Python's stack.
-    import json
-
-    try:
-        return json.dumps(
-            result, default=_stdlib_default, ensure_ascii=False, separators=(",", ":")
-        ).encode()
-    except (TypeError, ValueError, RecursionError) as deep_exc:
-        raise LambdaError(
-            "Runtime.MarshalError", f"Unable to marshal response: {exc}; {deep_exc}"
-        ) from None
+        return orjson.dumps(_encodable(result), default=_default, option=_OPTIONS)
+    # orjson's error, e.g. a lone surrogate in a string; ValueError: an int of more digits than
+    # Python converts to text (4,300 unless the function raised sys.set_int_max_str_digits).
+    except (orjson.JSONEncodeError, ValueError) as slow_exc:
+        raise _marshal_error(str(slow_exc)) from None
 
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
+# orjson refuses to nest deeper than 255 levels: the copy made for it is cut into raw JSON
+# fragments every this many levels, so that each orjson call stays within its limit. Far below
+# it, because orjson writes the brackets that close after a fragment without reserving room:
+# past about 64 of them it writes beyond its buffer (orjson 3.13: a heap corruption, seen with
+# a 3,900-byte fragment inside 70 lists). It reserves 32 bytes beyond a fragment, so 16 fit.
+_FRAGMENT_DEPTH = 16
+# Deeper than this is refused, as for events (MAX_EVENT_DEPTH).
+MAX_RESULT_DEPTH = 10_000
 
-def _big_ints_as_fragments(obj: Any, path: str, active: set[int]) -> Any:
-    """A copy of ``obj`` with ints beyond orjson's 64-bit range as raw JSON fragments."""
-    if isinstance(obj, int) and not isinstance(obj, bool):
-        if _INT_MIN <= obj <= _INT_MAX:
-            return obj
-        return orjson.Fragment(str(int(obj)).encode())
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    # A container being copied: its kind ("dict", "list" or "attr" for a dataclass), the
+    # (key, value) pairs still to copy, the copy, its key in its parent, its path segment, id.
+    _Open = tuple[str, Iterator[tuple[Any, Any]], Any, Any, str, int]
+
+
+def _encodable(result: Any) -> Any:
+    """A copy of ``result`` that orjson writes exactly as it would write ``result`` itself if it
+    had no 64-bit and no 255-level limit: ints beyond 64 bits become raw JSON fragments, and so
+    does every container nested a multiple of ``_FRAGMENT_DEPTH`` levels deep, encoded by orjson
+    (Decimal digits, NaN as null, key conversion all stay orjson's). Iterative, so depth costs
+    heap, not Python frames."""
+    import enum
+
+    top: list[Any] = []
+    stack: list[_Open] = [("list", iter([(0, result)]), top, None, "", id(top))]
+    active: set[int] = set()
+    while stack:
+        kind, children, copy, _, _, _ = stack[-1]
+        child = next(children, None)
+        if child is None:
+            _, _, done, key, _, ident = stack.pop()
+            active.discard(ident)
+            if not stack:
+                break
+            if len(stack) % _FRAGMENT_DEPTH == 0:
+                done = orjson.Fragment(orjson.dumps(done, default=_default, option=_OPTIONS))
+            _put(stack[-1][0], stack[-1][2], key, done)
+            continue
+        key, value = child
+        if isinstance(value, enum.Enum) and not isinstance(value, int):
+            value = value.value  # orjson writes a member as its value, which may be a big int
+        opened = _open(value)
+        if opened is None:
+            _put(kind, copy, key, _as_fragment(value))
+            continue
+        segment = f".{key}" if kind == "attr" else f"[{key!r}]"
+        if id(value) in active:
+            # stack[0] stands for the caller, stack[1] is the result itself.
+            path = "result" + "".join(frame[4] for frame in stack[2:]) + segment
+            raise _marshal_error(f"circular reference at {path}")
+        if len(stack) > MAX_RESULT_DEPTH:
+            # No path: it would be tens of kilobytes of "[0]".
+            raise _marshal_error(f"result nested deeper than {MAX_RESULT_DEPTH} levels")
+        active.add(id(value))
+        stack.append((opened[0], opened[1], opened[2], key, segment, id(value)))
+    return top[0]
+
+
+def _marshal_error(problem: str) -> LambdaError:
+    return LambdaError("Runtime.MarshalError", f"Unable to marshal response: {problem}")
+
+
+def _open(value: Any) -> tuple[str, Iterator[tuple[Any, Any]], Any] | None:
+    """A container's kind, (key, value) pairs and empty copy; None for anything else."""
+    if isinstance(value, dict):
+        return "dict", iter(value.items()), {}
+    if isinstance(value, (list, tuple)):
+        return "list", enumerate(value), []
     import dataclasses
 
-    is_dataclass = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
-    if not (isinstance(obj, (dict, list, tuple)) or is_dataclass):
-        return obj
-    if id(obj) in active:
-        raise LambdaError(
-            "Runtime.MarshalError", f"Unable to marshal response: circular reference at {path}"
-        )
-    active.add(id(obj))
-    try:
-        if isinstance(obj, dict):
-            return {
-                _big_key(k): _big_ints_as_fragments(v, f"{path}[{k!r}]", active)
-                for k, v in obj.items()
-            }
-        if is_dataclass:
-            return {
-                f.name: _big_ints_as_fragments(getattr(obj, f.name), f"{path}.{f.name}", active)
-                for f in dataclasses.fields(obj)
-            }
-        return [_big_ints_as_fragments(v, f"{path}[{i}]", active) for i, v in enumerate(obj)]
-    finally:
-        active.discard(id(obj))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return "attr", iter(_dataclass_items(value)), {}
+    return None
+
+
+def _put(kind: str, copy: Any, key: Any, value: Any) -> None:
+    if kind == "list":
+        copy.append(value)
+    else:
+        copy[_big_key(key)] = value
+
+
+def _dataclass_items(obj: Any) -> list[tuple[str, Any]]:
+    """The attributes orjson writes for a dataclass instance: those of its ``__dict__`` (its
+    fields for a slotted one), without the "private" ones whose name starts with "_"."""
+    import dataclasses
+
+    if hasattr(obj, "__dict__"):
+        items = list(vars(obj).items())
+    else:
+        items = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
+    return [(name, value) for name, value in items if not name.startswith("_")]
+
+
+def _is_big_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and not (
+        _INT_MIN <= value <= _INT_MAX
+    )
+
+
+def _as_fragment(value: Any) -> Any:
+    """Ints beyond 64 bits and Decimals as raw JSON (orjson writes neither itself); any other
+    value as it is."""
+    if _is_big_int(value):
+        return orjson.Fragment(str(int(value)).encode())
+    if _is_decimal(value):  # finite: find_unserializable refused the others
+        return orjson.Fragment(str(value).encode())
+    return value
 
 
 def _big_key(key: Any) -> Any:
-    # A key is a string in JSON anyway; orjson refuses to write a big int key itself.
-    if isinstance(key, int) and not isinstance(key, bool) and not _INT_MIN <= key <= _INT_MAX:
-        return str(int(key))
-    return key
-
-
-def _stdlib_default(obj: Any) -> Any:
-    # Only reached for results find_unserializable accepted, i.e. types orjson knows.
-    import dataclasses
-    import datetime
-    import decimal
+    # A key is a string in JSON anyway; orjson refuses to write a big int key itself, or an
+    # Enum key whose value is one.
     import enum
-    import uuid
 
-    if isinstance(obj, decimal.Decimal):
-        return float(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
-        return obj.isoformat()
-    if isinstance(obj, uuid.UUID):
-        return str(obj)
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+    plain = key.value if isinstance(key, enum.Enum) and not isinstance(key, int) else key
+    return str(int(plain)) if _is_big_int(plain) else key
 
 
 def find_unserializable(obj: Any, path: str = "result") -> tuple[str, Any] | None:
@@ -300,7 +354,7 @@ def find_unserializable(obj: Any, path: str = "result") -> tuple[str, Any] | Non
             stack.append((f"{where}.value", value.value))
             continue
         if id(value) in seen:
-            # Shared or cyclic; a cycle is then reported by the stdlib encoder's own check.
+            # Shared or cyclic; a cycle is then reported by _encodable, with its path.
             continue
         seen.add(id(value))
         if isinstance(value, dict):
@@ -312,8 +366,8 @@ def find_unserializable(obj: Any, path: str = "result") -> tuple[str, Any] | Non
             for index in range(len(value) - 1, -1, -1):
                 stack.append((f"{where}[{index}]", value[index]))
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            for field in reversed(dataclasses.fields(value)):
-                stack.append((f"{where}.{field.name}", getattr(value, field.name)))
+            for name, item in reversed(_dataclass_items(value)):
+                stack.append((f"{where}.{name}", item))
         elif type(value).__module__ == "numpy":
             continue
         else:

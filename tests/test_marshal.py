@@ -540,3 +540,201 @@ def test_a_long_digit_run_inside_a_string_keeps_the_fast_path(
 )
 def test_every_big_int_position_is_decoded_exactly(text: str) -> None:
     assert decode_event(text.encode(), None) == json.loads(text)
+
+
+# --- results nested deeper than orjson's 255 levels -------------------------------------------
+
+
+def nested_in_lists(depth: int, inner: Any) -> Any:
+    for _ in range(depth):
+        inner = [inner]
+    return inner
+
+
+class BigEnum(enum.Enum):
+    HUGE = 2**70
+
+
+class BigIntEnum(enum.IntEnum):
+    HUGE = -(2**70)
+
+
+@dataclasses.dataclass
+class WithPrivate:
+    shown: int
+    _hidden: str = "private"
+
+
+DEEP_LEAVES = {
+    "decimal": decimal.Decimal("19.990"),
+    "decimal-exponent": [decimal.Decimal("1E+2"), decimal.Decimal("-0.000001")],
+    "big-ints": [2**70, -(2**65), 10**40],
+    "nan-and-infinity": [float("nan"), float("inf"), float("-inf")],
+    "keys": {uuid.UUID(int=1): 1, datetime.date(2024, 2, 29): 2, Color.RED: 3, 2**70: 4},
+    "enums": [Color.RED, Color.BLUE, BigEnum.HUGE, BigIntEnum.HUGE],
+    "dataclass": WithPrivate(2**70),
+    "datetime": datetime.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=datetime.timezone.utc),
+    "text": "café ☃ \"quoted\" \\ \n",
+}
+
+
+@pytest.mark.parametrize("depth", [254, 300, 1000, 5000])
+@pytest.mark.parametrize("leaf", DEEP_LEAVES.values(), ids=DEEP_LEAVES.keys())
+def test_a_deep_result_is_written_exactly_as_a_shallow_one(leaf: Any, depth: int) -> None:
+    """The body of a result nested past orjson's 255 levels is the body of the same value at the
+    top, wrapped: every Decimal digit kept, NaN as null, keys as strings, big ints exact. Breaks
+    caught: the old stdlib fallback sent Decimal("19.990") as 19.99 and NaN as the invalid
+    JSON `NaN`, and refused UUID, date and Enum keys."""
+    shallow, _ = encode_result(leaf)
+    body, content_type = encode_result(nested_in_lists(depth, leaf))
+    assert content_type == "application/json"
+    assert bytes(body) == b"[" * depth + bytes(shallow) + b"]" * depth
+
+
+def test_a_decimal_deep_in_a_result_keeps_every_digit() -> None:
+    """docs/handlers.md: `Decimal("19.990")` is sent as `19.990`, however deep it sits."""
+    body, _ = encode_result(nested_in_lists(300, {"price": decimal.Decimal("19.990")}))
+    assert bytes(body) == b"[" * 300 + b'{"price":19.990}' + b"]" * 300
+
+
+def test_big_integers_deep_in_a_result_are_exact() -> None:
+    body, _ = encode_result(nested_in_lists(600, [2**70, -(2**64)]))
+    assert bytes(body) == (
+        b"[" * 600 + b"[1180591620717411303424,-18446744073709551616]" + b"]" * 600
+    )
+
+
+def test_a_result_nested_to_the_limit_is_sent_and_one_level_more_is_refused() -> None:
+    from runtime.marshal import MAX_RESULT_DEPTH
+
+    body, _ = encode_result(nested_in_lists(MAX_RESULT_DEPTH - 1, []))
+    assert bytes(body) == b"[" * MAX_RESULT_DEPTH + b"]" * MAX_RESULT_DEPTH
+    error = marshal_error(nested_in_lists(MAX_RESULT_DEPTH, []))
+    assert error.message == (
+        f"Unable to marshal response: result nested deeper than {MAX_RESULT_DEPTH} levels"
+    )
+
+
+def test_a_cycle_deep_in_a_result_is_named_where_it_closes() -> None:
+    inner: list[Any] = [1]
+    inner.append(inner)
+    error = marshal_error(nested_in_lists(300, {"loop": inner}))
+    assert error.message == (
+        "Unable to marshal response: circular reference at result" + "[0]" * 300 + "['loop'][1]"
+    )
+
+
+# --- Enum members and dataclasses beside big integers -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"a": BigEnum.HUGE}, b'{"a":1180591620717411303424}'),
+        ({"a": BigIntEnum.HUGE}, b'{"a":-1180591620717411303424}'),
+        ({BigEnum.HUGE: 1}, b'{"1180591620717411303424":1}'),
+        ({BigIntEnum.HUGE: 1}, b'{"-1180591620717411303424":1}'),
+        (
+            [Color.RED, BigEnum.HUGE, {Color.RED: Color.BLUE}],
+            b'["red",1180591620717411303424,{"red":2}]',
+        ),
+    ],
+)
+def test_an_enum_whose_value_is_beyond_64_bits_is_sent_exactly(
+    result: Any, expected: bytes
+) -> None:
+    """An Enum member is sent as its value, so one beyond 64 bits is sent exactly like such an
+    int (it was a `Runtime.MarshalError`: "Integer exceeds 64-bit range")."""
+    body, _ = encode_result(result)
+    assert bytes(body) == expected
+
+
+@dataclasses.dataclass
+class Holder:
+    kind: BigEnum
+    keyed: dict[BigEnum, int]
+
+
+def test_an_enum_beyond_64_bits_inside_a_dataclass_is_sent_exactly() -> None:
+    body, _ = encode_result(Holder(BigEnum.HUGE, {BigEnum.HUGE: 1}))
+    assert bytes(body) == (
+        b'{"kind":1180591620717411303424,"keyed":{"1180591620717411303424":1}}'
+    )
+
+
+def test_a_big_integer_does_not_reveal_private_dataclass_fields() -> None:
+    """orjson leaves out a dataclass's attributes named "_...", and so must the path that writes
+    big integers: the same dataclass is sent the same way beside one. (It was sent with its
+    private field.)"""
+    plain, _ = encode_result({"n": 1, "d": WithPrivate(1)})
+    body, _ = encode_result({"n": 2**70, "d": WithPrivate(1)})
+    assert bytes(plain) == b'{"n":1,"d":{"shown":1}}'
+    assert bytes(body) == b'{"n":1180591620717411303424,"d":{"shown":1}}'
+
+
+def test_an_unserialisable_private_dataclass_field_is_not_looked_at() -> None:
+    """A private field is not sent, so what it holds cannot fail the invoke, big integer or not."""
+    body, _ = encode_result({"n": 2**70, "d": WithPrivate(1, Widget())})  # type: ignore[arg-type]
+    assert bytes(body) == b'{"n":1180591620717411303424,"d":{"shown":1}}'
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        # Nested past 255 levels: the deep path once cut the copy every 200 levels, so a
+        # fragment was closed by 199 brackets.
+        "for n in range(3300, 3700):\n"
+        "    value = 'x' * n\n"
+        "    for _ in range(300):\n"
+        "        value = [value]\n"
+        "    encode_result(value)\n",
+        # A Decimal of thousands of digits 100 levels down, which orjson writes itself.
+        "from decimal import Decimal\n"
+        "for n in range(3600, 4000):\n"
+        "    value = Decimal('1' * n)\n"
+        "    for _ in range(100):\n"
+        "        value = [value]\n"
+        "    encode_result(value)\n",
+    ],
+    ids=["deep", "long-decimal"],
+)
+def test_results_never_make_orjson_write_past_its_buffer(script: str) -> None:
+    """orjson writes the brackets that close after a raw fragment without reserving room for
+    them: with about 70 of them right at the end of its buffer it writes past it (a heap
+    corruption, which may crash the runtime later). Each result here has its size stepped byte
+    by byte across a buffer size. Python's debug allocator checks the bytes around each block,
+    so an overrun aborts the child."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import runtime
+
+    root = str(Path(runtime.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONMALLOC": "malloc_debug", "PYTHONPATH": root}
+    done = subprocess.run(
+        [sys.executable, "-c", "from runtime.marshal import encode_result\n" + script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("depth", [0, 100, 300])
+def test_a_decimal_of_thousands_of_digits_keeps_every_digit(depth: int) -> None:
+    digits = "1234567890" * 400 + ".5"
+    body, _ = encode_result(nested_in_lists(depth, {"d": decimal.Decimal(digits)}))
+    assert bytes(body) == b"[" * depth + b'{"d":' + digits.encode() + b"}" + b"]" * depth
+
+
+def test_an_integer_too_long_for_python_to_write_is_a_marshal_error() -> None:
+    """Python refuses to turn an int of more than 4,300 digits into text (unless the function
+    raises the limit): the invoke fails with `Runtime.MarshalError` and Python's advice, not
+    with a bare ValueError that looks like the handler's own."""
+    error = marshal_error({"n": 10**5000})
+    assert error.message.startswith(
+        "Unable to marshal response: Exceeds the limit (4300 digits) for integer string"
+    )
