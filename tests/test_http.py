@@ -387,6 +387,26 @@ def test_invalid_request_headers_are_refused_before_sending(
     assert p.conns == [] and p.unexpected == 0, "nothing may be sent"
 
 
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [("/p", [("X-Bad", "\ud800")]), ("/\ud800", [])],
+    ids=["header", "target"],
+)
+def test_a_request_head_that_cannot_be_encoded_is_refused(
+    peer: Callable[..., Peer], target: str, headers: list[tuple[str, str]]
+) -> None:
+    """A lone surrogate (not one of surrogateescape's) has no bytes: refused, nothing sent.
+
+    Kills runtime.http.xǁConnectionǁ_head__mutmut_20 (the message).
+    """
+    p = peer([])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(RequestError, match=r"^request head cannot be encoded: .* surrogates not"):
+        conn.request("POST", target, headers, b"x")
+    finish(conn, p)
+    assert p.conns == [] and p.unexpected == 0
+
+
 # --- response framing ----------------------------------------------------------------
 
 
