@@ -325,6 +325,29 @@ def test_get_and_post_reach_the_server_exactly(peer: Callable[..., Peer]) -> Non
     assert p.conns[0].eof and p.conns[0].extra == b""
 
 
+def test_the_user_agent_goes_into_every_request_head(peer: Callable[..., Peer]) -> None:
+    """The runtime always sets one (the Runtime API's user agent); every kind of head has it.
+
+    Kills runtime.http.xǁConnectionǁ_head__mutmut_26 and _32 (its line miscounted, so every
+    head taken for one with a line break in it).
+    """
+    p = peer([REQ, send(resp()), REQ, send(resp()), REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", p.port, user_agent="aws-lambda-python/3.11 (test)")
+    conn.request("GET", NEXT)
+    conn.request("POST", "/x/response", [("Content-Type", "a/b")], b"[1]")
+    conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"])
+    finish(conn, p)
+    agents = [dict(r.headers).get("User-Agent") for r in p.conns[0].requests]
+    assert agents == ["aws-lambda-python/3.11 (test)"] * 3
+    assert (
+        p.conns[0].requests[0].raw
+        == (
+            f"GET {NEXT} HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\n"
+            "User-Agent: aws-lambda-python/3.11 (test)\r\n\r\n"
+        ).encode()
+    )
+
+
 def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
     context = '{"custom":{"name":"Zoë ✓"}}'
     raw = resp(200, b"", (f"Lambda-Runtime-Client-Context: {context}",)).replace(
