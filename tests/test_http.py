@@ -454,6 +454,37 @@ def test_byte_at_a_time_delivery(peer: Callable[..., Peer]) -> None:
     assert len(p.conns) == 1
 
 
+def test_a_head_arriving_in_pieces_ends_at_its_first_blank_line(
+    peer: Callable[..., Peer],
+) -> None:
+    """A body that contains CRLFCRLF is still body. Kills runtime.http.xǁResponseReaderǁ
+    _read_block__mutmut_11 (the last blank line in the buffer taken as the end of the head)."""
+    raw = resp(200, b"a\r\n\r\nb") + resp(202, b"\r\n\r\n")
+    p = peer([REQ, send(raw[:10], each=10, delay=0.03), send(raw[10:]), REQ])
+    conn = Connection("127.0.0.1", p.port)
+    first = conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
+    second = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (first.status, first.body, second.status, second.body) == (
+        200,
+        b"a\r\n\r\nb",
+        202,
+        b"\r\n\r\n",
+    )
+
+
+def test_an_empty_head_is_an_invalid_status_line(peer: Callable[..., Peer]) -> None:
+    """A blank line where the status line should be is not skipped. Kills runtime.http.
+    xǁResponseReaderǁ_read_block__mutmut_13 and _14 (a head ending at 0 not seen)."""
+    rest = b"\r\n" + resp(200, b"late")
+    p = peer([REQ, send(b"\r\n", each=2, delay=0.03), send(rest)])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == "invalid status line b''"
+
+
 def test_chunked_body_with_extensions_and_trailers(peer: Callable[..., Peer]) -> None:
     body = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
