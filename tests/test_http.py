@@ -394,15 +394,18 @@ def test_invalid_request_headers_are_refused_before_sending(
 
     Kills runtime.http.x__check_head__mutmut_8 (the first header blamed), _10 to _12 (the
     message about the method or target lost or changed) and xǁConnectionǁ_head__mutmut_8, _11,
-    _12 (the kind of field misnamed).
+    _12, _44, _48, _49 (the kind of field misnamed), _50, _51 (an empty method or target, or a
+    space in the method, let through).
     """
     p = peer([])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(RequestError) as info:
         conn.request("POST", "/p", headers, b"x")
     assert str(info.value) == message
-    with pytest.raises(RequestError):
-        conn.request("GET", "/a b")
+    for method, target in [("GET", "/a b"), ("GE T", "/a"), ("", "/a"), ("GET", "")]:
+        with pytest.raises(RequestError) as info:
+            conn.request(method, target)
+        assert str(info.value) == f"invalid method {method!r} or target {target!r}"
     with pytest.raises(RequestError) as info:
         conn.request("GET", "/a\r\nX: y", [("X-Fine", "1")])
     assert str(info.value) == "method or target contains a control character or a line break"
@@ -508,6 +511,26 @@ def test_chunked_body_with_extensions_and_trailers(peer: Callable[..., Peer]) ->
     }
     assert r_next.body == b"next", "the following response is framed correctly"
     assert len(p.conns) == 1
+
+
+def test_a_header_block_as_long_as_the_limit_is_refused_without_waiting(
+    peer: Callable[..., Peer],
+) -> None:
+    """64 KiB of head without its blank line: a ProtocolError at once, not a wait for more.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_block__mutmut_16 and _17.
+    """
+    later = threading.Event()
+    head = b"HTTP/1.1 200 OK\r\nX-Pad: "
+    p = peer([REQ, send(head + b"p" * (65536 - len(head))), wait(later), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    timer = threading.Timer(0.1, later.set)
+    timer.start()
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    timer.join()
+    finish(conn, p)
+    assert str(info.value) == "response header block exceeds 65536 bytes"
 
 
 def test_a_chunk_size_line_as_long_as_the_limit_is_refused_without_waiting(
