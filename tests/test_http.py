@@ -284,6 +284,8 @@ def resp(
 
 
 NEXT = "/2018-06-01/runtime/invocation/next"
+_CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+_PAD_HEAD = b"HTTP/1.1 200 OK\r\nX-Pad: "
 
 
 def finish(conn: Connection, p: Peer) -> None:
@@ -513,16 +515,31 @@ def test_chunked_body_with_extensions_and_trailers(peer: Callable[..., Peer]) ->
     assert len(p.conns) == 1
 
 
-def test_a_header_block_as_long_as_the_limit_is_refused_without_waiting(
-    peer: Callable[..., Peer],
+@pytest.mark.parametrize(
+    ("sent", "message"),
+    [
+        (
+            _PAD_HEAD + b"p" * (65536 - len(_PAD_HEAD)),
+            "response header block exceeds 65536 bytes",
+        ),
+        (
+            _CHUNKED_HEAD + b"a" * 65536,
+            "chunk-size line exceeds 65536 bytes: " + repr(b"a" * 80) + "...",
+        ),
+    ],
+    ids=["header-block", "chunk-size-line"],
+)
+def test_64k_without_the_end_of_a_head_or_line_is_refused_without_waiting(
+    peer: Callable[..., Peer], sent: bytes, message: str
 ) -> None:
-    """64 KiB of head without its blank line: a ProtocolError at once, not a wait for more.
+    """A head or line that has reached the 64 KiB limit without its end is a ProtocolError at
+    once, naming it, not a wait for more (which here would end in a ConnectionClosed).
 
-    Kills runtime.http.xǁResponseReaderǁ_read_block__mutmut_16 and _17.
+    Kills runtime.http.xǁResponseReaderǁ_read_block__mutmut_16, _17 and _read_line__mutmut_15
+    to _17.
     """
     later = threading.Event()
-    head = b"HTTP/1.1 200 OK\r\nX-Pad: "
-    p = peer([REQ, send(head + b"p" * (65536 - len(head))), wait(later), CLOSE])
+    p = peer([REQ, send(sent), wait(later), CLOSE])
     conn = Connection("127.0.0.1", p.port)
     timer = threading.Timer(0.1, later.set)
     timer.start()
@@ -530,28 +547,7 @@ def test_a_header_block_as_long_as_the_limit_is_refused_without_waiting(
         conn.request("GET", NEXT)
     timer.join()
     finish(conn, p)
-    assert str(info.value) == "response header block exceeds 65536 bytes"
-
-
-def test_a_chunk_size_line_as_long_as_the_limit_is_refused_without_waiting(
-    peer: Callable[..., Peer],
-) -> None:
-    """A line that has reached the 64 KiB limit without its CRLF is a ProtocolError at once,
-    naming it, not a wait for more (which here would end in a ConnectionClosed).
-
-    Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_15 to _17.
-    """
-    later = threading.Event()
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    p = peer([REQ, send(head + b"a" * 65536), wait(later), CLOSE])
-    conn = Connection("127.0.0.1", p.port)
-    timer = threading.Timer(0.1, later.set)
-    timer.start()
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    timer.join()
-    finish(conn, p)
-    assert str(info.value) == "chunk-size line exceeds 65536 bytes: " + repr(b"a" * 80) + "..."
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize(("size", "accepted"), [(65536, True), (65537, False)])
@@ -561,7 +557,7 @@ def test_a_chunk_size_line_may_take_64k_with_its_crlf(
     """Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_27 to _31 (the bound moved, or
     the message lost)."""
     line = b"5;" + b"x" * (size - 4)  # + CRLF: size bytes
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + line + b"\r\nhello\r\n0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
     if accepted:
@@ -575,7 +571,7 @@ def test_a_chunk_size_line_may_take_64k_with_its_crlf(
 
 def test_connection_closed_in_a_chunk_size_line_shows_it(peer: Callable[..., Peer]) -> None:
     """Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_25 and _26 (the message)."""
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + b"5;ab"), CLOSE])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(ConnectionClosed) as info:
@@ -715,7 +711,7 @@ def test_chunk_size_lines(peer: Callable[..., Peer], size_line: bytes, message: 
 
     Kills runtime.http.x__parse_chunk_size__mutmut_6, _8, _9, _10, _15 to _18, _23, _24.
     """
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + size_line + b"\r\nhello\r\n0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
     if message is None:
@@ -795,7 +791,7 @@ def test_connection_closed_in_a_chunked_body_says_where(
     """Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_30, _39, _40 (how much of the
     chunk came), _49, _50 (a CRLF taken as incomplete), _52 to _55 and _74, _78, _79 (the
     message)."""
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + body), CLOSE])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(ConnectionClosed) as info:
@@ -811,7 +807,7 @@ def test_chunk_data_must_end_with_crlf(peer: Callable[..., Peer], after: bytes) 
     Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_56 (half a CRLF accepted) and
     _63 to _68 (the message).
     """
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + b"5\r\nhello" + after + b"0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(ProtocolError) as info:
@@ -845,7 +841,7 @@ def test_the_trailer_section_is_bounded_as_a_whole(
     Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_82 to _85 (the budget lost or
     miscounted).
     """
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     trailer = b"".join(line + b"\r\n" for line in lines) + b"\r\n"
     p = peer([REQ, send(head + b"2\r\nok\r\n0\r\n" + trailer)])
     conn = Connection("127.0.0.1", p.port)
