@@ -350,6 +350,19 @@ def test_the_user_agent_goes_into_every_request_head(peer: Callable[..., Peer]) 
     )
 
 
+def test_any_token_is_a_header_name(peer: Callable[..., Peer]) -> None:
+    """Not only letters and dashes: every RFC 9110 token character may be in a name.
+
+    Kills runtime.http.x__encode_fields__mutmut_1, _13 and _16 (such names refused).
+    """
+    name = "X_Amzn.Trace~Id!#$%&'*+^`|"
+    p = peer([REQ, send(resp())])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("POST", "/p", [(name, "v")], b"x")
+    finish(conn, p)
+    assert (name, "v") in p.conns[0].requests[0].headers
+
+
 def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
     context = '{"custom":{"name":"Zoë ✓"}}'
     raw = resp(200, b"", (f"Lambda-Runtime-Client-Context: {context}",)).replace(
@@ -379,6 +392,7 @@ def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
         ),
         ([("Bad Name", "v")], "invalid header name 'Bad Name'"),
         ([("", "v")], "invalid header name ''"),
+        ([("N\u00e4me", "v")], "invalid header name 'N\u00e4me'"),
         (
             [("Content-Length", "3")],
             "header 'Content-Length' is set by the HTTP client, do not pass it",
@@ -851,6 +865,39 @@ def test_the_trailer_section_is_bounded_as_a_whole(
         assert r.trailers == dict(line.decode().lower().split(": ") for line in lines)
     else:
         with pytest.raises(ProtocolError, match=r"^trailer section exceeds \d+ bytes"):
+            conn.request("GET", NEXT)
+    finish(conn, p)
+
+
+def test_connection_closed_after_an_interim_response_says_so(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_block__mutmut_29 to _31."""
+    p = peer([REQ, send(b"HTTP/1.1 100 Continue\r\n\r\n"), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request("POST", "/p", (), b"body")
+    finish(conn, p)
+    message = f"POST /p on 127.0.0.1:{p.port}: connection closed after an interim (1xx) response"
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("size", "accepted"), [(65536, True), (65537, False)])
+def test_a_header_block_in_pieces_may_take_64k_with_its_blank_line(
+    peer: Callable[..., Peer], size: int, accepted: bool
+) -> None:
+    """The same bound when the head arrives in pieces as when it arrives at once.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_block__mutmut_36 and _37.
+    """
+    tail = b"\r\nContent-Length: 0\r\n\r\n"
+    pad = size - len(_PAD_HEAD) - len(tail)
+    raw = _PAD_HEAD + b"p" * pad + tail
+    p = peer([REQ, send(raw[:1000], each=1000, delay=0.03), send(raw[1000:])])
+    conn = Connection("127.0.0.1", p.port)
+    if accepted:
+        r = conn.request("GET", NEXT)
+        assert (r.status, len(r.headers["x-pad"])) == (200, pad)
+    else:
+        with pytest.raises(ProtocolError, match=r"^response header block exceeds 65536 bytes$"):
             conn.request("GET", NEXT)
     finish(conn, p)
 
