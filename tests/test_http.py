@@ -6,6 +6,7 @@ exactly what it received, so every test checks both directions of the wire.
 
 from __future__ import annotations
 
+import array
 import re
 import signal
 import socket
@@ -1510,6 +1511,37 @@ def test_error_in_chunk_source_terminates_request_and_raises_stream_aborted(
     assert got.raw.endswith(
         b"7\r\npartial\r\n0\r\nLambda-Runtime-Function-Error-Type: ValueError\r\n\r\n"
     )
+
+
+def _views() -> list[memoryview]:
+    raw = bytearray(range(12))
+    return [
+        memoryview(array.array("H", [1, 2, 515])),  # items of 2 bytes
+        memoryview(raw).cast("B", (3, 4)),  # 2-D
+        memoryview(raw)[::2],  # strided: not contiguous
+        memoryview(array.array("H", range(8)))[1::3],  # strided items of 2 bytes
+    ]
+
+
+@pytest.mark.parametrize("view", _views(), ids=["uint16", "2-d", "strided", "strided-uint16"])
+def test_any_memoryview_is_sent_as_its_bytes(peer: Callable[..., Peer], view: memoryview) -> None:
+    """docs/handlers.md, docs/streaming.md: a memoryview result or chunk is sent raw, whatever
+    its format, shape or strides (its bytes as bytes(view) gives them).
+
+    Regression: a strided view used to fail at the send (TypeError from the concatenation)
+    instead of going out. Kills the _byte_view mutants that skip or break the cast to a flat
+    view of bytes (runtime.http.x__byte_view__mutmut_6, _7, _10 to _14 before that fix).
+    """
+    expected = view.tobytes()
+    p = peer([REQ, send(resp(202)), REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("POST", "/x/response", (), view)
+    conn.request_chunked("POST", "/s", STREAM_HEADERS, [view])
+    _, data, length, _ = conn.encode_request("POST", "/x/response", (), view)
+    finish(conn, p)
+    assert [r.body for r in p.conns[0].requests] == [expected, expected]
+    # For a client doing its own I/O: len() of what it sends counts bytes, like the length.
+    assert (length, len(data), bytes(data)) == (len(expected), len(expected), expected)
 
 
 def test_non_bytes_chunk_aborts_the_stream_cleanly(peer: Callable[..., Peer]) -> None:
