@@ -351,6 +351,23 @@ def test_the_user_agent_goes_into_every_request_head(peer: Callable[..., Peer]) 
     )
 
 
+def test_header_values_decoded_with_surrogateescape_go_back_as_their_bytes(
+    peer: Callable[..., Peer],
+) -> None:
+    """A response header value that was not UTF-8 can be forwarded in a request unchanged.
+
+    Kills runtime.http.x__encode__mutmut_4 (strict UTF-8: a RequestError instead).
+    """
+    raw = b"HTTP/1.1 200 OK\r\nX-Tenant: caf\xe9\r\nContent-Length: 0\r\n\r\n"
+    p = peer([REQ, send(raw), REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", p.port)
+    tenant = conn.request("GET", NEXT).headers["x-tenant"]
+    conn.request("POST", "/x/response", [("X-Tenant", tenant)], b"{}")
+    finish(conn, p)
+    assert tenant == "caf\udce9"
+    assert b"\r\nX-Tenant: caf\xe9\r\n" in p.conns[0].requests[1].raw
+
+
 def test_any_token_is_a_header_name(peer: Callable[..., Peer]) -> None:
     """Not only letters and dashes: every RFC 9110 token character may be in a name.
 
@@ -1099,6 +1116,24 @@ def test_a_large_body_interrupted_mid_send_still_goes_out_whole(
 
 
 # --- connection drops --------------------------------------------------------------------
+
+
+def test_a_bogus_huge_content_length_allocates_only_as_data_arrives(
+    peer: Callable[..., Peer],
+) -> None:
+    """A declared length is trusted up to 16 MiB of allocation, not more, before data comes.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_exact__mutmut_12 (an allocation of the declared
+    length: MemoryError) and _18, _23 (the message).
+    """
+    huge = 10**18 - 1
+    p = peer([REQ, send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nabcde" % huge), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    message = f"connection closed in the body: 5 of {huge} bytes received"
+    assert str(info.value) == f"GET {NEXT} on 127.0.0.1:{p.port}: {message}"
 
 
 @pytest.mark.parametrize("drop", [CLOSE, RESET], ids=["fin", "rst"])
