@@ -996,14 +996,24 @@ def test_close_delimited_body_then_new_connection(peer: Callable[..., Peer]) -> 
     assert [len(c.requests) for c in p.conns] == [1, 1]
 
 
-def test_no_retry_after_part_of_a_close_delimited_body(peer: Callable[..., Peer]) -> None:
-    """Body bytes count as a started response, also when the body runs to the end of stream.
+@pytest.mark.parametrize(
+    ("head", "body"),
+    [
+        (b"HTTP/1.1 200 OK\r\n\r\n", b"part"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart", b"more"),
+        (_CHUNKED_HEAD + b"20000\r\npart", b"more"),
+    ],
+    ids=["close-delimited", "content-length", "large-chunk"],
+)
+def test_no_retry_after_part_of_a_body(peer: Callable[..., Peer], head: bytes, body: bytes) -> None:
+    """Body bytes count as a started response, however the body is framed: a reset after
+    them is not taken for a stale connection, and the request is not sent again.
 
-    Kills runtime.http.xǁResponseReaderǁ_read_to_eof__mutmut_11 and _12 (a reset mid-body
-    taken for a stale connection, and the request sent again).
+    Kills runtime.http.xǁResponseReaderǁ_read_to_eof__mutmut_11, _12 and _recv_exact__mutmut_27,
+    _28 (``started`` cleared by body bytes received straight into the body).
     """
-    body_later = send(b"HTTP/1.1 200 OK\r\n\r\npart", each=19, delay=0.03)  # the head, then
-    p = peer([REQ, send(resp(200, b"first")), REQ, body_later, RESET])
+    pieces = [send(head, each=len(head), delay=0.03), send(body, each=len(body), delay=0.03)]
+    p = peer([REQ, send(resp(200, b"first")), REQ, *pieces, RESET])
     conn = Connection("127.0.0.1", p.port)
     conn.request("GET", NEXT)
     with pytest.raises(ConnectionClosed, match=r"^GET /stream on .*: ConnectionResetError: "):
@@ -1198,9 +1208,43 @@ def test_connection_refused_names_the_address() -> None:
     port = probe.getsockname()[1]
     probe.close()
     conn = Connection("127.0.0.1", port)
-    with pytest.raises(ConnectError, match=f"127.0.0.1:{port}") as info:
+    with pytest.raises(ConnectError) as info:
         conn.request("GET", NEXT)
     assert isinstance(info.value, ConnectionClosed)
+    # Kills runtime.http.xǁConnectionǁ_connect__mutmut_36 (the socket error lost).
+    expected = f"cannot connect to 127.0.0.1:{port}: [Errno 111] Connection refused"
+    assert str(info.value) == expected
+
+
+def test_an_address_that_cannot_be_resolved_is_a_connect_error() -> None:
+    """Kills runtime.http.xǁConnectionǁ_connect__mutmut_18 (the message). A numeric host, so
+    no resolver is asked: the invalid port is what fails."""
+    conn = Connection("127.0.0.1", -1)
+    with pytest.raises(ConnectError, match=r"^cannot resolve 127\.0\.0\.1:-1: \[Errno -8\] "):
+        conn.request("GET", NEXT)
+
+
+def test_the_host_connected_to_is_the_one_given() -> None:
+    """127.0.0.2 is loopback too, but not where a default host would lead.
+
+    Kills runtime.http.xǁConnectionǁ_connect__mutmut_2 and _9 (no host given to getaddrinfo).
+    """
+    served: list[socket.socket] = []
+
+    def serve(listener: socket.socket) -> None:
+        sock, _ = listener.accept()
+        served.append(sock)  # kept open until the client is done
+        sock.sendall(resp(200, b"2"))
+
+    with socket.create_server(("127.0.0.2", 0)) as listener:
+        listener.settimeout(TIMEOUT)
+        server = threading.Thread(target=serve, args=(listener,), daemon=True)
+        server.start()
+        conn = Connection("127.0.0.2", listener.getsockname()[1])
+        assert conn.request("GET", NEXT).body == b"2"
+        server.join()
+        conn.close()
+        served[0].close()
 
 
 def test_protocol_error_closes_and_next_request_reconnects(peer: Callable[..., Peer]) -> None:
