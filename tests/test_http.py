@@ -755,6 +755,42 @@ def test_chunk_size_lines(peer: Callable[..., Peer], size_line: bytes, message: 
     finish(conn, p)
 
 
+@pytest.mark.parametrize("where", ["header", "trailer"])
+def test_a_field_line_without_a_colon_is_refused_even_alone(
+    peer: Callable[..., Peer], where: str
+) -> None:
+    """Kills runtime.http.x__parse_fields__mutmut_32 (only lines with a colon made it look)."""
+    if where == "header":
+        raw, what = b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "response header block line 1"
+    else:
+        raw, what = _CHUNKED_HEAD + b"0\r\nNoColon\r\n\r\n", "trailer section line 0"
+    p = peer([REQ, send(raw)])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == f"{what}: missing ':': b'NoColon'"
+
+
+def test_only_spaces_and_tabs_are_trimmed_from_field_values(peer: Callable[..., Peer]) -> None:
+    """OWS is SP and HTAB (RFC 9110 5.6.3); other octets at the edges are part of the value,
+    also in trailers, where a control octet is data as in the header block.
+
+    Kills runtime.http.x__parse_fields__mutmut_12 (a trailer's control octet refused), _46,
+    _47 and _49 (other characters trimmed).
+    """
+    raw = (
+        b"HTTP/1.1 200 OK\r\nX-One: \t\x0bv\x0c \r\nX-Multi: Xa\r\nX-Multi:  \x0bbX\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: \x01t\x01\r\nX-U: Xu\r\n\r\n"
+    )
+    p = peer([REQ, send(raw)])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (r.headers["x-one"], r.headers["x-multi"]) == ("\x0bv\x0c", "Xa, \x0bbX")
+    assert r.trailers == {"x-t": "\x01t\x01", "x-u": "Xu"}
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
