@@ -294,6 +294,16 @@ def finish(conn: Connection, p: Peer) -> None:
     p.stop()
 
 
+def protocol_error(peer: Callable[..., Peer], answer: bytes) -> str:
+    """The message of the ProtocolError that a GET answered with ``answer`` raises."""
+    p = peer([REQ, send(answer)])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    return str(info.value)
+
+
 # --- requests as the server sees them ---------------------------------------------------
 
 
@@ -619,12 +629,10 @@ def test_101_switching_protocols_is_refused(peer: Callable[..., Peer]) -> None:
 
     Kills runtime.http.xǁResponseReaderǁread_response__mutmut_43.
     """
-    p = peer([REQ, send(b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + resp(200, b"x"))])
-    conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    finish(conn, p)
-    assert str(info.value) == "unexpected 101 Switching Protocols (no upgrade was requested)"
+    assert (
+        protocol_error(peer, b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + resp(200, b"x"))
+        == "unexpected 101 Switching Protocols (no upgrade was requested)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -643,12 +651,10 @@ def test_a_malformed_status_line_is_refused(peer: Callable[..., Peer], line: byt
     Kills runtime.http.x__parse_head__mutmut_20, _28, _29 and _39, _42, _43 (a line that is not
     UTF-8 quoted as a UnicodeEncodeError instead).
     """
-    p = peer([REQ, send(line + b"\r\nContent-Length: 0\r\n\r\n")])
-    conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    finish(conn, p)
-    assert str(info.value) == f"invalid status line {line!r}"
+    assert (
+        protocol_error(peer, line + b"\r\nContent-Length: 0\r\n\r\n")
+        == f"invalid status line {line!r}"
+    )
 
 
 def test_a_status_line_without_a_reason_is_accepted(peer: Callable[..., Peer]) -> None:
@@ -715,12 +721,7 @@ def test_doubtful_framing_is_a_protocol_error(
 
     Kills runtime.http.xǁResponseReaderǁread_response__mutmut_86.
     """
-    p = peer([REQ, send(head + b"5\r\nhello\r\n0\r\n\r\n")])
-    conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    finish(conn, p)
-    assert str(info.value) == message
+    assert protocol_error(peer, head + b"5\r\nhello\r\n0\r\n\r\n") == message
 
 
 @pytest.mark.parametrize(
@@ -764,12 +765,7 @@ def test_a_field_line_without_a_colon_is_refused_even_alone(
         raw, what = b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "response header block line 1"
     else:
         raw, what = _CHUNKED_HEAD + b"0\r\nNoColon\r\n\r\n", "trailer section line 0"
-    p = peer([REQ, send(raw)])
-    conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    finish(conn, p)
-    assert str(info.value) == f"{what}: missing ':': b'NoColon'"
+    assert protocol_error(peer, raw) == f"{what}: missing ':': b'NoColon'"
 
 
 def test_only_spaces_and_tabs_are_trimmed_from_field_values(peer: Callable[..., Peer]) -> None:
@@ -830,12 +826,7 @@ def test_a_malformed_field_line_is_named_with_its_number(
             b"X-Zero: 0\r\nX-Good: 1\r\n" + bad + b"\r\n\r\n"
         )
         what = "trailer section"  # line 0 is the first trailer
-    p = peer([REQ, send(raw)])
-    conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    finish(conn, p)
-    assert str(info.value) == f"{what} {message}: {bad!r}"
+    assert protocol_error(peer, raw) == f"{what} {message}: {bad!r}"
 
 
 @pytest.mark.parametrize(
