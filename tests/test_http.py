@@ -1251,6 +1251,61 @@ def test_an_address_that_cannot_be_resolved_is_a_connect_error() -> None:
         conn.request("GET", NEXT)
 
 
+def test_connecting_gives_up_after_the_connect_timeout() -> None:
+    """A peer that never completes the handshake (here: its accept queue is full, so the SYN
+    is dropped) costs ``connect_timeout``, not the kernel's minutes of SYN retries.
+
+    Kills runtime.http.xǁConnectionǁ_connect__mutmut_27 and __init____mutmut_9 (no timeout).
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # more than the queue holds
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    # Should the client wait for the SYN retries, the listener's end refuses it a second later.
+    closer = threading.Timer(1.0, listener.close)
+    closer.start()
+    try:
+        start = time.monotonic()
+        with pytest.raises(ConnectError, match=f"^cannot connect to 127.0.0.1:{port}: timed out$"):
+            Connection("127.0.0.1", port, connect_timeout=0.2).request("GET", NEXT)
+        assert time.monotonic() - start < 0.9
+    finally:
+        closer.cancel()
+        listener.close()
+        for filler in fillers:
+            filler.close()
+
+
+def test_an_ipv6_host_is_bracketed_in_the_host_header() -> None:
+    """RFC 9110 7.2 (uri-host): ``[::1]:port``. Kills runtime.http.xǁConnectionǁ__init____
+    mutmut_11 and _13."""
+    received: list[bytes] = []
+
+    def serve(listener: socket.socket) -> None:
+        sock, _ = listener.accept()
+        with sock:
+            received.append(sock.recv(65536))
+            sock.sendall(resp(200, b"6"))
+            sock.recv(1)  # until the client closes
+
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as listener:
+        listener.settimeout(TIMEOUT)
+        server = threading.Thread(target=serve, args=(listener,), daemon=True)
+        server.start()
+        port = listener.getsockname()[1]
+        conn = Connection("::1", port)
+        assert conn.request("GET", NEXT).body == b"6"
+        conn.close()
+        server.join(TIMEOUT)
+    assert received == [f"GET {NEXT} HTTP/1.1\r\nHost: [::1]:{port}\r\n\r\n".encode()]
+
+
 def test_the_host_connected_to_is_the_one_given() -> None:
     """127.0.0.2 is loopback too, but not where a default host would lead.
 
