@@ -593,6 +593,11 @@ def _byte_view(data: Buffer) -> tuple[Buffer, int]:
     if type(data) is bytes or type(data) is bytearray:
         return data, len(data)
     if isinstance(data, memoryview):
+        if not data.c_contiguous:
+            # A strided view (``view[::2]``) can be neither cast nor sent in place: its bytes
+            # are sent from a copy, as they would be for bytes(view).
+            data = data.tobytes()
+            return data, len(data)
         if data.format != "B" or data.ndim != 1:
             try:
                 data = data.cast("B")

@@ -6,6 +6,7 @@ exactly what it received, so every test checks both directions of the wire.
 
 from __future__ import annotations
 
+import array
 import re
 import signal
 import socket
@@ -284,11 +285,23 @@ def resp(
 
 
 NEXT = "/2018-06-01/runtime/invocation/next"
+_CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+_PAD_HEAD = b"HTTP/1.1 200 OK\r\nX-Pad: "
 
 
 def finish(conn: Connection, p: Peer) -> None:
     conn.close()
     p.stop()
+
+
+def protocol_error(peer: Callable[..., Peer], answer: bytes) -> str:
+    """The message of the ProtocolError that a GET answered with ``answer`` raises."""
+    p = peer([REQ, send(answer)])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    return str(info.value)
 
 
 # --- requests as the server sees them ---------------------------------------------------
@@ -325,6 +338,59 @@ def test_get_and_post_reach_the_server_exactly(peer: Callable[..., Peer]) -> Non
     assert p.conns[0].eof and p.conns[0].extra == b""
 
 
+def test_the_user_agent_goes_into_every_request_head(peer: Callable[..., Peer]) -> None:
+    """The runtime always sets one (the Runtime API's user agent); every kind of head has it.
+
+    Kills runtime.http.xǁConnectionǁ_head__mutmut_26 and _32 (its line miscounted, so every
+    head taken for one with a line break in it).
+    """
+    p = peer([REQ, send(resp()), REQ, send(resp()), REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", p.port, user_agent="aws-lambda-python/3.11 (test)")
+    conn.request("GET", NEXT)
+    conn.request("POST", "/x/response", [("Content-Type", "a/b")], b"[1]")
+    conn.request_chunked("POST", "/s", STREAM_HEADERS, [b"data"])
+    finish(conn, p)
+    agents = [dict(r.headers).get("User-Agent") for r in p.conns[0].requests]
+    assert agents == ["aws-lambda-python/3.11 (test)"] * 3
+    assert (
+        p.conns[0].requests[0].raw
+        == (
+            f"GET {NEXT} HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\n"
+            "User-Agent: aws-lambda-python/3.11 (test)\r\n\r\n"
+        ).encode()
+    )
+
+
+def test_header_values_decoded_with_surrogateescape_go_back_as_their_bytes(
+    peer: Callable[..., Peer],
+) -> None:
+    """A response header value that was not UTF-8 can be forwarded in a request unchanged.
+
+    Kills runtime.http.x__encode__mutmut_4 (strict UTF-8: a RequestError instead).
+    """
+    raw = b"HTTP/1.1 200 OK\r\nX-Tenant: caf\xe9\r\nContent-Length: 0\r\n\r\n"
+    p = peer([REQ, send(raw), REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", p.port)
+    tenant = conn.request("GET", NEXT).headers["x-tenant"]
+    conn.request("POST", "/x/response", [("X-Tenant", tenant)], b"{}")
+    finish(conn, p)
+    assert tenant == "caf\udce9"
+    assert b"\r\nX-Tenant: caf\xe9\r\n" in p.conns[0].requests[1].raw
+
+
+def test_any_token_is_a_header_name(peer: Callable[..., Peer]) -> None:
+    """Not only letters and dashes: every RFC 9110 token character may be in a name.
+
+    Kills runtime.http.x__encode_fields__mutmut_1, _13 and _16 (such names refused).
+    """
+    name = "X_Amzn.Trace~Id!#$%&'*+^`|"
+    p = peer([REQ, send(resp())])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("POST", "/p", [(name, "v")], b"x")
+    finish(conn, p)
+    assert (name, "v") in p.conns[0].requests[0].headers
+
+
 def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
     context = '{"custom":{"name":"Zoë ✓"}}'
     raw = resp(200, b"", (f"Lambda-Runtime-Client-Context: {context}",)).replace(
@@ -340,37 +406,75 @@ def test_utf8_header_values_round_trip(peer: Callable[..., Peer]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "fragment"),
+    ("headers", "message"),
     [
-        ([("X-Evil", "a\r\nInjected: 1")], "X-Evil"),
-        ([("X-Evil", "a\nb")], "X-Evil"),
-        ([("X-Nul", "a\x00b")], "X-Nul"),
-        ([("X-Fine", "1"), ("X-Evil", "a\rb")], "'X-Evil'"),
-        ([("Bad Name", "v")], "Bad Name"),
-        ([("", "v")], "''"),
-        ([("Content-Length", "3")], "Content-Length"),
-        ([("transfer-encoding", "chunked")], "transfer-encoding"),
+        (
+            [("X-Evil", "a\r\nInjected: 1")],
+            "header 'X-Evil' contains a control character (CR, LF, NUL...)",
+        ),
+        ([("X-Evil", "a\nb")], "header 'X-Evil' contains a control character (CR, LF, NUL...)"),
+        ([("X-Nul", "a\x00b")], "header 'X-Nul' contains a control character (CR, LF, NUL...)"),
+        (
+            [("X-Fine", "1"), ("X-Evil", "a\rb")],
+            "header 'X-Evil' contains a control character (CR, LF, NUL...)",
+        ),
+        ([("Bad Name", "v")], "invalid header name 'Bad Name'"),
+        ([("", "v")], "invalid header name ''"),
+        ([("N\u00e4me", "v")], "invalid header name 'N\u00e4me'"),
+        (
+            [("Content-Length", "3")],
+            "header 'Content-Length' is set by the HTTP client, do not pass it",
+        ),
+        (
+            [("transfer-encoding", "chunked")],
+            "header 'transfer-encoding' is set by the HTTP client, do not pass it",
+        ),
     ],
 )
 def test_invalid_request_headers_are_refused_before_sending(
-    peer: Callable[..., Peer], headers: list[tuple[str, str]], fragment: str
+    peer: Callable[..., Peer], headers: list[tuple[str, str]], message: str
 ) -> None:
     """The error names the header at fault, or says the method or target is.
 
-    Kills runtime.http.x__check_head__mutmut_8 (the first header blamed) and _10 to _12 (the
-    message about the method or target lost or changed).
+    Kills runtime.http.x__check_head__mutmut_8 (the first header blamed), _10 to _12 (the
+    message about the method or target lost or changed) and xǁConnectionǁ_head__mutmut_8, _11,
+    _12, _44, _48, _49 (the kind of field misnamed), _50, _51 (an empty method or target, or a
+    space in the method, let through).
     """
     p = peer([])
     conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(RequestError, match=fragment):
+    with pytest.raises(RequestError) as info:
         conn.request("POST", "/p", headers, b"x")
-    with pytest.raises(RequestError):
-        conn.request("GET", "/a b")
+    assert str(info.value) == message
+    for method, target in [("GET", "/a b"), ("GE T", "/a"), ("", "/a"), ("GET", "")]:
+        with pytest.raises(RequestError) as info:
+            conn.request(method, target)
+        assert str(info.value) == f"invalid method {method!r} or target {target!r}"
     with pytest.raises(RequestError) as info:
         conn.request("GET", "/a\r\nX: y", [("X-Fine", "1")])
     assert str(info.value) == "method or target contains a control character or a line break"
     finish(conn, p)
     assert p.conns == [] and p.unexpected == 0, "nothing may be sent"
+
+
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [("/p", [("X-Bad", "\ud800")]), ("/\ud800", [])],
+    ids=["header", "target"],
+)
+def test_a_request_head_that_cannot_be_encoded_is_refused(
+    peer: Callable[..., Peer], target: str, headers: list[tuple[str, str]]
+) -> None:
+    """A lone surrogate (not one of surrogateescape's) has no bytes: refused, nothing sent.
+
+    Kills runtime.http.xǁConnectionǁ_head__mutmut_20 (the message).
+    """
+    p = peer([])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(RequestError, match=r"^request head cannot be encoded: .* surrogates not"):
+        conn.request("POST", target, headers, b"x")
+    finish(conn, p)
+    assert p.conns == [] and p.unexpected == 0
 
 
 # --- response framing ----------------------------------------------------------------
@@ -395,6 +499,37 @@ def test_byte_at_a_time_delivery(peer: Callable[..., Peer]) -> None:
     }
     assert (r2.body, r2.trailers) == (b"abcd", {"x-t": "done"})
     assert len(p.conns) == 1
+
+
+def test_a_head_arriving_in_pieces_ends_at_its_first_blank_line(
+    peer: Callable[..., Peer],
+) -> None:
+    """A body that contains CRLFCRLF is still body. Kills runtime.http.xǁResponseReaderǁ
+    _read_block__mutmut_11 (the last blank line in the buffer taken as the end of the head)."""
+    raw = resp(200, b"a\r\n\r\nb") + resp(202, b"\r\n\r\n")
+    p = peer([REQ, send(raw[:10], each=10, delay=0.03), send(raw[10:]), REQ])
+    conn = Connection("127.0.0.1", p.port)
+    first = conn.request("POST", "/x/response", (), b"[1]", then=("GET", NEXT))
+    second = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (first.status, first.body, second.status, second.body) == (
+        200,
+        b"a\r\n\r\nb",
+        202,
+        b"\r\n\r\n",
+    )
+
+
+def test_an_empty_head_is_an_invalid_status_line(peer: Callable[..., Peer]) -> None:
+    """A blank line where the status line should be is not skipped. Kills runtime.http.
+    xǁResponseReaderǁ_read_block__mutmut_13 and _14 (a head ending at 0 not seen)."""
+    rest = b"\r\n" + resp(200, b"late")
+    p = peer([REQ, send(b"\r\n", each=2, delay=0.03), send(rest)])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ProtocolError) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    assert str(info.value) == "invalid status line b''"
 
 
 def test_chunked_body_with_extensions_and_trailers(peer: Callable[..., Peer]) -> None:
@@ -422,17 +557,31 @@ def test_chunked_body_with_extensions_and_trailers(peer: Callable[..., Peer]) ->
     assert len(p.conns) == 1
 
 
-def test_a_chunk_size_line_as_long_as_the_limit_is_refused_without_waiting(
-    peer: Callable[..., Peer],
+@pytest.mark.parametrize(
+    ("sent", "message"),
+    [
+        (
+            _PAD_HEAD + b"p" * (65536 - len(_PAD_HEAD)),
+            "response header block exceeds 65536 bytes",
+        ),
+        (
+            _CHUNKED_HEAD + b"a" * 65536,
+            "chunk-size line exceeds 65536 bytes: " + repr(b"a" * 80) + "...",
+        ),
+    ],
+    ids=["header-block", "chunk-size-line"],
+)
+def test_64k_without_the_end_of_a_head_or_line_is_refused_without_waiting(
+    peer: Callable[..., Peer], sent: bytes, message: str
 ) -> None:
-    """A line that has reached the 64 KiB limit without its CRLF is a ProtocolError at once,
-    naming it, not a wait for more (which here would end in a ConnectionClosed).
+    """A head or line that has reached the 64 KiB limit without its end is a ProtocolError at
+    once, naming it, not a wait for more (which here would end in a ConnectionClosed).
 
-    Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_15 to _17.
+    Kills runtime.http.xǁResponseReaderǁ_read_block__mutmut_16, _17 and _read_line__mutmut_15
+    to _17.
     """
     later = threading.Event()
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    p = peer([REQ, send(head + b"a" * 65536), wait(later), CLOSE])
+    p = peer([REQ, send(sent), wait(later), CLOSE])
     conn = Connection("127.0.0.1", p.port)
     timer = threading.Timer(0.1, later.set)
     timer.start()
@@ -440,7 +589,7 @@ def test_a_chunk_size_line_as_long_as_the_limit_is_refused_without_waiting(
         conn.request("GET", NEXT)
     timer.join()
     finish(conn, p)
-    assert str(info.value) == "chunk-size line exceeds 65536 bytes: " + repr(b"a" * 80) + "..."
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize(("size", "accepted"), [(65536, True), (65537, False)])
@@ -450,7 +599,7 @@ def test_a_chunk_size_line_may_take_64k_with_its_crlf(
     """Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_27 to _31 (the bound moved, or
     the message lost)."""
     line = b"5;" + b"x" * (size - 4)  # + CRLF: size bytes
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + line + b"\r\nhello\r\n0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
     if accepted:
@@ -464,7 +613,7 @@ def test_a_chunk_size_line_may_take_64k_with_its_crlf(
 
 def test_connection_closed_in_a_chunk_size_line_shows_it(peer: Callable[..., Peer]) -> None:
     """Kills runtime.http.xǁResponseReaderǁ_read_line__mutmut_25 and _26 (the message)."""
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + b"5;ab"), CLOSE])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(ConnectionClosed) as info:
@@ -480,12 +629,10 @@ def test_101_switching_protocols_is_refused(peer: Callable[..., Peer]) -> None:
 
     Kills runtime.http.xǁResponseReaderǁread_response__mutmut_43.
     """
-    p = peer([REQ, send(b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + resp(200, b"x"))])
-    conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    finish(conn, p)
-    assert str(info.value) == "unexpected 101 Switching Protocols (no upgrade was requested)"
+    assert (
+        protocol_error(peer, b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + resp(200, b"x"))
+        == "unexpected 101 Switching Protocols (no upgrade was requested)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -504,12 +651,10 @@ def test_a_malformed_status_line_is_refused(peer: Callable[..., Peer], line: byt
     Kills runtime.http.x__parse_head__mutmut_20, _28, _29 and _39, _42, _43 (a line that is not
     UTF-8 quoted as a UnicodeEncodeError instead).
     """
-    p = peer([REQ, send(line + b"\r\nContent-Length: 0\r\n\r\n")])
-    conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    finish(conn, p)
-    assert str(info.value) == f"invalid status line {line!r}"
+    assert (
+        protocol_error(peer, line + b"\r\nContent-Length: 0\r\n\r\n")
+        == f"invalid status line {line!r}"
+    )
 
 
 def test_a_status_line_without_a_reason_is_accepted(peer: Callable[..., Peer]) -> None:
@@ -576,12 +721,7 @@ def test_doubtful_framing_is_a_protocol_error(
 
     Kills runtime.http.xǁResponseReaderǁread_response__mutmut_86.
     """
-    p = peer([REQ, send(head + b"5\r\nhello\r\n0\r\n\r\n")])
-    conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    finish(conn, p)
-    assert str(info.value) == message
+    assert protocol_error(peer, head + b"5\r\nhello\r\n0\r\n\r\n") == message
 
 
 @pytest.mark.parametrize(
@@ -604,7 +744,7 @@ def test_chunk_size_lines(peer: Callable[..., Peer], size_line: bytes, message: 
 
     Kills runtime.http.x__parse_chunk_size__mutmut_6, _8, _9, _10, _15 to _18, _23, _24.
     """
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + size_line + b"\r\nhello\r\n0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
     if message is None:
@@ -614,6 +754,37 @@ def test_chunk_size_lines(peer: Callable[..., Peer], size_line: bytes, message: 
             conn.request("GET", NEXT)
         assert str(info.value) == message
     finish(conn, p)
+
+
+@pytest.mark.parametrize("where", ["header", "trailer"])
+def test_a_field_line_without_a_colon_is_refused_even_alone(
+    peer: Callable[..., Peer], where: str
+) -> None:
+    """Kills runtime.http.x__parse_fields__mutmut_32 (only lines with a colon made it look)."""
+    if where == "header":
+        raw, what = b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "response header block line 1"
+    else:
+        raw, what = _CHUNKED_HEAD + b"0\r\nNoColon\r\n\r\n", "trailer section line 0"
+    assert protocol_error(peer, raw) == f"{what}: missing ':': b'NoColon'"
+
+
+def test_only_spaces_and_tabs_are_trimmed_from_field_values(peer: Callable[..., Peer]) -> None:
+    """OWS is SP and HTAB (RFC 9110 5.6.3); other octets at the edges are part of the value,
+    also in trailers, where a control octet is data as in the header block.
+
+    Kills runtime.http.x__parse_fields__mutmut_12 (a trailer's control octet refused), _46,
+    _47 and _49 (other characters trimmed).
+    """
+    raw = (
+        b"HTTP/1.1 200 OK\r\nX-One: \t\x0bv\x0c \r\nX-Multi: Xa\r\nX-Multi:  \x0bbX\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: \x01t\x01\r\nX-U: Xu\r\n\r\n"
+    )
+    p = peer([REQ, send(raw)])
+    conn = Connection("127.0.0.1", p.port)
+    r = conn.request("GET", NEXT)
+    finish(conn, p)
+    assert (r.headers["x-one"], r.headers["x-multi"]) == ("\x0bv\x0c", "Xa, \x0bbX")
+    assert r.trailers == {"x-t": "\x01t\x01", "x-u": "Xu"}
 
 
 @pytest.mark.parametrize(
@@ -655,12 +826,7 @@ def test_a_malformed_field_line_is_named_with_its_number(
             b"X-Zero: 0\r\nX-Good: 1\r\n" + bad + b"\r\n\r\n"
         )
         what = "trailer section"  # line 0 is the first trailer
-    p = peer([REQ, send(raw)])
-    conn = Connection("127.0.0.1", p.port)
-    with pytest.raises(ProtocolError) as info:
-        conn.request("GET", NEXT)
-    finish(conn, p)
-    assert str(info.value) == f"{what} {message}: {bad!r}"
+    assert protocol_error(peer, raw) == f"{what} {message}: {bad!r}"
 
 
 @pytest.mark.parametrize(
@@ -684,7 +850,7 @@ def test_connection_closed_in_a_chunked_body_says_where(
     """Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_30, _39, _40 (how much of the
     chunk came), _49, _50 (a CRLF taken as incomplete), _52 to _55 and _74, _78, _79 (the
     message)."""
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + body), CLOSE])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(ConnectionClosed) as info:
@@ -700,7 +866,7 @@ def test_chunk_data_must_end_with_crlf(peer: Callable[..., Peer], after: bytes) 
     Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_56 (half a CRLF accepted) and
     _63 to _68 (the message).
     """
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     p = peer([REQ, send(head + b"5\r\nhello" + after + b"0\r\n\r\n")])
     conn = Connection("127.0.0.1", p.port)
     with pytest.raises(ProtocolError) as info:
@@ -734,7 +900,7 @@ def test_the_trailer_section_is_bounded_as_a_whole(
     Kills runtime.http.xǁResponseReaderǁ_read_chunked__mutmut_82 to _85 (the budget lost or
     miscounted).
     """
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = _CHUNKED_HEAD
     trailer = b"".join(line + b"\r\n" for line in lines) + b"\r\n"
     p = peer([REQ, send(head + b"2\r\nok\r\n0\r\n" + trailer)])
     conn = Connection("127.0.0.1", p.port)
@@ -744,6 +910,39 @@ def test_the_trailer_section_is_bounded_as_a_whole(
         assert r.trailers == dict(line.decode().lower().split(": ") for line in lines)
     else:
         with pytest.raises(ProtocolError, match=r"^trailer section exceeds \d+ bytes"):
+            conn.request("GET", NEXT)
+    finish(conn, p)
+
+
+def test_connection_closed_after_an_interim_response_says_so(peer: Callable[..., Peer]) -> None:
+    """Kills runtime.http.xǁResponseReaderǁ_read_block__mutmut_29 to _31."""
+    p = peer([REQ, send(b"HTTP/1.1 100 Continue\r\n\r\n"), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request("POST", "/p", (), b"body")
+    finish(conn, p)
+    message = f"POST /p on 127.0.0.1:{p.port}: connection closed after an interim (1xx) response"
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("size", "accepted"), [(65536, True), (65537, False)])
+def test_a_header_block_in_pieces_may_take_64k_with_its_blank_line(
+    peer: Callable[..., Peer], size: int, accepted: bool
+) -> None:
+    """The same bound when the head arrives in pieces as when it arrives at once.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_block__mutmut_36 and _37.
+    """
+    tail = b"\r\nContent-Length: 0\r\n\r\n"
+    pad = size - len(_PAD_HEAD) - len(tail)
+    raw = _PAD_HEAD + b"p" * pad + tail
+    p = peer([REQ, send(raw[:1000], each=1000, delay=0.03), send(raw[1000:])])
+    conn = Connection("127.0.0.1", p.port)
+    if accepted:
+        r = conn.request("GET", NEXT)
+        assert (r.status, len(r.headers["x-pad"])) == (200, pad)
+    else:
+        with pytest.raises(ProtocolError, match=r"^response header block exceeds 65536 bytes$"):
             conn.request("GET", NEXT)
     finish(conn, p)
 
@@ -824,14 +1023,24 @@ def test_close_delimited_body_then_new_connection(peer: Callable[..., Peer]) -> 
     assert [len(c.requests) for c in p.conns] == [1, 1]
 
 
-def test_no_retry_after_part_of_a_close_delimited_body(peer: Callable[..., Peer]) -> None:
-    """Body bytes count as a started response, also when the body runs to the end of stream.
+@pytest.mark.parametrize(
+    ("head", "body"),
+    [
+        (b"HTTP/1.1 200 OK\r\n\r\n", b"part"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart", b"more"),
+        (_CHUNKED_HEAD + b"20000\r\npart", b"more"),
+    ],
+    ids=["close-delimited", "content-length", "large-chunk"],
+)
+def test_no_retry_after_part_of_a_body(peer: Callable[..., Peer], head: bytes, body: bytes) -> None:
+    """Body bytes count as a started response, however the body is framed: a reset after
+    them is not taken for a stale connection, and the request is not sent again.
 
-    Kills runtime.http.xǁResponseReaderǁ_read_to_eof__mutmut_11 and _12 (a reset mid-body
-    taken for a stale connection, and the request sent again).
+    Kills runtime.http.xǁResponseReaderǁ_read_to_eof__mutmut_11, _12 and _recv_exact__mutmut_27,
+    _28 (``started`` cleared by body bytes received straight into the body).
     """
-    body_later = send(b"HTTP/1.1 200 OK\r\n\r\npart", each=19, delay=0.03)  # the head, then
-    p = peer([REQ, send(resp(200, b"first")), REQ, body_later, RESET])
+    pieces = [send(head, each=len(head), delay=0.03), send(body, each=len(body), delay=0.03)]
+    p = peer([REQ, send(resp(200, b"first")), REQ, *pieces, RESET])
     conn = Connection("127.0.0.1", p.port)
     conn.request("GET", NEXT)
     with pytest.raises(ConnectionClosed, match=r"^GET /stream on .*: ConnectionResetError: "):
@@ -946,6 +1155,24 @@ def test_a_large_body_interrupted_mid_send_still_goes_out_whole(
 # --- connection drops --------------------------------------------------------------------
 
 
+def test_a_bogus_huge_content_length_allocates_only_as_data_arrives(
+    peer: Callable[..., Peer],
+) -> None:
+    """A declared length is trusted up to 16 MiB of allocation, not more, before data comes.
+
+    Kills runtime.http.xǁResponseReaderǁ_read_exact__mutmut_12 (an allocation of the declared
+    length: MemoryError) and _18, _23 (the message).
+    """
+    huge = 10**18 - 1
+    p = peer([REQ, send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nabcde" % huge), CLOSE])
+    conn = Connection("127.0.0.1", p.port)
+    with pytest.raises(ConnectionClosed) as info:
+        conn.request("GET", NEXT)
+    finish(conn, p)
+    message = f"connection closed in the body: 5 of {huge} bytes received"
+    assert str(info.value) == f"GET {NEXT} on 127.0.0.1:{p.port}: {message}"
+
+
 @pytest.mark.parametrize("drop", [CLOSE, RESET], ids=["fin", "rst"])
 def test_stale_keep_alive_is_retried_once(peer: Callable[..., Peer], drop: Step) -> None:
     p = peer([REQ, send(resp(200, b"first")), drop], [REQ, send(resp(202, b"second"))])
@@ -1008,9 +1235,98 @@ def test_connection_refused_names_the_address() -> None:
     port = probe.getsockname()[1]
     probe.close()
     conn = Connection("127.0.0.1", port)
-    with pytest.raises(ConnectError, match=f"127.0.0.1:{port}") as info:
+    with pytest.raises(ConnectError) as info:
         conn.request("GET", NEXT)
     assert isinstance(info.value, ConnectionClosed)
+    # Kills runtime.http.xǁConnectionǁ_connect__mutmut_36 (the socket error lost).
+    expected = f"cannot connect to 127.0.0.1:{port}: [Errno 111] Connection refused"
+    assert str(info.value) == expected
+
+
+def test_an_address_that_cannot_be_resolved_is_a_connect_error() -> None:
+    """Kills runtime.http.xǁConnectionǁ_connect__mutmut_18 (the message). A numeric host, so
+    no resolver is asked: the invalid port is what fails."""
+    conn = Connection("127.0.0.1", -1)
+    with pytest.raises(ConnectError, match=r"^cannot resolve 127\.0\.0\.1:-1: \[Errno -8\] "):
+        conn.request("GET", NEXT)
+
+
+def test_connecting_gives_up_after_the_connect_timeout() -> None:
+    """A peer that never completes the handshake (here: its accept queue is full, so the SYN
+    is dropped) costs ``connect_timeout``, not the kernel's minutes of SYN retries.
+
+    Kills runtime.http.xǁConnectionǁ_connect__mutmut_27 and __init____mutmut_9 (no timeout).
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # more than the queue holds
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    # Should the client wait for the SYN retries, the listener's end refuses it a second later.
+    closer = threading.Timer(1.0, listener.close)
+    closer.start()
+    try:
+        start = time.monotonic()
+        with pytest.raises(ConnectError, match=f"^cannot connect to 127.0.0.1:{port}: timed out$"):
+            Connection("127.0.0.1", port, connect_timeout=0.2).request("GET", NEXT)
+        assert time.monotonic() - start < 0.9
+    finally:
+        closer.cancel()
+        listener.close()
+        for filler in fillers:
+            filler.close()
+
+
+def test_an_ipv6_host_is_bracketed_in_the_host_header() -> None:
+    """RFC 9110 7.2 (uri-host): ``[::1]:port``. Kills runtime.http.xǁConnectionǁ__init____
+    mutmut_11 and _13."""
+    received: list[bytes] = []
+
+    def serve(listener: socket.socket) -> None:
+        sock, _ = listener.accept()
+        with sock:
+            received.append(sock.recv(65536))
+            sock.sendall(resp(200, b"6"))
+            sock.recv(1)  # until the client closes
+
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as listener:
+        listener.settimeout(TIMEOUT)
+        server = threading.Thread(target=serve, args=(listener,), daemon=True)
+        server.start()
+        port = listener.getsockname()[1]
+        conn = Connection("::1", port)
+        assert conn.request("GET", NEXT).body == b"6"
+        conn.close()
+        server.join(TIMEOUT)
+    assert received == [f"GET {NEXT} HTTP/1.1\r\nHost: [::1]:{port}\r\n\r\n".encode()]
+
+
+def test_the_host_connected_to_is_the_one_given() -> None:
+    """127.0.0.2 is loopback too, but not where a default host would lead.
+
+    Kills runtime.http.xǁConnectionǁ_connect__mutmut_2 and _9 (no host given to getaddrinfo).
+    """
+    served: list[socket.socket] = []
+
+    def serve(listener: socket.socket) -> None:
+        sock, _ = listener.accept()
+        served.append(sock)  # kept open until the client is done
+        sock.sendall(resp(200, b"2"))
+
+    with socket.create_server(("127.0.0.2", 0)) as listener:
+        listener.settimeout(TIMEOUT)
+        server = threading.Thread(target=serve, args=(listener,), daemon=True)
+        server.start()
+        conn = Connection("127.0.0.2", listener.getsockname()[1])
+        assert conn.request("GET", NEXT).body == b"2"
+        server.join()
+        conn.close()
+        served[0].close()
 
 
 def test_protocol_error_closes_and_next_request_reconnects(peer: Callable[..., Peer]) -> None:
@@ -1356,6 +1672,37 @@ def test_error_in_chunk_source_terminates_request_and_raises_stream_aborted(
     assert got.raw.endswith(
         b"7\r\npartial\r\n0\r\nLambda-Runtime-Function-Error-Type: ValueError\r\n\r\n"
     )
+
+
+def _views() -> list[memoryview]:
+    raw = bytearray(range(12))
+    return [
+        memoryview(array.array("H", [1, 2, 515])),  # items of 2 bytes
+        memoryview(raw).cast("B", (3, 4)),  # 2-D
+        memoryview(raw)[::2],  # strided: not contiguous
+        memoryview(array.array("H", range(8)))[1::3],  # strided items of 2 bytes
+    ]
+
+
+@pytest.mark.parametrize("view", _views(), ids=["uint16", "2-d", "strided", "strided-uint16"])
+def test_any_memoryview_is_sent_as_its_bytes(peer: Callable[..., Peer], view: memoryview) -> None:
+    """docs/handlers.md, docs/streaming.md: a memoryview result or chunk is sent raw, whatever
+    its format, shape or strides (its bytes as bytes(view) gives them).
+
+    Regression: a strided view used to fail at the send (TypeError from the concatenation)
+    instead of going out. Kills the _byte_view mutants that skip or break the cast to a flat
+    view of bytes (runtime.http.x__byte_view__mutmut_6, _7, _10 to _14 before that fix).
+    """
+    expected = view.tobytes()
+    p = peer([REQ, send(resp(202)), REQ, send(resp(202))])
+    conn = Connection("127.0.0.1", p.port)
+    conn.request("POST", "/x/response", (), view)
+    conn.request_chunked("POST", "/s", STREAM_HEADERS, [view])
+    _, data, length, _ = conn.encode_request("POST", "/x/response", (), view)
+    finish(conn, p)
+    assert [r.body for r in p.conns[0].requests] == [expected, expected]
+    # For a client doing its own I/O: len() of what it sends counts bytes, like the length.
+    assert (length, len(data), bytes(data)) == (len(expected), len(expected), expected)
 
 
 def test_non_bytes_chunk_aborts_the_stream_cleanly(peer: Callable[..., Peer]) -> None:
