@@ -633,3 +633,17 @@ def test_every_option_of_the_code_is_in_the_configuration_table() -> None:
     }
     missing = sorted((flags | keywords | build_args) - documented)
     assert not missing, f"docs/configuration.md has no row for: {missing}"
+
+
+def test_the_testing_page_lists_every_judged_mutant_with_its_reason() -> None:
+    """The testing page is where mutants judged equivalent are listed with their reasons: its
+    table must be exactly what tests/mutation/equivalent.tsv holds (regenerate it with
+    `.venv/bin/python tests/mutation/report.py --docs docs/testing.md`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report", REPO / "tests/mutation/report.py")
+    assert spec is not None and spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    page = (DOCS / "testing.md").read_text("utf-8")
+    assert page == report.with_judged_table(page)
