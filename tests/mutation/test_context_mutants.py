@@ -62,9 +62,10 @@ def test_a_handler_finds_its_own_invoke_in_current_context(
 
 # Run in a child: isolate_threads patches threading for the whole process, for good.
 _THREADS_SCRIPT = r"""
-import _thread, json, threading, time
+import _thread, json, threading
 from concurrent.futures import ThreadPoolExecutor
-from runtime.context import LambdaContext, enter_invoke, leave_invoke, invoke_context, isolate_threads
+from runtime.context import (LambdaContext, enter_invoke, leave_invoke, invoke_context,
+    isolate_threads)
 
 def ctx(rid):
     return LambdaContext(aws_request_id=rid, deadline_ms=0, invoked_function_arn="a",
@@ -95,7 +96,8 @@ t = threading.Thread(target=lambda: seen.append(invoke_context().aws_request_id)
 t.start(); t.join()
 out["thread"] = seen[0]
 with ThreadPoolExecutor(1) as pool:
-    out["pool"] = pool.submit(lambda a, *, b: (a, b, invoke_context().aws_request_id), 1, b=2).result()
+    call = lambda a, *, b: (a, b, invoke_context().aws_request_id)
+    out["pool"] = pool.submit(call, 1, b=2).result()
 leave_invoke(token)
 print(json.dumps(out))
 """
