@@ -1,0 +1,234 @@
+"""Lifecycle promises of runtime.bootstrap that `make mutate` showed no unit test held (see
+README.md here).
+
+Each test drives the real code in-process (``main``, ``Invoker``, ``InvokeSteps``,
+``snapshot_and_restore``) against a Runtime API on a loopback socket, and checks what a user
+sees: what the Runtime API receives, the function log, the exit status, the context."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from runtime_support import Post, RuntimeAPIStub
+from test_http import peer
+
+from runtime import bootstrap
+from runtime import protocol as p
+from runtime.api import Invocation, RuntimeClient
+from runtime.config import Config
+from runtime.context import LambdaContext
+from runtime.logs import RuntimeLog
+
+__all__ = ["peer"]  # the fixture, from test_http
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:orders"
+
+
+def make_config(port: int) -> Config:
+    return Config.from_environ(
+        ["app.handler"],
+        {
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
+            "AWS_LAMBDA_FUNCTION_NAME": "orders",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        },
+    )
+
+
+def invocation(request_id: str, body: bytes = b"{}", **headers: str) -> Invocation:
+    raw = {
+        p.REQUEST_ID_KEY: request_id,
+        p.DEADLINE_KEY: str(int(time.time() * 1000) + 30_000),
+        p.FUNCTION_ARN_KEY: ARN,
+        "content-type": "application/json",
+        **{name.lower(): value for name, value in headers.items()},
+    }
+    return Invocation(raw, body)
+
+
+class Log:
+    """The function log as the runtime writes it (to a buffer instead of stdout)."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        self.runtime_log = RuntimeLog(self.stream)
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+
+def port_of(stub: RuntimeAPIStub) -> int:
+    return int(stub.address.rpartition(":")[2])
+
+
+def body_of(post: Post) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(post.body)
+    return loaded
+
+
+# --- configuration errors (main) ----------------------------------------------------------------
+
+
+def _main_with_bad_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stub: RuntimeAPIStub
+) -> tuple[object, str]:
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", stub.address)
+    monkeypatch.setenv("AWS_LAMBDA_MAX_CONCURRENCY", "lots")
+    with pytest.raises(SystemExit) as exited:
+        bootstrap.main(["app.handler"])
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_a_configuration_error_is_posted_as_an_init_error(
+    runtime_api: RuntimeAPIStub,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Kills x__post_config_error__mutmut_6..11: the init error body has the keys of every
+    error report (docs/handlers.md "Error reports"), so Lambda shows the message and type."""
+    code, err = _main_with_bad_config(monkeypatch, capsys, runtime_api)
+    assert code == 2
+    post = runtime_api.wait_post()
+    assert post.kind == "init_error"
+    assert post.header(p.ERROR_TYPE_HEADER) == "Runtime.InvalidConfiguration"
+    body = body_of(post)
+    assert body == {
+        "errorMessage": body["errorMessage"],
+        "errorType": "Runtime.InvalidConfiguration",
+        "stackTrace": [],
+    }
+    assert "AWS_LAMBDA_MAX_CONCURRENCY='lots'" in body["errorMessage"]
+    assert f"lambda-runtime: {body['errorMessage']}\n" in err
+
+
+@pytest.mark.parametrize("status", [400, 500], ids=["refused", "fatal"])
+def test_a_refused_configuration_error_report_is_explained_on_stderr(
+    runtime_api: RuntimeAPIStub,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+) -> None:
+    """Kills x__report_config_error__mutmut_3, _10, _14 and _15: when the Runtime API refuses
+    the init error (400) or answers it 500, stderr says so, and the exit status is still 2."""
+    runtime_api.status_overrides["init_error"] = status
+    code, err = _main_with_bad_config(monkeypatch, capsys, runtime_api)
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0].startswith("lambda-runtime: AWS_LAMBDA_MAX_CONCURRENCY='lots'")
+    # The second line is the Runtime API's answer, with its status.
+    assert len(lines) == 2, err
+    assert lines[1].startswith("lambda-runtime: ")
+    assert str(status) in lines[1] and p.INIT_ERROR_PATH in lines[1]
+
+
+# --- one error per failed invoke (Invoker._report, _safe_error_body) ---------------------------
+
+
+class _BadNote:
+    def __str__(self) -> str:
+        raise RuntimeError("this note cannot be printed")
+
+
+def _fail_with_unprintable_note(event: Any, context: LambdaContext) -> Any:
+    exc = ValueError("the order is gone")
+    exc.__notes__ = [_BadNote()]
+    raise exc
+
+
+def _invoke_and_get_error(
+    stub: RuntimeAPIStub, handler: Callable[[Any, LambdaContext], Any], request_id: str
+) -> tuple[Post, str]:
+    log = Log()
+    client = RuntimeClient("127.0.0.1", port_of(stub), log.runtime_log.warning)
+    try:
+        bootstrap.Invoker(make_config(port_of(stub)), client, handler, log.runtime_log).handle(
+            invocation(request_id)
+        )
+    finally:
+        client.close()
+    post = stub.wait_post()
+    stub.expect_no_post(0.1)
+    return post, log.text
+
+
+def _fail(event: Any, context: LambdaContext) -> Any:
+    raise KeyError("sku-42")
+
+
+def test_a_failed_invoke_names_its_request_and_gives_xray_the_cause(
+    runtime_api: RuntimeAPIStub,
+) -> None:
+    """Kills xǁInvokerǁ_report__mutmut_3, _10 and _19, and x__safe_error_body__mutmut_2 and
+    _4: the error body carries the invoke's requestId (as the managed runtime's does), and the
+    X-Ray error cause header names the exception, so the trace shows why the invoke failed."""
+    post, log = _invoke_and_get_error(runtime_api, _fail, "req-report-1")
+    assert post.kind == "error" and post.request_id == "req-report-1"
+    body = body_of(post)
+    assert body["errorType"] == "KeyError"
+    assert body["requestId"] == "req-report-1"
+    cause = post.header(p.XRAY_CAUSE_HEADER)
+    assert cause is not None
+    (exception,) = json.loads(cause)["exceptions"]
+    assert exception["type"] == "KeyError" and exception["message"] == "'sku-42'"
+    assert "KeyError: 'sku-42'" in log
+
+
+def test_an_error_that_cannot_be_described_is_still_reported(
+    runtime_api: RuntimeAPIStub,
+) -> None:
+    """Kills x__safe_error_body__mutmut_5..18: when describing the exception fails (a note
+    whose str() raises), the invoke still gets one error with the usual keys, its type and
+    request id, and a message naming what went wrong while describing it."""
+    post, log = _invoke_and_get_error(runtime_api, _fail_with_unprintable_note, "req-bad-note")
+    assert post.header(p.ERROR_TYPE_HEADER) == "ValueError"
+    assert body_of(post) == {
+        "errorMessage": "<error formatting failed: RuntimeError>",
+        "errorType": "ValueError",
+        "requestId": "req-bad-note",
+        "stackTrace": [],
+    }
+    assert "ValueError: <error formatting failed: RuntimeError>" in log
+
+
+# --- the steps of a task slot (InvokeSteps) ------------------------------------------------------
+
+
+def test_task_slots_give_the_handler_the_same_context_and_event(
+    runtime_api: RuntimeAPIStub,
+) -> None:
+    """Kills xǁInvokeStepsǁ__init____mutmut_2 and _3, xǁInvokeStepsǁcontext__mutmut_2,
+    xǁInvokeStepsǁevent__mutmut_1 and _6: an async handler under AWS_LAMBDA_MAX_CONCURRENCY
+    sees the configured memory, the client context of the invoke, and a non-JSON event as
+    bytes, exactly as with one invoke at a time."""
+    steps = bootstrap.InvokeSteps(make_config(port_of(runtime_api)))
+    client_context = json.dumps({"custom": {"tenant": "t-7"}, "env": {}, "client": {}})
+    inv = invocation(
+        "req-slot",
+        b"plain text",
+        **{p.CLIENT_CONTEXT_HEADER: client_context, "Content-Type": "text/plain"},
+    )
+    context = steps.context(inv)
+    assert context.memory_limit_in_mb == "512"
+    assert context.aws_request_id == "req-slot"
+    assert steps.event(context, inv) == b"plain text"
+    assert context.client_context is not None
+    assert context.client_context.custom == {"tenant": "t-7"}
+
+
+def test_task_slots_report_errors_like_the_invoke_loop(runtime_api: RuntimeAPIStub) -> None:
+    """Kills xǁInvokeStepsǁerror__mutmut_2 and _5: a task slot's failed invoke names its
+    request id and gives X-Ray the cause, as Invoker does."""
+    steps = bootstrap.InvokeSteps(make_config(port_of(runtime_api)))
+    try:
+        _fail({}, None)  # type: ignore[arg-type]
+    except KeyError as exc:
+        body, cause = steps.error(exc, "req-slot-error")
+    assert body["requestId"] == "req-slot-error" and body["errorType"] == "KeyError"
+    assert cause is not None
+    assert json.loads(cause)["exceptions"][0]["type"] == "KeyError"
