@@ -7,19 +7,21 @@ sees: what the Runtime API receives, the function log, the exit status, the cont
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from runtime_support import Post, RuntimeAPIStub
-from test_http import peer
+from test_http import REQ, Peer, Received, peer, resp, send
 
 from runtime import bootstrap
 from runtime import protocol as p
-from runtime.api import Invocation, RuntimeClient
+from runtime.api import Invocation, RuntimeAPIFatal, RuntimeClient
 from runtime.config import Config
 from runtime.context import LambdaContext
 from runtime.logs import RuntimeLog
@@ -232,3 +234,127 @@ def test_task_slots_report_errors_like_the_invoke_loop(runtime_api: RuntimeAPISt
     assert body["requestId"] == "req-slot-error" and body["errorType"] == "KeyError"
     assert cause is not None
     assert json.loads(cause)["exceptions"][0]["type"] == "KeyError"
+
+
+# --- streamed responses (Invoker._stream) --------------------------------------------------------
+
+STREAM_RID = "req-stream-1"
+
+
+def _stream_invoke(
+    server: Peer, handler: Callable[[Any, LambdaContext], Any]
+) -> tuple[Received, bytes, str]:
+    """One invoke of ``handler`` through Invoker.handle; returns the post the peer received,
+    whatever else arrived after it, and the function log."""
+    log = Log()
+    client = RuntimeClient("127.0.0.1", server.port, log.runtime_log.warning)
+    invoker = bootstrap.Invoker(make_config(server.port), client, handler, log.runtime_log)
+    try:
+        invoker.handle(invocation(STREAM_RID))
+    finally:
+        client.close()
+        server.stop()
+    connection = server.conns[0]
+    return connection.requests[0], connection.extra, log.text
+
+
+def _chunks(event: Any, context: LambdaContext) -> Iterator[bytes]:
+    yield b"one,"
+    yield b"two"
+
+
+def _fails_midway(event: Any, context: LambdaContext) -> Iterator[bytes]:
+    yield b"partial"
+    raise ValueError("stock ran out")
+
+
+def test_a_streamed_response_is_posted_once_and_nothing_follows(
+    peer: Callable[..., Peer],
+) -> None:
+    """Kills xǁInvokerǁ_stream__mutmut_1, _2, _25.._33, _35 and _38: a generator handler's
+    chunks go out as one streamed response to its own request id (docs/streaming.md), with no
+    error trailers, no /error after it, and nothing in the log."""
+    received, extra, log = _stream_invoke(peer([REQ, send(resp(202))]), _chunks)
+    assert received.target == f"{p.INVOCATION_PREFIX}{STREAM_RID}{p.RESPONSE_SUFFIX}"
+    headers = {name.lower(): value for name, value in received.headers}
+    assert headers[p.RESPONSE_MODE_HEADER.lower()] == p.RESPONSE_MODE_STREAMING
+    assert received.body == b"one,two"
+    assert received.trailers == []
+    assert extra == b""
+    assert log == ""
+
+
+def test_an_error_mid_stream_goes_into_the_trailers_and_the_log_once(
+    peer: Callable[..., Peer],
+) -> None:
+    """Kills xǁInvokerǁ_stream__mutmut_14.._24, _37, _39, _40, _42, _43 and _44: an exception
+    after the first chunk ends the stream with the usual error report (type, message,
+    requestId) in the trailers, is logged once, and is not posted again as an /error."""
+    received, extra, log = _stream_invoke(peer([REQ, send(resp(202))]), _fails_midway)
+    assert received.body == b"partial"
+    trailers = dict(received.trailers)
+    assert trailers[p.ERROR_TYPE_HEADER] == "ValueError"
+    error = json.loads(base64.b64decode(trailers[p.ERROR_BODY_TRAILER]))
+    assert error["errorType"] == "ValueError"
+    assert error["errorMessage"] == "stock ran out"
+    assert error["requestId"] == STREAM_RID
+    assert any("raise ValueError" in line for line in error["stackTrace"])
+    assert extra == b""
+    assert log.count("ValueError: stock ran out") == 1
+    assert "[ERROR]" in log
+
+
+@pytest.fixture
+def user_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop user code set up at import time (as a module-level client would)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+def test_an_async_generator_streams_on_the_environments_loop(
+    peer: Callable[..., Peer], user_loop: asyncio.AbstractEventLoop
+) -> None:
+    """Kills xǁInvokerǁ_stream__mutmut_4.._13: an async generator handler streams, and runs on
+    the loop the function set up at import time (docs/streaming.md, docs/handlers.md)."""
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def chunks(event: Any, context: LambdaContext) -> AsyncIterator[bytes]:
+        loops.append(asyncio.get_running_loop())
+        yield b"async,"
+        await asyncio.sleep(0)
+        yield b"chunks"
+
+    received, extra, log = _stream_invoke(peer([REQ, send(resp(202))]), chunks)
+    assert received.body == b"async,chunks"
+    assert received.trailers == []
+    assert extra == b""
+    assert log == ""
+    assert loops == [user_loop]
+
+
+def test_a_refused_stream_is_logged_as_a_warning(peer: Callable[..., Peer]) -> None:
+    """Kills xǁInvokerǁ_stream__mutmut_35 and _36: Lambda cutting a stream off (413) is
+    logged as a warning naming the status, and the loop goes on (docs/streaming.md)."""
+    received, extra, log = _stream_invoke(peer([REQ, send(resp(413))]), _chunks)
+    assert received.body == b"one,two"
+    assert extra == b""
+    assert "[WARNING]" in log and "413" in log
+    assert "None" not in log
+
+
+def test_a_500_to_a_streamed_response_ends_the_runtime_at_once(
+    peer: Callable[..., Peer],
+) -> None:
+    """Kills xǁInvokerǁ_stream__mutmut_34: a 500 answering a streamed response means the
+    environment is broken: nothing more is posted for the invoke, and the runtime's last log
+    line ("runtime exiting: ...", from what this raises) names the request and the status
+    (docs/handlers.md, docs/streaming.md: "a 500 is fatal, as for a buffered response")."""
+    # Were an /error posted after the 500, it would be accepted: the runtime would go on.
+    server = peer([REQ, send(resp(500, b"container error")), REQ, send(resp(202))])
+    with pytest.raises(RuntimeAPIFatal) as fatal:
+        _stream_invoke(server, _chunks)
+    assert str(fatal.value) == f"the streamed response to {STREAM_RID} was answered 500"
+    assert len(server.conns[0].requests) == 1
