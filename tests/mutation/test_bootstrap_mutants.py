@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -19,7 +20,8 @@ import pytest
 from runtime_support import Post, RuntimeAPIStub
 from test_http import REQ, Peer, Received, peer, resp, send
 
-from runtime import bootstrap
+import runtime
+from runtime import bootstrap, snapstart
 from runtime import protocol as p
 from runtime.api import Invocation, RuntimeAPIFatal, RuntimeClient
 from runtime.config import Config
@@ -358,3 +360,86 @@ def test_a_500_to_a_streamed_response_ends_the_runtime_at_once(
         _stream_invoke(server, _chunks)
     assert str(fatal.value) == f"the streamed response to {STREAM_RID} was answered 500"
     assert len(server.conns[0].requests) == 1
+
+
+# --- SnapStart hooks (snapshot_and_restore, _report_hook_error) ----------------------------------
+
+
+@pytest.fixture
+def hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime's own hook lists, empty (snapshot-restore-py made unimportable), and the
+    trace variable the refresh removes restored afterwards."""
+    monkeypatch.setitem(sys.modules, snapstart.PACKAGE, None)  # type: ignore[arg-type]
+    monkeypatch.setattr(snapstart, "_before_snapshot", [])
+    monkeypatch.setattr(snapstart, "_after_restore", [])
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-00000000-000000000000000000000000")
+
+
+def _hook_fails() -> None:
+    raise ValueError("pool is busy")
+
+
+def _run_snapstart_phase(server: Peer) -> tuple[object, Received, str]:
+    """snapshot_and_restore against ``server``; returns the exit status, the error report the
+    server received (the last request) and the function log."""
+    log = Log()
+    client = RuntimeClient("127.0.0.1", server.port, log.runtime_log.warning)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            bootstrap.snapshot_and_restore(client, log.runtime_log)
+    finally:
+        client.close()
+        server.stop()
+    connection = server.conns[0]
+    assert connection.extra == b""
+    return exited.value.code, connection.requests[-1], log.text
+
+
+def _check_hook_report(received: Received, error_type: str, log: str) -> None:
+    """The report of ``_hook_fails``'s exception as docs/snapstart.md describes it: the usual
+    error body naming the exception, the phase in the error type header, an X-Ray cause, and
+    the error logged."""
+    headers = {name.lower(): value for name, value in received.headers}
+    assert headers[p.ERROR_TYPE_HEADER.lower()] == error_type
+    body = json.loads(received.body)
+    # The managed runtime's four keys, with the empty requestId of an error outside an invoke.
+    assert list(body)[:4] == ["errorMessage", "errorType", "requestId", "stackTrace"]
+    assert body["errorMessage"] == "pool is busy"
+    assert body["errorType"] == "ValueError"
+    assert body["requestId"] == ""
+    assert any("raise ValueError" in line for line in body["stackTrace"])
+    (exception,) = json.loads(headers[p.XRAY_CAUSE_HEADER.lower()])["exceptions"]
+    assert exception["type"] == "ValueError" and exception["message"] == "pool is busy"
+    assert "ValueError: pool is busy" in log
+
+
+@pytest.mark.usefixtures("hooks")
+def test_a_failing_before_snapshot_hook_is_an_init_error_and_exit_64(
+    peer: Callable[..., Peer],
+) -> None:
+    """Kills x_snapshot_and_restore__mutmut_1..9 and x__report_hook_error__mutmut_1..15: a
+    before-snapshot hook that raises is reported to /init/error as Runtime.BeforeSnapshotError
+    with its exception's error report, logged, and the runtime exits with 64 (awslambdaric's
+    status), before /restore/next."""
+    runtime.register_before_snapshot(_hook_fails)
+    code, received, log = _run_snapstart_phase(peer([REQ, send(resp(202))]))
+    assert code == bootstrap.BEFORE_SNAPSHOT_EXIT == 64
+    assert (received.method, received.target) == ("POST", p.INIT_ERROR_PATH)
+    _check_hook_report(received, "Runtime.BeforeSnapshotError", log)
+
+
+@pytest.mark.usefixtures("hooks")
+def test_a_failing_after_restore_hook_is_a_restore_error_and_exit_65(
+    peer: Callable[..., Peer],
+) -> None:
+    """Kills x_snapshot_and_restore__mutmut_10..18 (and the x__report_hook_error mutants
+    again): an after-restore hook that raises, once /restore/next has answered, is reported to
+    /restore/error as Runtime.AfterRestoreError, logged, and the runtime exits with 65."""
+    runtime.register_after_restore(_hook_fails)
+    server = peer([REQ, send(resp(200)), REQ, send(resp(202))])
+    code, received, log = _run_snapstart_phase(server)
+    assert code == bootstrap.AFTER_RESTORE_EXIT == 65
+    first = server.conns[0].requests[0]
+    assert (first.method, first.target) == ("GET", p.RESTORE_NEXT_PATH)
+    assert (received.method, received.target) == ("POST", p.RESTORE_ERROR_PATH)
+    _check_hook_report(received, "Runtime.AfterRestoreError", log)
