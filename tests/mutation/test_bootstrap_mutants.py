@@ -11,7 +11,9 @@ import asyncio
 import base64
 import io
 import json
+import os
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -198,6 +200,117 @@ def test_an_error_that_cannot_be_described_is_still_reported(
         "stackTrace": [],
     }
     assert "ValueError: <error formatting failed: RuntimeError>" in log
+
+
+def _invoke(
+    stub: RuntimeAPIStub,
+    handler: Callable[[Any, LambdaContext], Any],
+    inv: Invocation,
+    run_async: Callable[[Any], Any] | None = None,
+) -> Post:
+    """One invoke through Invoker.handle, without layers; returns what the stub received."""
+    log = Log()
+    client = RuntimeClient("127.0.0.1", port_of(stub), log.runtime_log.warning)
+    invoker = bootstrap.Invoker(
+        make_config(port_of(stub)), client, handler, log.runtime_log, run_async=run_async
+    )
+    try:
+        invoker.handle(inv)
+        post = stub.wait_post()
+        # The pipelined GET /next (below) arrives with the post: wait for it before closing.
+        with stub.changed:
+            stub.changed.wait_for(lambda: stub.next_calls > 0, 5.0)
+    finally:
+        client.close()
+    assert log.text == "", log.text
+    return post
+
+
+TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+def test_the_handler_sees_its_invoke_and_the_response_is_posted_with_next_behind_it(
+    runtime_api: RuntimeAPIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kills xǁInvokerǁ__init____mutmut_11, _12 and _16, xǁInvokerǁhandle__mutmut_3, _11, _12,
+    _18, _37, _38, _42 and _43: the handler sees the configured memory, the client context,
+    the X-Ray trace header in _X_AMZN_TRACE_ID, a text/plain event as bytes; the result is
+    posted as JSON, and GET /next goes out right behind it (docs/handlers.md), before the
+    runtime asks for it."""
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "left over from init")
+    seen: dict[str, Any] = {}
+
+    def handler(event: Any, context: LambdaContext) -> Any:
+        assert context.client_context is not None
+        seen.update(
+            event=event,
+            memory=context.memory_limit_in_mb,
+            custom=context.client_context.custom,
+            trace=os.environ.get("_X_AMZN_TRACE_ID"),
+        )
+        return {"ok": True}
+
+    client_context = json.dumps({"custom": {"tenant": "t-7"}, "env": {}, "client": {}})
+    inv = invocation(
+        "req-plain",
+        b"plain text",
+        **{
+            p.CLIENT_CONTEXT_HEADER: client_context,
+            p.TRACE_ID_HEADER: TRACE_HEADER,
+            "Content-Type": "text/plain",
+        },
+    )
+    post = _invoke(runtime_api, handler, inv)
+    assert seen == {
+        "event": b"plain text",
+        "memory": "512",
+        "custom": {"tenant": "t-7"},
+        "trace": TRACE_HEADER,
+    }
+    assert (post.kind, post.request_id) == ("response", "req-plain")
+    assert json.loads(post.body) == {"ok": True}
+    assert post.header("Content-Type") == "application/json"
+    # handle() alone, no next_invocation(): this GET /next is the one pipelined behind the post.
+    assert runtime_api.next_calls == 1
+    assert runtime_api.next_times[0] >= post.received
+
+
+async def _where_am_i(event: Any, context: LambdaContext) -> Any:
+    await asyncio.sleep(0)
+    return {"loop": id(asyncio.get_running_loop()), "thread": threading.get_ident()}
+
+
+def test_an_async_handler_runs_on_the_loop_user_code_set_up(
+    runtime_api: RuntimeAPIStub, user_loop: asyncio.AbstractEventLoop
+) -> None:
+    """Kills xǁInvokerǁ__init____mutmut_13, xǁInvokerǁ_call_handler__mutmut_6 and _10.._13,
+    and xǁInvokerǁ_run_async__mutmut_1, _3, _4 and _5: an ``async def`` handler is awaited and
+    its result posted, on the loop the function made current at import time, so clients bound
+    to that loop keep working (docs/handlers.md)."""
+    post = _invoke(runtime_api, _where_am_i, invocation("req-async"))
+    assert json.loads(post.body) == {"loop": id(user_loop), "thread": threading.get_ident()}
+
+
+def test_with_several_invokes_in_flight_awaitables_run_on_the_slots_loop(
+    runtime_api: RuntimeAPIStub,
+) -> None:
+    """Kills xǁInvokerǁ__init____mutmut_14 and xǁInvokerǁ_run_async__mutmut_2: under
+    AWS_LAMBDA_MAX_CONCURRENCY a slot's awaitable runs on the loop runtime.concurrency gives
+    it (on that loop's thread, shared by the slots), not on a loop of the slot's own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def on_the_slots_loop(awaitable: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(awaitable, loop).result(10)
+
+    try:
+        post = _invoke(runtime_api, _where_am_i, invocation("req-slot-async"), on_the_slots_loop)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert json.loads(post.body) == {"loop": id(loop), "thread": thread.ident}
 
 
 # --- the steps of a task slot (InvokeSteps) ------------------------------------------------------
