@@ -41,7 +41,10 @@ def make_config(port: int) -> Config:
         {
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
             "AWS_LAMBDA_FUNCTION_NAME": "orders",
+            "AWS_LAMBDA_FUNCTION_VERSION": "7",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/orders",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "2026/12/07/[7]0123456789abcdef",
         },
     )
 
@@ -148,14 +151,12 @@ def _fail_with_unprintable_note(event: Any, context: LambdaContext) -> Any:
 
 
 def _invoke_and_get_error(
-    stub: RuntimeAPIStub, handler: Callable[[Any, LambdaContext], Any], request_id: str
+    stub: RuntimeAPIStub, handler: Callable[[Any, LambdaContext], Any], inv: Invocation
 ) -> tuple[Post, str]:
     log = Log()
     client = RuntimeClient("127.0.0.1", port_of(stub), log.runtime_log.warning)
     try:
-        bootstrap.Invoker(make_config(port_of(stub)), client, handler, log.runtime_log).handle(
-            invocation(request_id)
-        )
+        bootstrap.Invoker(make_config(port_of(stub)), client, handler, log.runtime_log).handle(inv)
     finally:
         client.close()
     post = stub.wait_post()
@@ -173,7 +174,7 @@ def test_a_failed_invoke_names_its_request_and_gives_xray_the_cause(
     """Kills xǁInvokerǁ_report__mutmut_3, _10 and _19, and x__safe_error_body__mutmut_2 and
     _4: the error body carries the invoke's requestId (as the managed runtime's does), and the
     X-Ray error cause header names the exception, so the trace shows why the invoke failed."""
-    post, log = _invoke_and_get_error(runtime_api, _fail, "req-report-1")
+    post, log = _invoke_and_get_error(runtime_api, _fail, invocation("req-report-1"))
     assert post.kind == "error" and post.request_id == "req-report-1"
     body = body_of(post)
     assert body["errorType"] == "KeyError"
@@ -191,7 +192,9 @@ def test_an_error_that_cannot_be_described_is_still_reported(
     """Kills x__safe_error_body__mutmut_5..18: when describing the exception fails (a note
     whose str() raises), the invoke still gets one error with the usual keys, its type and
     request id, and a message naming what went wrong while describing it."""
-    post, log = _invoke_and_get_error(runtime_api, _fail_with_unprintable_note, "req-bad-note")
+    post, log = _invoke_and_get_error(
+        runtime_api, _fail_with_unprintable_note, invocation("req-bad-note")
+    )
     assert post.header(p.ERROR_TYPE_HEADER) == "ValueError"
     assert body_of(post) == {
         "errorMessage": "<error formatting failed: RuntimeError>",
@@ -311,6 +314,78 @@ def test_with_several_invokes_in_flight_awaitables_run_on_the_slots_loop(
         thread.join(10)
         loop.close()
     assert json.loads(post.body) == {"loop": id(loop), "thread": thread.ident}
+
+
+def _context_seen(stub: RuntimeAPIStub, inv: Invocation) -> LambdaContext:
+    seen: list[LambdaContext] = []
+
+    def handler(event: Any, context: LambdaContext) -> Any:
+        seen.append(context)
+        return None
+
+    _invoke(stub, handler, inv)
+    return seen[0]
+
+
+def test_the_context_carries_every_field_of_the_invoke_and_the_function(
+    runtime_api: RuntimeAPIStub,
+) -> None:
+    """Kills x_new_context__mutmut_2..5, _7.._10, _19, _20 and x_fill_context_headers__mutmut_7
+    .._19: the context object has the fields awslambdaric's has (docs/handlers.md), filled from
+    the invoke's headers and the function's configuration, the Cognito identity included."""
+    deadline = int(time.time() * 1000) + 20_000
+    identity = json.dumps(
+        {"cognitoIdentityId": "us-east-1:id-1", "cognitoIdentityPoolId": "pool-9"}
+    )
+    inv = invocation(
+        "req-context",
+        **{
+            p.DEADLINE_HEADER: str(deadline),
+            p.TENANT_ID_HEADER: "tenant-3",
+            p.TRACE_ID_HEADER: TRACE_HEADER,
+            p.COGNITO_IDENTITY_HEADER: identity,
+        },
+    )
+    context = _context_seen(runtime_api, inv)
+    assert context.aws_request_id == "req-context"
+    assert 0 < context.get_remaining_time_in_millis() <= 20_000
+    assert context.invoked_function_arn == ARN
+    assert (context.function_name, context.function_version) == ("orders", "7")
+    assert context.memory_limit_in_mb == "512"
+    assert context.log_group_name == "/aws/lambda/orders"
+    assert context.log_stream_name == "2026/12/07/[7]0123456789abcdef"
+    assert context.tenant_id == "tenant-3"
+    assert context.xray_trace_id == TRACE_HEADER
+    assert context.identity.cognito_identity_id == "us-east-1:id-1"
+    assert context.identity.cognito_identity_pool_id == "pool-9"
+    assert context.client_context is None
+
+
+def test_a_client_context_that_is_not_an_object_is_an_empty_one(
+    runtime_api: RuntimeAPIStub,
+) -> None:
+    """Kills x_fill_context_headers__mutmut_6: valid JSON that is not an object (a list) in
+    the client context header does not fail the invoke: the handler gets an empty one."""
+    inv = invocation("req-list-context", **{p.CLIENT_CONTEXT_HEADER: "[1, 2]"})
+    context = _context_seen(runtime_api, inv)
+    assert context.client_context is not None
+    assert context.client_context.custom is None and context.client_context.env is None
+
+
+def test_a_malformed_context_header_fails_the_invoke_with_its_own_error_type(
+    runtime_api: RuntimeAPIStub,
+) -> None:
+    """Kills x_fill_context_headers__mutmut_20..28: a client context header that is not JSON
+    fails the invoke with Runtime.LambdaContextUnmarshalError, the type awslambdaric uses,
+    and a message saying that a context header could not be parsed, and why."""
+    inv = invocation("req-bad-context", **{p.CLIENT_CONTEXT_HEADER: "{not json"})
+    post, log = _invoke_and_get_error(runtime_api, _fail, inv)
+    assert post.header(p.ERROR_TYPE_HEADER) == "Runtime.LambdaContextUnmarshalError"
+    body = body_of(post)
+    assert body["errorType"] == "Runtime.LambdaContextUnmarshalError"
+    assert body["errorMessage"].startswith("Unable to parse context header: ")
+    assert len(body["errorMessage"]) > len("Unable to parse context header: ")
+    assert "Runtime.LambdaContextUnmarshalError: Unable to parse context header" in log
 
 
 # --- the steps of a task slot (InvokeSteps) ------------------------------------------------------
