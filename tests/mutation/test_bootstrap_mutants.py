@@ -294,6 +294,54 @@ def test_an_async_handler_runs_on_the_loop_user_code_set_up(
     assert json.loads(post.body) == {"loop": id(user_loop), "thread": threading.get_ident()}
 
 
+def _async_invoke_in_a_new_thread(
+    stub: RuntimeAPIStub, closed_loop: asyncio.AbstractEventLoop | None
+) -> tuple[dict[str, Any], asyncio.AbstractEventLoop]:
+    """An async handler's invoke in a thread with no event loop yet (or ``closed_loop`` as
+    its current loop); returns the handler's result and the thread's current loop after it."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            if closed_loop is not None:
+                asyncio.set_event_loop(closed_loop)
+            post = _invoke(stub, _where_am_i, invocation("req-new-loop"))
+            outcome["result"] = json.loads(post.body)
+            outcome["current"] = asyncio.get_event_loop_policy().get_event_loop()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    if "error" in outcome:
+        raise outcome["error"]
+    current: asyncio.AbstractEventLoop = outcome["current"]
+    current.close()
+    assert outcome["result"]["thread"] == thread.ident
+    return outcome["result"], current
+
+
+def test_without_a_loop_an_async_handler_gets_a_new_one_made_current(
+    runtime_api: RuntimeAPIStub,
+) -> None:
+    """Kills x__environment_loop__mutmut_8, _10, _12 and _13: with no event loop set up, the
+    runtime makes one, runs the handler on it and makes it the current loop, so code that asks
+    asyncio for the loop outside a coroutine gets the one its invokes run on."""
+    result, current = _async_invoke_in_a_new_thread(runtime_api, None)
+    assert result["loop"] == id(current)
+
+
+def test_a_closed_loop_left_by_user_code_is_replaced(runtime_api: RuntimeAPIStub) -> None:
+    """Kills x__environment_loop__mutmut_9: a current loop that user code closed (say, with
+    asyncio.run at import time) is not used: the handler runs on a new loop, made current."""
+    closed = asyncio.new_event_loop()
+    closed.close()
+    result, current = _async_invoke_in_a_new_thread(runtime_api, closed)
+    assert current is not closed
+    assert result["loop"] == id(current)
+
+
 def test_with_several_invokes_in_flight_awaitables_run_on_the_slots_loop(
     runtime_api: RuntimeAPIStub,
 ) -> None:
