@@ -12,10 +12,12 @@ import base64
 import io
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from runtime import protocol as p
 from runtime.api import Invocation, RuntimeAPIFatal, RuntimeClient
 from runtime.config import Config
 from runtime.context import LambdaContext
+from runtime.layers import InitInfo, Layer
 from runtime.logs import RuntimeLog
 
 __all__ = ["peer"]  # the fixture, from test_http
@@ -35,7 +38,7 @@ __all__ = ["peer"]  # the fixture, from test_http
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:orders"
 
 
-def make_config(port: int) -> Config:
+def make_config(port: int, **env: str) -> Config:
     return Config.from_environ(
         ["app.handler"],
         {
@@ -45,6 +48,7 @@ def make_config(port: int) -> Config:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
             "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/orders",
             "AWS_LAMBDA_LOG_STREAM_NAME": "2026/12/07/[7]0123456789abcdef",
+            **env,
         },
     )
 
@@ -210,19 +214,21 @@ def _invoke(
     handler: Callable[[Any, LambdaContext], Any],
     inv: Invocation,
     run_async: Callable[[Any], Any] | None = None,
+    layers: list[Layer] | None = None,
 ) -> Post:
-    """One invoke through Invoker.handle, without layers; returns what the stub received."""
+    """One invoke through Invoker.handle; returns what the stub received."""
     log = Log()
     client = RuntimeClient("127.0.0.1", port_of(stub), log.runtime_log.warning)
     invoker = bootstrap.Invoker(
-        make_config(port_of(stub)), client, handler, log.runtime_log, run_async=run_async
+        make_config(port_of(stub)), client, handler, log.runtime_log, layers or (), run_async
     )
     try:
         invoker.handle(inv)
         post = stub.wait_post()
-        # The pipelined GET /next (below) arrives with the post: wait for it before closing.
-        with stub.changed:
-            stub.changed.wait_for(lambda: stub.next_calls > 0, 5.0)
+        if not layers:
+            # The pipelined GET /next (see below) arrives with the post: wait for it.
+            with stub.changed:
+                stub.changed.wait_for(lambda: stub.next_calls > 0, 5.0)
     finally:
         client.close()
     assert log.text == "", log.text
@@ -434,6 +440,77 @@ def test_a_malformed_context_header_fails_the_invoke_with_its_own_error_type(
     assert body["errorMessage"].startswith("Unable to parse context header: ")
     assert len(body["errorMessage"]) > len("Unable to parse context header: ")
     assert "Runtime.LambdaContextUnmarshalError: Unable to parse context header" in log
+
+
+# --- the layers init chooses (build_layers) --------------------------------------------------
+
+
+def _init_info() -> InitInfo:
+    now = time.time_ns()
+    return InitInfo(now, now, 0)
+
+
+def test_emf_metrics_are_written_when_asked_for_without_structlog(
+    runtime_api: RuntimeAPIStub,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Kills x_build_layers__mutmut_5 and _6: LAMBDA_RUNTIME_METRICS=emf gets its metrics line
+    on stdout after each invoke (docs/observability.md), whether or not structlog is loaded."""
+    monkeypatch.delitem(sys.modules, "structlog", raising=False)
+    config = make_config(port_of(runtime_api), LAMBDA_RUNTIME_METRICS="emf")
+    layers = bootstrap.build_layers(config, _init_info())
+    _invoke(runtime_api, lambda event, context: "ok", invocation("req-emf"), layers=layers)
+    (line,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert line["_aws"]["CloudWatchMetrics"]
+
+
+def test_keys_bound_in_structlog_do_not_leak_into_the_next_invoke(
+    runtime_api: RuntimeAPIStub,
+) -> None:
+    """Kills x_build_layers__mutmut_1..4, _8 and _10.._13: a function that imported structlog
+    at init gets the keys it binds with bind_contextvars reset after each invoke
+    (docs/observability.md), even with no other observability switched on."""
+    structlog = pytest.importorskip("structlog")
+    layers = bootstrap.build_layers(make_config(port_of(runtime_api)), _init_info())
+
+    def handler(event: Any, context: LambdaContext) -> Any:
+        bound = dict(structlog.contextvars.get_contextvars())
+        structlog.contextvars.bind_contextvars(order=context.aws_request_id)
+        return bound
+
+    try:
+        posts = [
+            _invoke(runtime_api, handler, invocation(rid), layers=layers)
+            for rid in ("req-first", "req-second")
+        ]
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert [json.loads(post.body) for post in posts] == [{}, {}]
+
+
+def test_a_function_without_observability_does_not_import_it() -> None:
+    """Kills x_build_layers__mutmut_7: with no observability setting and no structlog, init
+    does not import runtime.observability (cold start: docs/performance.md)."""
+    script = (
+        "import sys, time; from runtime import bootstrap; from runtime.config import Config; "
+        "from runtime.layers import InitInfo; "
+        "config = Config.from_environ(['app.handler'], {'AWS_LAMBDA_RUNTIME_API': '127.0.0.1:9'}); "
+        "assert bootstrap.build_layers(config, InitInfo(0, 0, 0)) == []; "
+        "print(sorted(m for m in sys.modules if m.startswith('runtime.observability')))"
+    )
+    # The runtime package this test imported (under `make mutate`, the mutated one).
+    root = str(Path(bootstrap.__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert done.stdout.strip() == "[]"
 
 
 # --- the steps of a task slot (InvokeSteps) ------------------------------------------------------
