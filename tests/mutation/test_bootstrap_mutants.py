@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_support import Post, RuntimeAPIStub
+from runtime_support import Post, RuntimeAPIStub, RuntimeProcess
 from test_http import REQ, Peer, Received, peer, resp, send
 
 import runtime
@@ -489,6 +489,12 @@ def test_keys_bound_in_structlog_do_not_leak_into_the_next_invoke(
     assert [json.loads(post.body) for post in posts] == [{}, {}]
 
 
+def _runtime_root() -> str:
+    """The folder of the runtime package this test imported (under `make mutate`, the mutated
+    one), for the processes a test starts."""
+    return str(Path(bootstrap.__file__).resolve().parents[1])
+
+
 def test_a_function_without_observability_does_not_import_it() -> None:
     """Kills x_build_layers__mutmut_7: with no observability setting and no structlog, init
     does not import runtime.observability (cold start: docs/performance.md)."""
@@ -499,8 +505,7 @@ def test_a_function_without_observability_does_not_import_it() -> None:
         "assert bootstrap.build_layers(config, InitInfo(0, 0, 0)) == []; "
         "print(sorted(m for m in sys.modules if m.startswith('runtime.observability')))"
     )
-    # The runtime package this test imported (under `make mutate`, the mutated one).
-    root = str(Path(bootstrap.__file__).resolve().parents[1])
+    root = _runtime_root()
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -756,3 +761,32 @@ def test_a_failing_after_restore_hook_is_a_restore_error_and_exit_65(
     assert (first.method, first.target) == ("GET", p.RESTORE_NEXT_PATH)
     assert (received.method, received.target) == ("POST", p.RESTORE_ERROR_PATH)
     _check_hook_report(received, "Runtime.AfterRestoreError", log)
+
+
+# --- several invokes in flight (serve_concurrently) ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_async_handler_keeps_its_layers_with_several_invokes_in_flight(
+    runtime_api: RuntimeAPIStub, start_runtime: Callable[..., RuntimeProcess]
+) -> None:
+    """Kills x_serve_concurrently__mutmut_17: under AWS_LAMBDA_MAX_CONCURRENCY an ``async def``
+    handler with observability switched on (here EMF metrics) still gets it for every invoke:
+    the slots run as tasks only when there are no layers (docs/multi-concurrency.md)."""
+    proc = start_runtime(
+        "basic.async_echo",
+        AWS_LAMBDA_MAX_CONCURRENCY="2",
+        LAMBDA_RUNTIME_METRICS="emf",
+        PYTHONPATH=_runtime_root(),
+    )
+    rid = runtime_api.push(json.dumps({"n": 1}))
+    post = runtime_api.wait_post()
+    assert (post.kind, post.request_id) == ("response", rid)
+    assert json.loads(post.body) == {"async": True, "event": {"n": 1}}
+    # Both slots asked for an event at start; the one that answered asks again once the
+    # invoke's output (the EMF line) is written.
+    with runtime_api.changed:
+        assert runtime_api.changed.wait_for(lambda: runtime_api.next_calls >= 3, 15.0)
+    output = proc.stop()
+    emf = [line for line in output.splitlines() if '"CloudWatchMetrics"' in line]
+    assert len(emf) == 1, output
