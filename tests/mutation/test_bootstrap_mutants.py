@@ -1,8 +1,9 @@
 """Lifecycle promises of runtime.bootstrap that `make mutate` showed no unit test held (see
 README.md here).
 
-Each test drives the real code in-process (``main``, ``Invoker``, ``InvokeSteps``,
-``snapshot_and_restore``) against a Runtime API on a loopback socket, and checks what a user
+Most tests drive the real code in-process (``main``, ``Invoker``, ``InvokeSteps``,
+``snapshot_and_restore``) against a Runtime API on a loopback socket; two start a process
+(what only a fresh interpreter or several invokes in flight show). Each checks what a user
 sees: what the Runtime API receives, the function log, the exit status, the context."""
 
 from __future__ import annotations
