@@ -771,23 +771,32 @@ def test_a_failing_after_restore_hook_is_a_restore_error_and_exit_65(
 def test_an_async_handler_keeps_its_layers_with_several_invokes_in_flight(
     runtime_api: RuntimeAPIStub, start_runtime: Callable[..., RuntimeProcess]
 ) -> None:
-    """Kills x_serve_concurrently__mutmut_17: under AWS_LAMBDA_MAX_CONCURRENCY an ``async def``
-    handler with observability switched on (here EMF metrics) still gets it for every invoke:
-    the slots run as tasks only when there are no layers (docs/multi-concurrency.md)."""
+    """Kills x_serve_concurrently__mutmut_6, _8 and _17: under AWS_LAMBDA_MAX_CONCURRENCY an
+    ``async def`` handler with observability switched on (here EMF metrics) runs on slot
+    threads and still gets it for every invoke (the task path is only for no layers);
+    _X_AMZN_TRACE_ID is never set (the trace header is in the context); a failed invoke is
+    reported and logged (docs/multi-concurrency.md)."""
     proc = start_runtime(
-        "basic.async_echo",
+        "multi.async_faulty",
         AWS_LAMBDA_MAX_CONCURRENCY="2",
         LAMBDA_RUNTIME_METRICS="emf",
         PYTHONPATH=_runtime_root(),
     )
-    rid = runtime_api.push(json.dumps({"n": 1}))
+    rid = runtime_api.push(json.dumps({"tag": 1}), headers={p.TRACE_ID_HEADER: TRACE_HEADER})
     post = runtime_api.wait_post()
     assert (post.kind, post.request_id) == ("response", rid)
-    assert json.loads(post.body) == {"async": True, "event": {"n": 1}}
+    answer = json.loads(post.body)
+    assert (answer["tag"], answer["trace_id"], answer["env_trace"]) == (1, TRACE_HEADER, None)
     # Both slots asked for an event at start; the one that answered asks again once the
     # invoke's output (the EMF line) is written.
     with runtime_api.changed:
         assert runtime_api.changed.wait_for(lambda: runtime_api.next_calls >= 3, 15.0)
-    output = proc.stop()
-    emf = [line for line in output.splitlines() if '"CloudWatchMetrics"' in line]
-    assert len(emf) == 1, output
+    output = proc.output_so_far()
+    assert len([line for line in output.splitlines() if '"CloudWatchMetrics"' in line]) == 1
+    exiting = runtime_api.push(json.dumps({"action": "exit"}))
+    post = runtime_api.wait_post()
+    assert (post.kind, post.request_id) == ("error", exiting)
+    assert post.header(p.ERROR_TYPE_HEADER) == "Runtime.ExitError"
+    with runtime_api.changed:
+        assert runtime_api.changed.wait_for(lambda: runtime_api.next_calls >= 4, 15.0)
+    assert "Runtime.ExitError" in proc.stop()
