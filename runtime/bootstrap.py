@@ -284,6 +284,10 @@ class Invoker:
                 if result is _STREAMED:
                     return
                 body, content_type = encode_result(result)
+            except RuntimeAPIFatal:
+                # A 500 to a streamed response: the environment is broken, so nothing more is
+                # posted for this invoke (an /error accepted now would keep the runtime going).
+                raise
             except BaseException as exc:
                 if exc is not self._streamed_error:
                     self._report(invocation, exc)
