@@ -800,3 +800,29 @@ def test_an_async_handler_keeps_its_layers_with_several_invokes_in_flight(
     with runtime_api.changed:
         assert runtime_api.changed.wait_for(lambda: runtime_api.next_calls >= 4, 15.0)
     assert "Runtime.ExitError" in proc.stop()
+
+
+def test_a_handler_that_fails_to_import_is_an_init_error_and_exit_1(
+    runtime_api: RuntimeAPIStub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Kills x_init__mutmut_10 and _13 (the init error's requestId, which the managed runtime
+    sends as "") and _26, _27 (a failed init exits with status 1 once its error is posted)."""
+    (tmp_path / "broken.py").write_text("raise ValueError('no config')\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # init puts the task root on it
+    config = Config.from_environ(
+        ["broken.handler"],
+        {"AWS_LAMBDA_RUNTIME_API": runtime_api.address, "LAMBDA_TASK_ROOT": str(tmp_path)},
+    )
+    client = RuntimeClient("127.0.0.1", port_of(runtime_api), lambda message: None)
+    log = Log()
+    with pytest.raises(SystemExit) as exited:
+        bootstrap.init(config, client, log.runtime_log, time.time_ns())
+    assert exited.value.code == 1
+    post = runtime_api.wait_post()
+    assert post.kind == "init_error"
+    body = body_of(post)
+    assert (body["errorType"], body["errorMessage"], body["requestId"]) == (
+        "ValueError",
+        "no config",
+        "",
+    )
