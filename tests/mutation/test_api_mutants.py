@@ -505,13 +505,20 @@ def test_an_event_hands_out_every_header_lambda_sent() -> None:
         invocation.request_id,
         invocation.deadline_ms,
         invocation.function_arn,
+        *_optional_fields(invocation),
+    ) == ("r1", 1700000000123, *(value for _, value in FULL_EVENT[2:]))
+
+
+def _optional_fields(invocation: Invocation) -> tuple[str | None, ...]:
+    """The fields of an Invocation whose header Lambda may leave out."""
+    return (
         invocation.trace_id,
         invocation.client_context,
         invocation.cognito_identity,
         invocation.tenant_id,
         invocation.invocation_id,
         invocation.content_type,
-    ) == ("r1", 1700000000123, *(value for _, value in FULL_EVENT[2:]))
+    )
 
 
 @pytest.mark.parametrize("deadline", [None, "soon"], ids=["missing", "not-a-number"])
@@ -524,15 +531,7 @@ def test_an_event_with_only_a_request_id_gets_empty_defaults(deadline: str | Non
         headers.append(("Lambda-Runtime-Deadline-Ms", deadline))
     invocation = _next(_event(headers, b""))
     assert (invocation.deadline_ms, invocation.function_arn) == (0, "")
-    optional = (
-        invocation.trace_id,
-        invocation.client_context,
-        invocation.cognito_identity,
-        invocation.tenant_id,
-        invocation.invocation_id,
-        invocation.content_type,
-    )
-    assert optional == (None,) * 6
+    assert _optional_fields(invocation) == (None,) * 6
 
 
 @pytest.mark.parametrize(
